@@ -1,0 +1,386 @@
+"""The ``shoal`` command: the only place that parses arguments, reads the environment and exits.
+
+Every ``ShoalError`` becomes one line on stderr and exit status 2; anything unexpected becomes
+one line and status 1 (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal._version import __version__
+from shoal.data.reader import FORMATS, ReadStats, TextReader
+from shoal.errors import ConfigError, ShoalError
+from shoal.features.spec import FeatureSpec
+from shoal.model.config import LOSSES, OPTIMIZERS, LearnerConfig
+from shoal.model.evaluate import evaluate
+from shoal.model.model import Model, Progress
+from shoal.train.single import TrainOptions, TrainReport, train
+
+# Flags of `train` that shape the model; with --initial-model they must agree with it.
+_SPEC_FLAGS = ("bits", "seed", "interactions", "no_constant", "ignore")
+_CONFIG_FLAGS = (
+    "loss",
+    "classes",
+    "optimizer",
+    "learning_rate",
+    "power_t",
+    "l1",
+    "l2",
+    "ftrl_beta",
+)
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="+", help="input files (VW text or svmlight; .gz read as is)")
+    p.add_argument("--format", choices=FORMATS, help="input format (default: from the file name)")
+    p.add_argument(
+        "--on-bad-record",
+        choices=("stop", "skip"),
+        default="stop",
+        help="stop at the first bad line (default) or skip and count bad lines",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="shoal", description=__doc__.splitlines()[0])
+    top.add_argument("--version", action="version", version=f"shoal {__version__}")
+    top.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on data files")
+    _add_data_args(t)
+    t.add_argument("-o", "--output", required=True, help="model file to write")
+    t.add_argument("--loss", choices=LOSSES, help="loss (default logistic)")
+    t.add_argument("--classes", type=int, help="number of classes for --loss multiclass")
+    t.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adagrad)")
+    t.add_argument("--learning-rate", type=float, help="base learning rate (FTRL's alpha)")
+    t.add_argument("--power-t", type=float, help="SGD's decay exponent (default 0.5)")
+    t.add_argument("--l1", type=float, help="L1 regularisation")
+    t.add_argument("--l2", type=float, help="L2 regularisation")
+    t.add_argument("--ftrl-beta", type=float, help="FTRL-Proximal's beta (default 1)")
+    t.add_argument("--bits", type=int, help="hash bits: 2**bits weights (default 18)")
+    t.add_argument("--seed", type=int, help="hash seed (default 0)")
+    t.add_argument(
+        "-q",
+        "--interactions",
+        nargs="+",
+        metavar="NS",
+        help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples)",
+    )
+    t.add_argument("--ignore", help="namespace letters whose features are dropped")
+    t.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
+    t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
+    t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
+    t.add_argument("--initial-model", help="continue training this model file")
+
+    e = sub.add_parser("eval", help="evaluate a model on labeled data")
+    e.add_argument("model", help="model file")
+    _add_data_args(e)
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    pr = sub.add_parser("predict", help="predict, one line per input record")
+    pr.add_argument("model", help="model file")
+    _add_data_args(pr)
+    pr.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    pr.add_argument("--tags", action="store_true", help="append each record's tag, as VW does")
+
+    i = sub.add_parser("inspect", help="show a model's spec, settings, counters, top weights")
+    i.add_argument("model", help="model file")
+    i.add_argument("--top", type=int, default=10, help="how many of the largest weights")
+    i.add_argument("--json", action="store_true", help="print as JSON")
+
+    g = sub.add_parser("generate", help="write a synthetic click data set (VW text)")
+    g.add_argument("-o", "--output", required=True, help="file to write")
+    g.add_argument("--rows", type=int, default=100_000, help="rows (default 100000)")
+    g.add_argument("--model-seed", type=int, default=0, help="seed of the hidden model")
+    g.add_argument("--data-seed", type=int, default=1, help="seed of the rows")
+
+    d = sub.add_parser("demo", help="generate click data, train, evaluate, compare to optimum")
+    d.add_argument("--rows", type=int, default=500_000, help="training rows (default 500000)")
+    d.add_argument("--dir", help="where to write the data and model (default: a temp dir)")
+    return top
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+class _ProgressView:
+    """A tqdm bar on a terminal; plain log lines every few seconds otherwise."""
+
+    def __init__(self, total_bytes: int, passes: int) -> None:
+        self.tty = sys.stderr.isatty()
+        self.total = total_bytes * passes
+        self.done_before = 0
+        self.last_pass = 0
+        self.last_log = time.monotonic()
+        self.start = time.monotonic()
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="B", unit_scale=True, file=sys.stderr)
+
+    def __call__(self, pass_index: int, prog: Progress, stats: ReadStats) -> None:
+        if pass_index != self.last_pass:
+            self.done_before = self.total // max(1, pass_index + 1) * pass_index
+            self.last_pass = pass_index
+        elapsed = max(1e-9, time.monotonic() - self.start)
+        rate = prog.examples / elapsed if pass_index == 0 else float("nan")
+        if self.bar is not None:
+            self.bar.n = min(self.total, self.done_before + stats.bytes_read)
+            self.bar.set_postfix_str(
+                f"pass {pass_index + 1} ex/s {rate:,.0f} loss {prog.loss:.4f}", refresh=False
+            )
+            self.bar.refresh()
+        elif time.monotonic() - self.last_log >= 5.0:
+            self.last_log = time.monotonic()
+            print(
+                f"shoal: pass {pass_index + 1}: {prog.examples:,} examples, "
+                f"progressive loss {prog.loss:.5f}",
+                file=sys.stderr,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def _build_model(args: argparse.Namespace) -> Model:
+    spec_args = _given(args, _SPEC_FLAGS)
+    cfg_args = _given(args, _CONFIG_FLAGS)
+    if args.initial_model:
+        model = Model.load(args.initial_model)
+        current = {**model.spec.to_dict(), **model.config.to_dict()}
+        current["no_constant"] = not model.spec.constant
+        for name, value in {**spec_args, **cfg_args}.items():
+            have = current[name]
+            if name == "interactions":
+                value = list(value)
+            if value != have:
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    flag, f"{value!r} differs from the initial model's {have!r}; drop the flag"
+                )
+        return model
+    if "no_constant" in spec_args:
+        spec_args["constant"] = not spec_args.pop("no_constant")
+    if "interactions" in spec_args:
+        spec_args["interactions"] = tuple(spec_args["interactions"])
+    return Model(FeatureSpec(**spec_args), LearnerConfig(**cfg_args))
+
+
+def _print_report(report: TrainReport, out: Path | None) -> None:
+    line = (
+        f"trained on {report.examples:,} examples in {report.passes} pass(es), "
+        f"{report.seconds:.2f}s ({report.examples_per_second:,.0f} examples/s); "
+        f"progressive loss {report.progressive_loss:.5f}"
+    )
+    if report.holdout_examples:
+        line += f"; holdout loss {report.holdout_loss:.5f} on {report.holdout_examples:,} examples"
+    print(line)
+    if report.skipped:
+        print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
+    if out is not None:
+        print(f"model written to {out}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    model = _build_model(args)
+    opts = TrainOptions(
+        format=args.format,
+        passes=args.passes,
+        holdout=args.holdout,
+        on_bad_record=args.on_bad_record,
+    )
+    total = sum(_size(p) for p in args.data)
+    view = _ProgressView(total, opts.passes)
+    try:
+        report = train(model, args.data, opts, on_batch=view)
+    finally:
+        view.close()
+    model.save(args.output)
+    _print_report(report, Path(args.output))
+    return 0
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _reader(model: Model, args: argparse.Namespace) -> TextReader:
+    return TextReader(spec=model.spec, format=args.format, on_bad_record=args.on_bad_record)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    model = Model.load(args.model)
+    stats = ReadStats()
+    result = evaluate(model, _reader(model, args).read_all(args.data, stats))
+    if args.json:
+        print(json.dumps({**result, "skipped": stats.skipped}))
+    else:
+        for k, v in result.items():
+            print(f"{k:<10} {int(v):,}" if k == "examples" else f"{k:<10} {v:.6f}")
+        if stats.skipped:
+            print(f"skipped {stats.skipped:,} bad line(s); first: {stats.first_skipped}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = Model.load(args.model)
+    stats = ReadStats()
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for batch in _reader(model, args).read_all(args.data, stats):
+            pred = model.predict(batch)
+            text = [repr(v) for v in pred.tolist()]
+            if args.tags:
+                text = [
+                    f"{t} {tag}" if tag else t for t, tag in zip(text, batch.tags(), strict=True)
+                ]
+            out.write("\n".join(text))
+            out.write("\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if stats.skipped:
+        print(
+            f"skipped {stats.skipped:,} bad line(s); first: {stats.first_skipped}", file=sys.stderr
+        )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    model = Model.load(args.model)
+    k = model.config.outputs
+    w = model.weights.reshape(-1, k)
+    flat = np.abs(model.weights)
+    top = np.argsort(-flat, kind="stable")[: max(0, args.top)]
+    info: dict[str, Any] = {
+        "spec": model.spec.to_dict(),
+        "config": model.config.to_dict(),
+        "counters": {"examples": model.examples_learned, "weighted_examples": model.counters[0]},
+        "nonzero_weights": int(np.count_nonzero(w)),
+        "top_weights": [
+            {"index": int(i // k), "class": int(i % k) + 1, "weight": float(model.weights[i])}
+            for i in top
+            if model.weights[i] != 0
+        ],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"model      {args.model}")
+    print(f"spec       {json.dumps(info['spec'])}")
+    print(f"config     {json.dumps(info['config'])}")
+    print(f"examples   {model.examples_learned:,} (weighted {model.counters[0]:,.6g})")
+    print(f"nonzero    {info['nonzero_weights']:,} of {w.size:,} weights")
+    for t in info["top_weights"]:
+        cls = f" class {t['class']}" if k > 1 else ""
+        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from shoal.data.synthetic import generate_clicks
+
+    if args.rows < 1:
+        raise ConfigError("--rows", "must be at least 1")
+    info = generate_clicks(
+        args.output, args.rows, model_seed=args.model_seed, data_seed=args.data_seed
+    )
+    print(
+        f"wrote {info.rows:,} rows to {info.path}: positive rate {info.positive_rate:.4f}, "
+        f"best possible log loss {info.optimal_log_loss:.5f}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shoal.data.synthetic import generate_clicks
+
+    with tempfile.TemporaryDirectory(prefix="shoal-demo-") as tmp:
+        root = Path(args.dir or tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows")
+        tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
+        te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
+        model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic", optimizer="adagrad"))
+        view = _ProgressView(_size(str(tr.path)), 1)
+        try:
+            report = train(model, [tr.path], TrainOptions(), on_batch=view)
+        finally:
+            view.close()
+        model.save(root / "model.shoal")
+        _print_report(report, root / "model.shoal" if args.dir else None)
+        result = evaluate(model, TextReader(spec=model.spec).read(te.path))
+        base = te.positive_rate
+        base_ll = -(base * math.log(base) + (1 - base) * math.log(1 - base))
+        print(f"test set: {int(result['examples']):,} rows")
+        print(f"  log loss   {result['log_loss']:.5f}")
+        print(f"  optimum    {te.optimal_log_loss:.5f}  (the hidden model's own log loss)")
+        print(f"  base rate  {base_ll:.5f}  (always predicting the click rate)")
+        print(f"  AUC        {result['auc']:.5f}")
+        print(f"  accuracy   {result['accuracy']:.5f}")
+        gap = (result["log_loss"] - te.optimal_log_loss) / (base_ll - te.optimal_log_loss)
+        print(f"shoal closed {100 * (1 - gap):.1f}% of the gap between base rate and optimum")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "inspect": cmd_inspect,
+    "generate": cmd_generate,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ShoalError as exc:
+        if args.debug:
+            raise
+        print(f"shoal: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("shoal: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: one line, not a traceback, unless --debug
+        if args.debug:
+            raise
+        print(
+            f"shoal: internal error: {type(exc).__name__}: {exc} (rerun with --debug)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

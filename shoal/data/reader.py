@@ -1,0 +1,256 @@
+"""Streaming readers of text records: files in, hashed ``Batch``es out, with bounded memory.
+
+A reader reads a file in blocks of whole lines (``block_bytes`` at a time, gzip decompressed
+on the fly), hands each block to the compiled parser, and yields one ``Batch`` per block.
+What happens to a bad record is a policy: ``stop`` raises a ``DataError`` naming the file,
+line and problem; ``skip`` skips the line and counts it in ``ReadStats``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import numpy as np
+
+from shoal.data import textparse
+from shoal.data.batch import Batch
+from shoal.errors import ConfigError, DataError, ShoalError
+from shoal.features.spec import FeatureSpec
+
+Format = Literal["vw", "svmlight"]
+FORMATS: tuple[str, ...] = ("vw", "svmlight")
+BadRecordPolicy = Literal["stop", "skip"]
+DEFAULT_BLOCK_BYTES = 4 << 20
+
+_SUFFIXES = {
+    ".vw": "vw",
+    ".svm": "svmlight",
+    ".svmlight": "svmlight",
+    ".libsvm": "svmlight",
+}
+
+_PROBLEMS = {
+    textparse.BAD_LABEL: "label '{tok}' is not a number",
+    textparse.BAD_WEIGHT: "importance weight '{tok}' is not a non-negative number",
+    textparse.BAD_VALUE: "feature value in '{tok}' is not a finite number",
+    textparse.EMPTY_NAME: "feature '{tok}' has an empty name",
+    textparse.BAD_SCALE: "namespace scale in '{tok}' is not a finite number",
+    textparse.BAD_LABEL_TOKEN: "unexpected token '{tok}' before the first '|'",
+    textparse.SVM_NO_COLON: "svmlight feature '{tok}' is not index:value",
+    textparse.SVM_BAD_INDEX: "svmlight feature index in '{tok}' is not a non-negative integer",
+}
+SKIP_HINT = "use --on-bad-record skip to skip such lines"
+
+
+@dataclass
+class ReadStats:
+    """What a reader saw: rows yielded, lines read, bad lines skipped (and the first of them)."""
+
+    rows: int = 0
+    lines: int = 0
+    skipped: int = 0
+    first_skipped: str = ""
+    bytes_read: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def merge(self, other: ReadStats) -> None:
+        self.rows += other.rows
+        self.lines += other.lines
+        self.bytes_read += other.bytes_read
+        if other.skipped and not self.first_skipped:
+            self.first_skipped = other.first_skipped
+        self.skipped += other.skipped
+        self.files.extend(other.files)
+
+
+def guess_format(path: str | os.PathLike[str]) -> Format:
+    """The format named by the file's suffix, else sniffed from its first non-blank line."""
+    p = Path(path)
+    name = p.name[:-3] if p.name.endswith(".gz") else p.name
+    suffix = Path(name).suffix.lower()
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]  # type: ignore[return-value]
+    with _open(p) as f:
+        try:
+            head = f.read(1 << 16)
+        except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
+            raise ShoalError(f"{p}: cannot read: {exc}") from None
+    for raw in head.splitlines():
+        line = raw.strip()
+        if line:
+            if b"|" in line:
+                return "vw"
+            line = line.split(b"#", 1)[0]  # an svmlight comment, or a whole comment line
+            if not line.strip():
+                continue
+            tokens = line.split()
+            if all(b":" in t for t in tokens[1:]):
+                return "svmlight"
+            break
+    raise ConfigError("format", f"cannot tell the format of {p}; pass --format vw or svmlight")
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        if magic == b"\x1f\x8b":
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise ShoalError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ShoalError(f"{path}: is a directory, not a data file") from None
+    except PermissionError:
+        raise ShoalError(f"{path}: permission denied") from None
+
+
+def _blocks(f: BinaryIO, block_bytes: int, path: str) -> Iterator[bytes]:
+    """Blocks of whole lines; the last block may lack its final newline."""
+    tail = b""
+    while True:
+        try:
+            chunk = f.read(block_bytes)
+        except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
+            raise ShoalError(f"{path}: cannot read: {exc}") from None
+        if not chunk:
+            if tail:
+                yield tail
+            return
+        data = tail + chunk if tail else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            tail = data  # a line longer than a block: keep reading
+            continue
+        tail = data[cut + 1 :]
+        yield data[: cut + 1]
+
+
+def _ordered_map(
+    fn: Callable[[bytes], tuple], items: Iterator[bytes], threads: int
+) -> Iterator[tuple[bytes, tuple]]:
+    """``(item, fn(item))`` in input order, computed by ``threads`` threads a few items ahead.
+
+    The parser kernel releases the GIL, so blocks are parsed in parallel on several cores while
+    the consumer (the learner) works on earlier ones. Memory stays bounded: at most
+    ``2 * threads`` blocks are in flight.
+    """
+    if threads <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    pending: deque[tuple[bytes, Future[tuple]]] = deque()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shoal-parse") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) >= 2 * threads:
+                    head, fut = pending.popleft()
+                    yield head, fut.result()
+            while pending:
+                head, fut = pending.popleft()
+                yield head, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+
+
+def _describe(code: int, buf: np.ndarray, s: int, e: int) -> str:
+    tok = bytes(buf[s : min(e, s + 60)]).decode("utf-8", errors="replace")
+    if e - s > 60:
+        tok += "..."
+    return _PROBLEMS.get(code, "malformed record").format(tok=tok)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextReader:
+    """Reads VW or svmlight text files into hashed ``Batch``es.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.vw"
+    >>> _ = p.write_text("1 'a |f x:2 y\\n-1 |f z\\n")
+    >>> [len(b) for b in TextReader(spec=FeatureSpec(bits=10)).read(p)]
+    [2]
+    """
+
+    spec: FeatureSpec
+    format: Format | None = None
+    on_bad_record: BadRecordPolicy = "stop"
+    block_bytes: int = DEFAULT_BLOCK_BYTES
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.format is not None and self.format not in FORMATS:
+            raise ConfigError("format", f"must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.on_bad_record not in ("stop", "skip"):
+            raise ConfigError("on_bad_record", f"must be stop or skip, got {self.on_bad_record!r}")
+        if self.block_bytes < 1:
+            raise ConfigError("block_bytes", "must be positive")
+        if self.threads < 1:
+            raise ConfigError("threads", f"must be at least 1, got {self.threads!r}")
+
+    def read(self, path: str | os.PathLike[str], stats: ReadStats | None = None) -> Iterator[Batch]:
+        """Yield the batches of one file; ``stats`` (if given) is updated as blocks are read."""
+        fmt = self.format or guess_format(path)
+        name = str(path)
+        st = stats if stats is not None else ReadStats()
+        st.files.append(name)
+        offsets, letters = self.spec.interaction_arrays()
+        ignore = self.spec.ignore_array()
+        svmlight = fmt == "svmlight"
+        skip = self.on_bad_record == "skip"
+
+        def parse(block: bytes) -> tuple:
+            buf = np.frombuffer(block, dtype=np.uint8)
+            return textparse.parse_block(
+                buf, len(buf), svmlight, self.spec.seed, self.spec.mask, self.spec.constant,
+                ignore, offsets, letters, skip,
+            )  # fmt: skip
+
+        file_lines = 0
+        with _open(Path(path)) as f:
+            for block, out in _ordered_map(parse, _blocks(f, self.block_bytes, name), self.threads):
+                buf = np.frombuffer(block, dtype=np.uint8)
+                (indptr, indices, values, labels, weights, tag_off, tag_bytes, row_lines) = out[:8]
+                n_lines, skipped, code, err_line, es, ee = out[8:]
+                base = file_lines + 1
+                if code:
+                    where = f"line {base + err_line} of {name}"
+                    if self.on_bad_record == "stop":
+                        raise DataError(
+                            name, base + err_line, _describe(code, buf, es, ee), SKIP_HINT
+                        )
+                    if not st.first_skipped:
+                        st.first_skipped = f"{where}: {_describe(code, buf, es, ee)}"
+                st.skipped += skipped
+                file_lines += n_lines
+                st.lines += n_lines
+                st.bytes_read += len(block)
+                st.rows += len(labels)
+                if len(labels):
+                    yield Batch(
+                        indptr=indptr,
+                        indices=indices,
+                        values=values,
+                        labels=labels,
+                        weights=weights,
+                        tag_offsets=tag_off,
+                        tag_bytes=tag_bytes,
+                        lines=row_lines + base,
+                        source=name,
+                    )
+
+    def read_all(
+        self, paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None
+    ) -> Iterator[Batch]:
+        """Yield the batches of several files in order."""
+        for p in paths:
+            yield from self.read(p, stats)

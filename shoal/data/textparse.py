@@ -1,0 +1,520 @@
+"""Compiled parser of text records (Vowpal Wabbit format and svmlight/libsvm) into hashed CSR.
+
+One numba kernel reads a block of whole lines and writes the rows of a ``Batch``: labels,
+importance weights, tags, and the hashed indices and values of every feature, the constant
+feature and the interactions. Nothing runs per token in the interpreter.
+
+Vowpal Wabbit lines: ``[label] [importance] ['tag] |ns[:scale] name[:value] ... |ns2 ...``.
+svmlight lines: ``label index:value ... [# comment]`` (a ``qid:`` token is ignored).
+Blank lines are skipped. A bad line stops the block with an error code and the offending
+token's position, or is skipped and counted, as the caller's policy says.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from numba import njit
+
+from shoal.features.hashing import CONSTANT_HASH, FNV_PRIME, murmur3_32
+
+# Error codes returned by the kernel; messages live in ``reader.py``.
+OK = 0
+BAD_LABEL = 1
+BAD_WEIGHT = 2
+BAD_VALUE = 3
+EMPTY_NAME = 4
+BAD_SCALE = 5
+BAD_LABEL_TOKEN = 6
+SVM_NO_COLON = 7
+SVM_BAD_INDEX = 8
+NEED_ROOM = 99  # internal: grow the output arrays and parse the line again
+
+_MANT_MAX = 100_000_000_000_000_000  # 10**17: more digits would overflow int64
+_P10 = np.array([10.0**i for i in range(23)], dtype=np.float64)
+
+
+def _pow10_table(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``10**k ~= (high + low) * 2**shift`` for k in [lo, hi], to about 106 bits.
+
+    ``high`` is the significand of 10**k rounded to a double in [1, 2] and ``low`` the rounded
+    remainder (a double-double), so no power underflows, even where 10**k is subnormal.
+    """
+    n = hi - lo + 1
+    high, low, shift = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
+    for i in range(n):
+        x = Fraction(10) ** (lo + i)
+        e = x.numerator.bit_length() - x.denominator.bit_length()
+        m = x / Fraction(2) ** e  # in [1/2, 2)
+        if m < 1:
+            m, e = 2 * m, e - 1
+        high[i] = float(m)
+        low[i] = float(m - Fraction(high[i]))
+        shift[i] = e
+    return high, low, shift
+
+
+# mant < 10**18, so 10**exp10 with exp10 < _P10_LO gives less than half the least subnormal (0)
+# and exp10 > _P10_HI gives at least 1e309 (not finite).
+_P10_LO, _P10_HI = -345, 308
+_P10_HIGH, _P10_LOW, _P10_SHIFT = _pow10_table(_P10_LO, _P10_HI)
+_SPACE = 32
+_TAB = 9
+_BAR = 124
+_COLON = 58
+_QUOTE = 39
+_HASH = 35
+_NL = 10
+
+
+@njit(inline="always", cache=True)
+def _is_blank(c: int) -> bool:
+    return c == _SPACE or c == _TAB or c == 13
+
+
+@njit(inline="always", cache=True)
+def _two_product(a: float, b: float) -> tuple[float, float]:
+    """``p + err == a * b`` exactly (Dekker's product with Veltkamp's split, no FMA needed)."""
+    p = a * b
+    t = 134217729.0 * a
+    ah = t - (t - a)
+    al = a - ah
+    t = 134217729.0 * b
+    bh = t - (t - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(inline="always", cache=True)
+def _scale_pow10(mant: np.int64, exp10: int) -> float:
+    """``mant * 10**exp10`` (0 < mant < 10**18) rounded once from a ~106-bit product.
+
+    ``float(mant) * 10.0**exp10`` would round the mantissa, the power (numba raises to an
+    integer power by repeated squaring) and the product: several ulps off Python's float().
+    """
+    i = exp10 - _P10_LO
+    mh = float(mant)
+    ml = float(mant - np.int64(mh))  # exact: mant == mh + ml
+    p, err = _two_product(mh, _P10_HIGH[i])
+    tail = err + (mh * _P10_LOW[i] + ml * _P10_HIGH[i])
+    return math.ldexp(p + tail, _P10_SHIFT[i])
+
+
+@njit(cache=True, nogil=True)
+def parse_float(buf: np.ndarray, s: int, e: int) -> tuple[bool, float]:
+    """Parse ``buf[s:e]`` as a finite decimal number; (False, 0) if it is not exactly one.
+
+    Up to 18 significant digits go into an integer mantissa (further digits are dropped;
+    Python's ``repr`` writes at most 17). A mantissa below 2**53 times an exact power of ten
+    rounds once (Clinger's fast path); any other is scaled in double-double arithmetic and
+    rounded once. Either way the result is Python's ``float()`` of the text, except for inputs
+    within about 2**-100 of a halfway point, subnormal results and over 18 digits (1 ulp).
+    """
+    p = s
+    if p >= e:
+        return False, 0.0
+    neg = False
+    if buf[p] == 45 or buf[p] == 43:  # '-' or '+'
+        neg = buf[p] == 45
+        p += 1
+    mant = np.int64(0)
+    exp10 = 0
+    ndigits = 0
+    while p < e and 48 <= buf[p] <= 57:
+        if mant < _MANT_MAX:
+            mant = mant * 10 + (buf[p] - 48)
+        else:
+            exp10 += 1
+        ndigits += 1
+        p += 1
+    if p < e and buf[p] == 46:  # '.'
+        p += 1
+        while p < e and 48 <= buf[p] <= 57:
+            if mant < _MANT_MAX:
+                mant = mant * 10 + (buf[p] - 48)
+                exp10 -= 1
+            ndigits += 1
+            p += 1
+    if ndigits == 0:
+        return False, 0.0
+    if p < e and (buf[p] == 101 or buf[p] == 69):  # 'e' / 'E'
+        p += 1
+        eneg = False
+        if p < e and (buf[p] == 45 or buf[p] == 43):
+            eneg = buf[p] == 45
+            p += 1
+        ed = 0
+        ev = 0
+        while p < e and 48 <= buf[p] <= 57:
+            if ev < 100000:
+                ev = ev * 10 + (buf[p] - 48)
+            ed += 1
+            p += 1
+        if ed == 0:
+            return False, 0.0
+        exp10 += -ev if eneg else ev
+    if p != e:
+        return False, 0.0
+    if mant == 0:
+        v = 0.0
+    elif mant <= 2**53 and 0 <= exp10 <= 22:
+        v = float(mant) * _P10[exp10]
+    elif mant <= 2**53 and -22 <= exp10 < 0:
+        v = float(mant) / _P10[-exp10]
+    elif exp10 > _P10_HI:
+        return False, 0.0
+    elif exp10 < _P10_LO:
+        v = 0.0
+    else:
+        v = _scale_pow10(mant, exp10)
+    if not np.isfinite(v):
+        return False, 0.0
+    return True, -v if neg else v
+
+
+@njit(inline="always", cache=True)
+def _feature_hash(buf, s, e, ns_hash):  # numba-typed
+    """VW's rule: all-digit names up to 10 digits hash to int(name) + namespace hash."""
+    if e - s <= 10:
+        v = np.int64(0)
+        digits = True
+        for i in range(s, e):
+            c = buf[i]
+            if c < 48 or c > 57:
+                digits = False
+                break
+            v = v * 10 + (c - 48)
+        if digits:
+            return (v + ns_hash) & 0xFFFFFFFF
+    return murmur3_32(buf, s, e, ns_hash)
+
+
+@njit(inline="always", cache=True)
+def _token(buf: np.ndarray, p: int, n: int, stop_at_bar: bool) -> tuple[int, int]:
+    """End of the token starting at p, and the position of its first ':' (the end if none)."""
+    colon = -1
+    while p < n:
+        c = buf[p]
+        if c == _SPACE or c == _TAB or c == _NL or c == 13 or (stop_at_bar and c == _BAR):
+            break
+        if c == _COLON and colon < 0:
+            colon = p
+        p += 1
+    return p, (p if colon < 0 else colon)
+
+
+@njit(inline="always", cache=True)
+def _skip_blanks(buf: np.ndarray, p: int, n: int) -> int:
+    while p < n and _is_blank(buf[p]):
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _parse_line(
+    buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, row_h, row_ns, row_v
+):
+    """Parse the non-blank line starting at ``s`` (it ends at the next newline or at ``n``).
+
+    Base features go to ``indices/values[nnz:]``; ``row_h``, ``row_ns``, ``row_v`` receive each
+    kept feature's 32-bit hash, namespace letter and value, for the interactions. Returns (code,
+    new_nnz, n_base, label, weight, tag_s, tag_e, err_s, err_e, end): ``end`` is the position of
+    the newline (or n). ``NEED_ROOM`` asks the caller to grow the arrays and call again.
+    """
+    label = np.nan
+    weight = 1.0
+    tag_s = -1
+    tag_e = -1
+    nb = 0
+    p = s
+    # --- label section: up to the first '|' (VW) or the first 'index:value' token (svmlight)
+    n_plain = 0
+    while True:
+        p = _skip_blanks(buf, p, n)
+        if p >= n or buf[p] == _NL or (not svmlight and buf[p] == _BAR):
+            break
+        te, colon = _token(buf, p, n, not svmlight)
+        if svmlight:
+            if n_plain == 1 or colon < te:
+                break  # the label is a single token; features follow
+            ok, v = parse_float(buf, p, te)
+            if not ok:
+                return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            label = v
+            n_plain = 1
+            p = te
+            continue
+        if buf[p] == _QUOTE:
+            tag_s, tag_e = p + 1, te
+        elif n_plain == 0:
+            ok, v = parse_float(buf, p, te)
+            if not ok:
+                return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            label = v
+            n_plain = 1
+        elif n_plain == 1:
+            ok, v = parse_float(buf, p, te)
+            if ok and v >= 0.0 and np.isfinite(np.float32(v)):  # stored as float32
+                weight = v
+                n_plain = 2
+            else:
+                q = _skip_blanks(buf, te, n)
+                if tag_s < 0 and (q >= n or buf[q] == _NL or buf[q] == _BAR) and not ok:
+                    tag_s, tag_e = p, te  # a bare last token is the tag, as in VW
+                    n_plain = 3
+                else:
+                    return BAD_WEIGHT, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        elif n_plain == 2 and tag_s < 0:
+            tag_s, tag_e = p, te
+            n_plain = 3
+        else:
+            return BAD_LABEL_TOKEN, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        p = te
+    # --- features
+    ns_letter = _SPACE
+    ns_hash = seed & 0xFFFFFFFF
+    scale = 1.0
+    cap = len(indices)
+    cap_row = len(row_h)
+    while p < n:
+        c = buf[p]
+        if c == _NL:
+            break
+        if _is_blank(c):
+            p += 1
+            continue
+        if svmlight and c == _HASH:
+            while p < n and buf[p] != _NL:  # a comment runs to the end of the line
+                p += 1
+            break
+        if not svmlight and c == _BAR:
+            p += 1
+            if p < n and not _is_blank(buf[p]) and buf[p] != _BAR and buf[p] != _NL:
+                ne, colon = _token(buf, p, n, True)
+                ns_letter = buf[p]
+                ns_hash = murmur3_32(buf, p, colon, seed)
+                scale = 1.0
+                if colon < ne:
+                    ok, scale = parse_float(buf, colon + 1, ne)
+                    if not ok:
+                        return BAD_SCALE, nnz, 0, label, weight, tag_s, tag_e, p, ne, -1
+                p = ne
+            else:
+                ns_letter = _SPACE
+                ns_hash = seed & 0xFFFFFFFF
+                scale = 1.0
+            continue
+        te, colon = _token(buf, p, n, not svmlight)
+        v = 1.0
+        if colon < te:
+            ok, v = parse_float(buf, colon + 1, te)
+            if not ok:
+                return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        elif svmlight:
+            return SVM_NO_COLON, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        if colon == p:
+            return EMPTY_NAME, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        if svmlight:
+            if colon - p == 3 and buf[p] == 113 and buf[p + 1] == 105 and buf[p + 2] == 100:
+                p = te  # 'qid:N' names a query group, not a feature
+                continue
+            for i in range(p, colon):
+                if buf[i] < 48 or buf[i] > 57:
+                    return SVM_BAD_INDEX, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        v *= scale
+        if not np.isfinite(np.float32(v)):  # values are stored as float32
+            return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+        if np.float32(v) != 0.0 and not ignore[ns_letter]:
+            if nnz >= cap or nb >= cap_row:
+                return NEED_ROOM, nnz, 0, label, weight, tag_s, tag_e, -1, -1, -1
+            h = _feature_hash(buf, p, colon, ns_hash)
+            indices[nnz] = h & mask
+            values[nnz] = v
+            row_h[nb] = h
+            row_ns[nb] = ns_letter
+            row_v[nb] = v
+            nnz += 1
+            nb += 1
+        p = te
+    return OK, nnz, nb, label, weight, tag_s, tag_e, -1, -1, p
+
+
+@njit(inline="always", cache=True)
+def _term_ok(row_ns, letters, a, m, i, j, k) -> bool:
+    """Positions i, j, k match the term's letters; repeated letters take increasing positions."""
+    if row_ns[i] != letters[a]:
+        return False
+    if m >= 2 and (row_ns[j] != letters[a + 1] or (letters[a + 1] == letters[a] and j <= i)):
+        return False
+    if m == 3:
+        if row_ns[k] != letters[a + 2]:
+            return False
+        if letters[a + 2] == letters[a + 1] and k <= j:
+            return False
+        if letters[a + 2] == letters[a] and k <= i:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz, emit):
+    """Count (emit=False) or write (emit=True) the interaction features of one row."""
+    count = 0
+    for t in range(len(inter_off) - 1):
+        a = inter_off[t]
+        m = inter_off[t + 1] - a
+        for i in range(nb):
+            if row_ns[i] != inter_ns[a]:
+                continue
+            for j in range(nb):
+                if not _term_ok(row_ns, inter_ns, a, 2, i, j, 0):
+                    continue
+                h2 = ((row_h[i] * FNV_PRIME) ^ row_h[j]) & 0xFFFFFFFF
+                if m == 2:
+                    if emit:
+                        indices[nnz + count] = h2 & mask
+                        values[nnz + count] = row_v[i] * row_v[j]
+                    count += 1
+                    continue
+                for k in range(nb):
+                    if not _term_ok(row_ns, inter_ns, a, 3, i, j, k):
+                        continue
+                    if emit:
+                        h3 = ((h2 * FNV_PRIME) ^ row_h[k]) & 0xFFFFFFFF
+                        indices[nnz + count] = h3 & mask
+                        values[nnz + count] = row_v[i] * row_v[j] * row_v[k]
+                    count += 1
+    return count
+
+
+@njit(cache=True)
+def _grow(a, need):
+    if need <= len(a):
+        return a
+    out = np.empty(max(need, 2 * len(a)), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@njit(cache=True, nogil=True)
+def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter_ns, skip_bad):
+    """Parse the lines of ``buf[:n]`` (whole lines; the last may lack its newline).
+
+    Returns ``(indptr, indices, values, labels, weights, tag_offsets, tag_bytes, row_lines,
+    n_lines, n_skipped, err_code, err_line, err_s, err_e)``: row_lines are 0-based line
+    numbers within the block; the err_* fields describe the first bad line (code 0 if none).
+    With ``skip_bad`` false, parsing stops at the first bad line.
+    """
+    cap_rows = n // 32 + 16
+    indptr = np.zeros(cap_rows + 1, dtype=np.int64)
+    labels = np.empty(cap_rows, dtype=np.float64)
+    weights = np.empty(cap_rows, dtype=np.float32)
+    row_lines = np.empty(cap_rows, dtype=np.int64)
+    tag_off = np.zeros(cap_rows + 1, dtype=np.int64)
+    tag_bytes = np.empty(64, dtype=np.uint8)
+    cap_nnz = n // 6 + 64
+    indices = np.empty(cap_nnz, dtype=np.uint32)
+    values = np.empty(cap_nnz, dtype=np.float32)
+    row_h = np.empty(64, dtype=np.int64)
+    row_ns = np.empty(64, dtype=np.uint8)
+    row_v = np.empty(64, dtype=np.float64)
+    has_inter = len(inter_off) > 1
+    r = 0
+    nnz = 0
+    ntag = 0
+    line = 0
+    skipped = 0
+    err_code = 0
+    err_line = -1
+    err_s = -1
+    err_e = -1
+    p = 0
+    while p < n:
+        s = _skip_blanks(buf, p, n)
+        if svmlight and s < n and buf[s] == _HASH:  # an svmlight comment line is blank
+            while s < n and buf[s] != _NL:
+                s += 1
+        if s >= n or buf[s] == _NL:
+            line += 1
+            p = s + 1
+            continue
+        if len(indices) - nnz < 4096:
+            indices = _grow(indices, nnz + 4096)
+            values = _grow(values, nnz + 4096)
+        while True:
+            code, nnz2, nb, lab, wt, ts, te, es, ee, end = _parse_line(
+                buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, row_h, row_ns, row_v
+            )
+            if code != NEED_ROOM:
+                break
+            indices = _grow(indices, 2 * len(indices))
+            values = _grow(values, 2 * len(values))
+            row_h = _grow(row_h, 2 * len(row_h))
+            row_ns = _grow(row_ns, 2 * len(row_ns))
+            row_v = _grow(row_v, 2 * len(row_v))
+        if code != OK:
+            if err_code == 0:
+                err_code, err_line, err_s, err_e = code, line, es, ee
+            if not skip_bad:
+                break
+            skipped += 1
+            end = ee
+            while end < n and buf[end] != _NL:
+                end += 1
+        else:
+            if has_inter:
+                extra = _interactions(
+                    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, 0, False
+                )
+                indices = _grow(indices, nnz2 + extra + 1)
+                values = _grow(values, nnz2 + extra + 1)
+                _interactions(
+                    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz2, True
+                )
+                nnz2 += extra
+            if constant:
+                if nnz2 >= len(indices):
+                    indices = _grow(indices, nnz2 + 1)
+                    values = _grow(values, nnz2 + 1)
+                indices[nnz2] = CONSTANT_HASH & mask
+                values[nnz2] = 1.0
+                nnz2 += 1
+            if r == cap_rows:
+                cap_rows *= 2
+                indptr = _grow(indptr, cap_rows + 1)
+                labels = _grow(labels, cap_rows)
+                weights = _grow(weights, cap_rows)
+                row_lines = _grow(row_lines, cap_rows)
+                tag_off = _grow(tag_off, cap_rows + 1)
+            labels[r] = lab
+            weights[r] = wt
+            row_lines[r] = line
+            if ts >= 0:
+                tag_bytes = _grow(tag_bytes, ntag + te - ts)
+                for i in range(ts, te):
+                    tag_bytes[ntag] = buf[i]
+                    ntag += 1
+            tag_off[r + 1] = ntag
+            nnz = nnz2
+            indptr[r + 1] = nnz
+            r += 1
+        line += 1
+        p = end + 1
+    return (
+        indptr[: r + 1],
+        indices[:nnz],
+        values[:nnz],
+        labels[:r],
+        weights[:r],
+        tag_off[: r + 1],
+        tag_bytes[:ntag],
+        row_lines[:r],
+        line,
+        skipped,
+        err_code,
+        err_line,
+        err_s,
+        err_e,
+    )

@@ -1,0 +1,115 @@
+"""The ``FeatureSpec``: how raw records become hashed sparse vectors.
+
+A spec is stored inside every model file, so a server hashes exactly as training did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shoal.errors import ConfigError
+
+MAX_BITS = 30
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSpec:
+    """Hash bits and seed, interactions between namespaces, the constant feature.
+
+    ``interactions`` are strings of namespace first letters, as Vowpal Wabbit's ``-q ab``
+    (pairs) and ``--cubic abc`` (triples); the default namespace's letter is a space.
+    Interactions of a namespace with itself take each unordered pair once, without squares.
+    ``ignore`` lists namespace letters whose features are dropped.
+
+    >>> spec = FeatureSpec(bits=20, interactions=("ab",))
+    >>> spec.size
+    1048576
+    >>> FeatureSpec.from_json(spec.to_json()) == spec
+    True
+    """
+
+    bits: int = 18
+    seed: int = 0
+    interactions: tuple[str, ...] = ()
+    constant: bool = True
+    ignore: str = ""
+
+    def __post_init__(self) -> None:
+        # bool is an int subclass: reject it, or {"bits": true} would mean bits=1
+        if not _is_int(self.bits) or not 1 <= self.bits <= MAX_BITS:
+            raise ConfigError("bits", f"must be an integer from 1 to {MAX_BITS}, got {self.bits!r}")
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            raise ConfigError("seed", f"must be an integer in [0, 2**32), got {self.seed!r}")
+        if not isinstance(self.constant, bool):
+            raise ConfigError("constant", f"must be true or false, got {self.constant!r}")
+        object.__setattr__(self, "interactions", tuple(self.interactions))
+        for term in self.interactions:
+            if not isinstance(term, str) or not 2 <= len(term) <= 3 or not term.isascii():
+                raise ConfigError(
+                    "interactions",
+                    f"each interaction is 2 or 3 ASCII namespace letters (like 'ab'), got {term!r}",
+                )
+        if not isinstance(self.ignore, str) or not self.ignore.isascii():
+            raise ConfigError(
+                "ignore", f"must be a string of ASCII namespace letters, got {self.ignore!r}"
+            )
+
+    @property
+    def size(self) -> int:
+        """Number of hashed weight slots, ``2**bits``."""
+        return 1 << self.bits
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.bits) - 1
+
+    def interaction_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Interactions flattened for the kernels: offsets (n+1,) and namespace letters."""
+        offsets = np.zeros(len(self.interactions) + 1, dtype=np.int64)
+        letters = np.zeros(max(1, sum(len(t) for t in self.interactions)), dtype=np.uint8)
+        pos = 0
+        for i, term in enumerate(self.interactions):
+            for ch in term.encode():
+                letters[pos] = ch
+                pos += 1
+            offsets[i + 1] = pos
+        return offsets, letters
+
+    def ignore_array(self) -> np.ndarray:
+        """A (256,) boolean table: True for namespace letters to drop."""
+        table = np.zeros(256, dtype=np.bool_)
+        for ch in self.ignore.encode():
+            table[ch] = True
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["interactions"] = list(self.interactions)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError("spec", f"unknown fields {sorted(unknown)}")
+        d = dict(d)
+        if "interactions" in d:
+            d["interactions"] = tuple(d["interactions"])
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        return cls.from_dict(json.loads(text))

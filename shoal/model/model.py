@@ -1,0 +1,218 @@
+"""``Model``: a hashed sparse linear learner as data (spec, config, a few arrays) plus kernels."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shoal.data.batch import Batch
+from shoal.errors import ConfigError, DataError
+from shoal.features.spec import FeatureSpec
+from shoal.model import kernels, modelfile
+from shoal.model.config import LearnerConfig
+from shoal.model.losses import LOSS_IDS
+from shoal.model.optimizers import OPTIMIZER_IDS, STATE_TENSORS
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+_NO_PREDS = np.zeros(0, dtype=np.float64)
+_NO_PREDS_2D = np.zeros((0, 1), dtype=np.float64)
+
+
+@dataclass
+class Progress:
+    """Progressive validation: each example's loss measured before it is learned.
+
+    Holdout examples (``holdout_period`` > 0) are predicted but never learned; their loss is
+    reported separately.
+    """
+
+    stats: np.ndarray = field(default_factory=lambda: np.zeros(kernels.N_STATS))
+
+    @property
+    def examples(self) -> int:
+        return int(self.stats[kernels.LEARNED])
+
+    @property
+    def holdout_examples(self) -> int:
+        return int(self.stats[kernels.HO_COUNT])
+
+    @property
+    def loss(self) -> float:
+        w = self.stats[kernels.WEIGHT_SUM]
+        return float(self.stats[kernels.LOSS_SUM] / w) if w > 0 else float("nan")
+
+    @property
+    def holdout_loss(self) -> float:
+        w = self.stats[kernels.HO_WEIGHT_SUM]
+        return float(self.stats[kernels.HO_LOSS_SUM] / w) if w > 0 else float("nan")
+
+    @property
+    def unlabeled(self) -> int:
+        return int(self.stats[kernels.UNLABELED])
+
+
+class Model:
+    """A linear model over hashed features, learned online.
+
+    >>> from shoal.data import Batch
+    >>> m = Model(FeatureSpec(bits=8), LearnerConfig(loss="logistic"))
+    >>> b = Batch.from_rows([([1, 2], [1.0, 1.0]), ([3], [1.0])], labels=[1, -1])
+    >>> for _ in range(20):
+    ...     _ = m.learn(b)
+    >>> p = m.predict(b)
+    >>> bool(p[0] > 0.9 and p[1] < 0.1)
+    True
+    """
+
+    def __init__(
+        self, spec: FeatureSpec | None = None, config: LearnerConfig | None = None
+    ) -> None:
+        self.spec = spec or FeatureSpec()
+        self.config = config or LearnerConfig()
+        n = self.spec.size * self.config.outputs
+        self.weights = np.zeros(n, dtype=np.float32)
+        self.state = {
+            k: np.zeros(n, dtype=np.float32) for k in STATE_TENSORS[self.config.optimizer]
+        }
+        self.counters = np.zeros(kernels.N_COUNTERS, dtype=np.float64)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    @classmethod
+    def from_data(cls, data: modelfile.ModelData) -> Model:
+        m = cls.__new__(cls)
+        m.spec, m.config = data.spec, data.config
+        m.weights, m.state, m.counters = data.weights, dict(data.state), data.counters
+        return m
+
+    def to_data(self) -> modelfile.ModelData:
+        return modelfile.ModelData(
+            spec=self.spec,
+            config=self.config,
+            weights=self.weights,
+            state=self.state,
+            counters=self.counters,
+        )
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model file atomically (safetensors; spec and config as JSON metadata)."""
+        modelfile.save(path, self.to_data())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Model:
+        """Read and validate a model file; raises ``ModelFileError`` if anything is off."""
+        return cls.from_data(modelfile.load(path))
+
+    def to_bytes(self) -> bytes:
+        return modelfile.to_bytes(self.to_data())
+
+    @classmethod
+    def from_bytes(cls, payload: bytes, name: str = "<bytes>") -> Model:
+        return cls.from_data(modelfile.from_bytes(payload, name))
+
+    def copy(self) -> Model:
+        m = Model.__new__(Model)
+        m.spec, m.config = self.spec, self.config
+        m.weights = self.weights.copy()
+        m.state = {k: v.copy() for k, v in self.state.items()}
+        m.counters = self.counters.copy()
+        return m
+
+    @property
+    def examples_learned(self) -> int:
+        return int(self.counters[kernels.EXAMPLES])
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def check_labels(self, batch: Batch) -> None:
+        """Raise ``DataError`` naming the line of the first label this loss cannot take."""
+        y = batch.labels
+        known = ~np.isnan(y)
+        loss = self.config.loss
+        if loss == "squared":
+            bad = known & ~np.isfinite(y)
+            allowed = "a finite number"
+        elif loss == "multiclass":
+            k = self.config.classes
+            bad = known & ~((y >= 1) & (y <= k) & (y == np.floor(y)))
+            allowed = f"a class from 1 to {k} (--classes {k})"
+        else:
+            bad = known & ~((y == 1) | (y == -1) | (y == 0))
+            allowed = "-1/+1 or 0/1"
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(
+                batch.source or "<input>",
+                int(batch.lines[i]),
+                f"label {y[i]:g} is not valid for {loss} loss: expected {allowed}",
+            )
+
+    def learn(
+        self, batch: Batch, *, holdout_period: int = 0, progress: Progress | None = None
+    ) -> Progress:
+        """Learn from every labeled row of ``batch``, in order (unlabeled rows are skipped).
+
+        Returns ``progress`` (a new one if not given) updated with the progressive loss.
+        """
+        self.check_labels(batch)
+        prog = progress if progress is not None else Progress()
+        cfg = self.config
+        s1 = s2 = _EMPTY
+        if cfg.optimizer == "adagrad":
+            s1 = self.state["sum_sq_grad"]
+        elif cfg.optimizer == "ftrl":
+            s1, s2 = self.state["ftrl_n"], self.state["ftrl_z"]
+        common = (
+            OPTIMIZER_IDS[cfg.optimizer],
+            cfg.rate,
+            float(cfg.power_t),
+            float(cfg.l1),
+            float(cfg.l2),
+            float(cfg.ftrl_beta),
+            int(holdout_period),
+            self.counters,
+            prog.stats,
+        )
+        b = batch
+        if cfg.loss == "multiclass":
+            kernels.learn_multiclass(
+                b.indptr, b.indices, b.values, b.labels, b.weights, self.weights, s1, s2,
+                cfg.classes, *common, _NO_PREDS_2D,
+            )  # fmt: skip
+        else:
+            kernels.learn_binary(
+                b.indptr, b.indices, b.values, b.labels, b.weights, self.weights, s1, s2,
+                LOSS_IDS[cfg.loss], *common, _NO_PREDS,
+            )  # fmt: skip
+        return prog
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def decision_function(self, batch: Batch) -> np.ndarray:
+        """Margins ``w . x``: shape (n,) for one output, (n, K) for multiclass."""
+        k = self.config.outputs
+        out = np.empty((len(batch), k), dtype=np.float64)
+        kernels.predict_margins(batch.indptr, batch.indices, batch.values, self.weights, k, out)
+        return out[:, 0] if k == 1 else out
+
+    def predict_proba(self, batch: Batch) -> np.ndarray:
+        """Probabilities: of the positive class (n,) for logistic, of each class (n, K) for
+        multiclass."""
+        m = self.decision_function(batch)
+        if self.config.loss == "logistic":
+            return 1.0 / (1.0 + np.exp(-m))
+        if self.config.loss == "multiclass":
+            z = np.exp(m - m.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
+        raise ConfigError("loss", f"{self.config.loss} loss gives no probabilities")
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """A probability (logistic), the class 1..K (multiclass), else the margin."""
+        if self.config.loss == "logistic":
+            return self.predict_proba(batch)
+        m = self.decision_function(batch)
+        if self.config.loss == "multiclass":
+            return np.argmax(m, axis=1) + 1
+        return m

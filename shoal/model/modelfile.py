@@ -1,0 +1,141 @@
+"""The model file: tensors in safetensors, metadata (spec, config, versions) as JSON inside it.
+
+Never pickle. Loading checks everything it reads and refuses a malformed, truncated or foreign
+file with a ``ModelFileError`` that says what is wrong. Writing is atomic: a temporary file is
+written, flushed, fsynced and renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from shoal._version import __version__
+from shoal.errors import ModelFileError, ShoalError
+from shoal.features.spec import FeatureSpec
+from shoal.model.config import LearnerConfig
+from shoal.model.kernels import N_COUNTERS
+from shoal.model.optimizers import STATE_TENSORS
+
+FORMAT = "shoal-model"
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelData:
+    """Everything a model file holds."""
+
+    spec: FeatureSpec
+    config: LearnerConfig
+    weights: np.ndarray  # float32 (size * outputs,)
+    state: dict[str, np.ndarray]  # optimizer state, same shape as weights
+    counters: np.ndarray  # float64 (N_COUNTERS,)
+
+
+def to_bytes(data: ModelData) -> bytes:
+    shape = (data.spec.size, data.config.outputs)
+    tensors = {"weights": data.weights.reshape(shape), "counters": data.counters}
+    tensors.update({k: v.reshape(shape) for k, v in data.state.items()})
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "shoal_version": __version__,
+        "spec": data.spec.to_json(),
+        "config": json.dumps(data.config.to_dict(), sort_keys=True),
+    }
+    return st_save(tensors, metadata=meta)
+
+
+def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that a crash leaves the old file or the new one."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise ShoalError(f"cannot write {target}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(path: str | os.PathLike[str], data: ModelData) -> None:
+    write_atomic(path, to_bytes(data))
+
+
+def from_bytes(payload: bytes, name: str) -> ModelData:
+    """Parse and validate a model file's bytes; ``name`` is used in error messages."""
+    try:
+        tensors = st_load(payload)
+        header_len = int.from_bytes(payload[:8], "little")
+        header = json.loads(payload[8 : 8 + header_len])
+    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(name, f"not a readable safetensors file ({exc})") from None
+    meta = header.get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(name, "not a shoal model (no shoal metadata in the file)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            name,
+            f"format version {meta.get('format_version')!r}; this shoal reads {FORMAT_VERSION}",
+        )
+    try:
+        spec = FeatureSpec.from_json(meta["spec"])
+        config = LearnerConfig.from_dict(json.loads(meta["config"]))
+    except (KeyError, TypeError, ValueError, ShoalError) as exc:
+        raise ModelFileError(name, f"invalid metadata: {exc}") from None
+    shape = (spec.size, config.outputs)
+    expected = {"weights", "counters", *STATE_TENSORS[config.optimizer]}
+    if set(tensors) != expected:
+        raise ModelFileError(
+            name, f"tensors {sorted(tensors)} do not match the expected {sorted(expected)}"
+        )
+    for key in expected - {"counters"}:
+        t = tensors[key]
+        if t.dtype != np.float32 or t.shape != shape:
+            raise ModelFileError(
+                name, f"tensor {key!r} is {t.dtype}{list(t.shape)}, expected float32{list(shape)}"
+            )
+        if not np.isfinite(t).all():
+            raise ModelFileError(name, f"tensor {key!r} holds NaN or infinite values")
+    c = tensors["counters"]
+    if c.dtype != np.float64 or c.shape != (N_COUNTERS,):
+        raise ModelFileError(name, f"tensor 'counters' is {c.dtype}{list(c.shape)}")
+    return ModelData(
+        spec=spec,
+        config=config,
+        weights=tensors["weights"].reshape(-1).copy(),
+        state={k: tensors[k].reshape(-1).copy() for k in STATE_TENSORS[config.optimizer]},
+        counters=c.copy(),
+    )
+
+
+def load(path: str | os.PathLike[str]) -> ModelData:
+    try:
+        payload = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(str(path), "no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(str(path), "is a directory") from None
+    except PermissionError:
+        raise ModelFileError(str(path), "permission denied") from None
+    return from_bytes(payload, str(path))
