@@ -1,9 +1,9 @@
 """Training throughput, peak memory and test accuracy: shoal, Vowpal Wabbit, scikit-learn.
 
 All three learn logistic regression on the same files, with the same hash bits and one pass.
-Every run is its own process, timed end to end by this one (start, imports, parsing, learning,
-writing the model); its peak RSS comes from ``os.wait4``, so it is that process's own. Test
-predictions are made by separate processes, not timed, and scored here with shoal's metrics.
+Every training run is its own process, timed end to end (start, imports, parsing, learning,
+writing the model) with its own peak RSS. Test predictions are made by other processes, not
+timed, and scored here with shoal's metrics. See benchmarks/README.md.
 
     python benchmarks/bench_train.py [--rows N] [--bits B] [--repeat R] [--big-factor K]
 """
@@ -15,22 +15,26 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_DATA = ROOT.parent / "shared" / "data"
 TOOLS = ("shoal", "vw", "sklearn")
-# The same for every data set. alpha is small because the data sets are large and regularisation
-# is not what is compared; "optimal" is scikit-learn's default schedule, 1 / (alpha (t + t0)).
+# The same for every data set. The default schedule ("optimal", 1 / (alpha (t + t0))) diverges on
+# the click set's unscaled numeric features (test log loss ~8 at alpha 1e-6 .. 1e-4); plain SGD
+# with step eta0 / t^0.5 is stable on all three sets (eta0 0.5 is not, on the click set). alpha is
+# small: regularisation is not what is compared.
 SGD_SETTINGS: dict[str, Any] = {
     "loss": "log_loss",
     "alpha": 1e-6,
-    "learning_rate": "optimal",
+    "learning_rate": "invscaling",
+    "eta0": 0.1,
+    "power_t": 0.5,
     "random_state": 0,
 }
 
@@ -45,7 +49,8 @@ def _vw(args: list[str]) -> None:
     Workspace(arg_list=[*args, "--quiet"]).finish()
 
 
-def _sklearn_train(train: str, model_path: str, bits: str) -> None:
+def _sklearn(stage: str, data: str, model: str, bits: str, preds: str = "") -> None:
+    """Train (one pass of partial_fit) or predict, on the CSR batches of shoal's reader."""
     import pickle
 
     import numpy as np
@@ -57,57 +62,57 @@ def _sklearn_train(train: str, model_path: str, bits: str) -> None:
     b = int(bits)
     # The same parser, with as many threads, as `shoal train` uses.
     reader = shoal.TextReader(spec=shoal.FeatureSpec(bits=b), threads=os.cpu_count() or 1)
-    clf = SGDClassifier(**SGD_SETTINGS)
-    for batch in reader.read(train):
-        x = sp.csr_matrix((batch.values, batch.indices, batch.indptr), shape=(len(batch), 2**b))
-        y = (batch.labels > 0).astype(np.int64)
-        clf.partial_fit(x, y, classes=np.array([0, 1]), sample_weight=batch.weights)
-    # pickle is scikit-learn's own way to save a model; only this script reads the file.
-    with open(model_path, "wb") as f:
-        pickle.dump(clf, f)
-
-
-def _sklearn_predict(test: str, model_path: str, preds: str, bits: str) -> None:
-    import pickle
-
-    import numpy as np
-    import scipy.sparse as sp
-
-    import shoal
-
-    b = int(bits)
-    with open(model_path, "rb") as f:
+    batches = ((sp.csr_matrix((x.values, x.indices, x.indptr), shape=(len(x), 2**b)), x)
+               for x in reader.read(data))  # fmt: skip
+    if stage == "train":
+        clf = SGDClassifier(**SGD_SETTINGS)
+        for x, batch in batches:
+            y = (batch.labels > 0).astype(np.int64)
+            clf.partial_fit(x, y, classes=np.array([0, 1]), sample_weight=batch.weights)
+        with open(model, "wb") as f:  # pickle: scikit-learn's own format; only we read it
+            pickle.dump(clf, f)
+        return
+    with open(model, "rb") as f:
         clf = pickle.load(f)
-    reader = shoal.TextReader(spec=shoal.FeatureSpec(bits=b), threads=os.cpu_count() or 1)
     with open(preds, "w", encoding="utf-8") as out:
-        for batch in reader.read(test):
-            x = sp.csr_matrix((batch.values, batch.indices, batch.indptr), shape=(len(batch), 2**b))
+        for x, _ in batches:
             np.savetxt(out, clf.predict_proba(x)[:, 1], fmt="%.17g")
 
 
 def run_one(stage: str, args: list[str]) -> None:
-    {"vw": _vw, "sklearn-train": _sklearn_train, "sklearn-predict": _sklearn_predict}[stage](
-        *([args] if stage == "vw" else args)
-    )
+    if stage == "vw":
+        _vw(args)
+    else:
+        _sklearn(stage, *args)
 
 
 # -- the parent ------------------------------------------------------------------------------
 
 
-def spawn(argv: list[str], log: Path) -> tuple[float, float]:
-    """Run ``argv`` to completion with stdout and stderr in ``log``: wall seconds, peak RSS MiB."""
+def measure(log: str, argv: list[str]) -> None:
+    """Run ``argv`` with its output in ``log``; print its wall time, status and peak RSS (JSON).
+
+    This runs in a small launcher process, because on exec Linux carries the peak RSS of the
+    exec-ing address space into the new program's ``ru_maxrss``: spawned by the (large)
+    parent, every child would report at least the parent's peak. The launcher's is ~15 MiB.
+    """
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        dup = [(os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)]
-        start = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=dup)
-        _, status, usage = os.wait4(pid, 0)
-        wall = time.perf_counter() - start
-    finally:
-        os.close(fd)
-    if code := os.waitstatus_to_exitcode(status):
-        sys.exit(f"failed with status {code}: {shlex.join(argv)}\n{log.read_text()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024  # Linux reports kilobytes
+    dup = [(os.POSIX_SPAWN_DUP2, fd, 1), (os.POSIX_SPAWN_DUP2, fd, 2)]
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=dup)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - start
+    code, rss_mib = os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({"wall": wall, "status": code, "rss_mib": rss_mib}))
+
+
+def spawn(argv: list[str], log: Path) -> tuple[float, float]:
+    """Run ``argv`` (same environment) through the launcher: its wall seconds and peak RSS MiB."""
+    me = [sys.executable, str(Path(__file__).resolve()), "--measure", str(log)]
+    out = json.loads(subprocess.run([*me, *argv], capture_output=True, check=True).stdout)
+    if out["status"]:
+        sys.exit(f"failed ({out['status']}): {shlex.join(argv)}\n{log.read_text()[-2000:]}")
+    return out["wall"], out["rss_mib"]
 
 
 @dataclass
@@ -192,8 +197,8 @@ def commands(tool: str, ds: DataSet, bits: int, run: Path) -> tuple[list[str], l
         train = [*me, "vw", "-d", str(ds.vw_train), "--loss_function", "logistic", "-b", b]
         test = [*me, "vw", "-d", str(ds.vw_test), "-t", "-i", str(model), "-p", str(preds)]
         return [*train, "-f", str(model)], [*test, "--link", "logistic"], preds
-    train = [*me, "sklearn-train", str(ds.train), str(model), b]
-    return train, [*me, "sklearn-predict", str(ds.test), str(model), str(preds), b], preds
+    train = [*me, "train", str(ds.train), str(model), b]
+    return train, [*me, "predict", str(ds.test), str(model), b, str(preds)], preds
 
 
 def benchmark(ds: DataSet, args: argparse.Namespace, run: Path) -> list[Result]:
@@ -230,25 +235,22 @@ def scaling(clicks_results: list[Result], args: argparse.Namespace, run: Path) -
     """Train shoal and VW once on a click file ``big_factor`` times larger: is peak RSS flat?"""
     big_rows = args.rows * args.big_factor
     path, _ = clicks(args.workdir, big_rows, 1)
-    big = DataSet("clicks", path, path, path, path)
+    big = DataSet("clicks-big", path, path, path, path)
     out = []
     for res in clicks_results:
         if res.tool != "sklearn":
-            wall, rss = spawn(
-                commands(res.tool, big, args.bits, run)[0], run / f"big.{res.tool}.log"
-            )
+            train = commands(res.tool, big, args.bits, run)[0]
+            wall, rss = spawn(train, run / f"big.{res.tool}.log")
             print(f"{big_rows:,} rows {res.tool}: {wall:.2f} s, {rss:.0f} MiB", file=sys.stderr)
-            out.append(
-                {
-                    "tool": res.tool,
-                    "rows": res.rows,
-                    "rss_mib": res.rss_mib,
-                    "big_rows": big_rows,
-                    "big_rss_mib": rss,
-                    "big_examples_per_s": big_rows / wall,
-                }
-            )
+            out.append({"tool": res.tool, "rows": res.rows, "rss_mib": res.rss_mib,
+                        "big_rows": big_rows, "big_rss_mib": rss,
+                        "big_examples_per_s": big_rows / wall})  # fmt: skip
     return out
+
+
+def source_stamp() -> float:
+    """The newest modification time of shoal's sources: a change means numba compiles again."""
+    return max(f.stat().st_mtime for f in (ROOT / "shoal").rglob("*.py"))
 
 
 def table(header: list[str], rows: list[list[str]], left: int) -> None:
@@ -262,20 +264,11 @@ def table(header: list[str], rows: list[list[str]], left: int) -> None:
 def report(results: list[Result], sets: list[DataSet], scale: list[dict], args: Any) -> None:
     rows = []
     for r in results:
-        vw = [v for v in results if v.data == r.data and v.tool == "vw"]
-        rows.append(
-            [
-                r.data,
-                r.tool,
-                f"{r.rows:,}",
-                f"{r.examples_per_s:,.0f}",
-                f"{r.examples_per_s * r.features_per_row:,.0f}",
-                f"{r.rss_mib:,.0f}",
-                f"{r.log_loss:.5f}",
-                f"{r.auc:.5f}",
-                f"{r.examples_per_s / vw[0].examples_per_s:.2f}x" if vw else "-",
-            ]
-        )
+        vw = [v.examples_per_s for v in results if v.data == r.data and v.tool == "vw"]
+        rate, feats = f"{r.examples_per_s:,.0f}", f"{r.examples_per_s * r.features_per_row:,.0f}"
+        rows.append([r.data, r.tool, f"{r.rows:,}", rate, feats, f"{r.rss_mib:,.0f}",
+                     f"{r.log_loss:.5f}", f"{r.auc:.5f}",
+                     f"{r.examples_per_s / vw[0]:.2f}x" if vw else "-"])  # fmt: skip
     header = ["data set", "tool", "rows", "examples/s", "features/s", "peak RSS MiB"]
     table([*header, "test log loss", "test AUC", "vs VW"], rows, left=2)
     sgd = ", ".join(f"{k}={v!r}" for k, v in SGD_SETTINGS.items())
@@ -299,25 +292,17 @@ def report(results: list[Result], sets: list[DataSet], scale: list[dict], args: 
     if scale:
         small, big = f"{scale[0]['rows']:,}", f"{scale[0]['big_rows']:,}"
         print(f"\nPeak RSS against data size, click set ({big} rows: one run each):\n")
-        table(
-            ["tool", f"RSS MiB, {small} rows", f"RSS MiB, {big} rows", "ratio", "examples/s"],
-            [
-                [
-                    s["tool"],
-                    f"{s['rss_mib']:,.0f}",
-                    f"{s['big_rss_mib']:,.0f}",
-                    f"{s['big_rss_mib'] / s['rss_mib']:.2f}",
-                    f"{s['big_examples_per_s']:,.0f}",
-                ]
-                for s in scale
-            ],
-            left=1,
-        )
+        rows = [[s["tool"], f"{s['rss_mib']:,.0f}", f"{s['big_rss_mib']:,.0f}",
+                 f"{s['big_rss_mib'] / s['rss_mib']:.2f}", f"{s['big_examples_per_s']:,.0f}"]
+                for s in scale]  # fmt: skip
+        header = ["tool", f"RSS MiB, {small} rows", f"RSS MiB, {big} rows", "ratio", "examples/s"]
+        table(header, rows, left=1)
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--run-one":
-        return run_one(sys.argv[2], sys.argv[3:])
+    if len(sys.argv) > 2 and sys.argv[1] in ("--run-one", "--measure"):
+        child = run_one if sys.argv[1] == "--run-one" else measure
+        return child(sys.argv[2], sys.argv[3:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--rows", type=int, default=1_000_000, help="click train rows (test: rows/10)")
     p.add_argument("--bits", type=int, default=18, help="hash bits for every tool")
@@ -327,20 +312,38 @@ def main() -> None:
     p.add_argument("--workdir", type=Path, default=ROOT / "bench-data", help="data and models")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = p.parse_args()
+    from importlib import metadata
+
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    env = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.node()}
-    env |= {pkg: version(pkg) for pkg in ("shoal", "vowpalwabbit", "scikit-learn")}
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "\n")
+    cpu = [
+        ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")
+    ]
+    env = {"python": platform.python_version(), "cores": os.cpu_count()}
+    env |= {"cpu": cpu[0].split(":", 1)[1].strip() if cpu else platform.processor()}
+    env |= {pkg: metadata.version(pkg) for pkg in ("shoal", "vowpalwabbit", "scikit-learn")}
+    print("environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "\n")
     run = args.workdir / "runs"
     run.mkdir(parents=True, exist_ok=True)
     sets = data_sets(args.workdir, args.rows)
+    stamp = source_stamp()
+    # One untimed run of each tool on the small click test file fills numba's on-disk cache: a
+    # cold one (after installing or editing shoal) adds seconds of JIT to a run of shoal's reader.
+    test = sets[0].test
+    warm = DataSet("warm-up", test, test, test, test)
+    for tool in args.tools:
+        spawn(commands(tool, warm, args.bits, run)[0], run / f"warm-up.{tool}.log")
     results = [r for ds in sets for r in benchmark(ds, args, run)]
     base = [r for r in results if r.data == "clicks"]
     scale = scaling(base, args, run) if args.big_factor else []
     report(results, sets, scale, args)
+    if source_stamp() != stamp:
+        print(
+            "\nWARNING: shoal's source changed during the run, so numba compiled again inside "
+            "timed runs: their times and peak RSS are too high. Run it again."
+        )
     if args.json:
         doc = {
-            "command": sys.argv,
+            "command": shlex.join([sys.executable, *sys.argv]),
             "env": env,
             "scaling": scale,
             "optimum": {ds.name: ds.optimum for ds in sets},

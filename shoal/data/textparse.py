@@ -67,6 +67,7 @@ _COLON = 58
 _QUOTE = 39
 _HASH = 35
 _NL = 10
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @njit(inline="always", cache=True)
@@ -102,7 +103,7 @@ def _scale_pow10(mant: np.int64, exp10: int) -> float:
     return math.ldexp(p + tail, _P10_SHIFT[i])
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def parse_float(buf: np.ndarray, s: int, e: int) -> tuple[bool, float]:
     """Parse ``buf[s:e]`` as a finite decimal number; (False, 0) if it is not exactly one.
 
@@ -214,12 +215,13 @@ def _skip_blanks(buf: np.ndarray, p: int, n: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _parse_line(
-    buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, row_h, row_ns, row_v
+    buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, keep_row, row_h, row_ns, row_v
 ):
     """Parse the non-blank line starting at ``s`` (it ends at the next newline or at ``n``).
 
     Base features go to ``indices/values[nnz:]``; ``row_h``, ``row_ns``, ``row_v`` receive each
-    kept feature's 32-bit hash, namespace letter and value, for the interactions. Returns (code,
+    kept feature's 32-bit hash, namespace letter and value when ``keep_row`` (for the
+    interactions). Returns (code,
     new_nnz, n_base, label, weight, tag_s, tag_e, err_s, err_e, end): ``end`` is the position of
     the newline (or n). ``NEED_ROOM`` asks the caller to grow the arrays and call again.
     """
@@ -324,19 +326,21 @@ def _parse_line(
                 if buf[i] < 48 or buf[i] > 57:
                     return SVM_BAD_INDEX, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
         v *= scale
-        if not np.isfinite(np.float32(v)):  # values are stored as float32
+        if abs(v) > _F32_MAX:  # values are stored as float32
             return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-        if np.float32(v) != 0.0 and not ignore[ns_letter]:
+        v32 = np.float32(v)
+        if v32 != 0.0 and not ignore[ns_letter]:
             if nnz >= cap or nb >= cap_row:
                 return NEED_ROOM, nnz, 0, label, weight, tag_s, tag_e, -1, -1, -1
             h = _feature_hash(buf, p, colon, ns_hash)
             indices[nnz] = h & mask
-            values[nnz] = v
-            row_h[nb] = h
-            row_ns[nb] = ns_letter
-            row_v[nb] = v
+            values[nnz] = v32
+            if keep_row:
+                row_h[nb] = h
+                row_ns[nb] = ns_letter
+                row_v[nb] = v32
+                nb += 1
             nnz += 1
-            nb += 1
         p = te
     return OK, nnz, nb, label, weight, tag_s, tag_e, -1, -1, p
 
@@ -445,8 +449,9 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
             values = _grow(values, nnz + 4096)
         while True:
             code, nnz2, nb, lab, wt, ts, te, es, ee, end = _parse_line(
-                buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, row_h, row_ns, row_v
-            )
+                buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, has_inter,
+                row_h, row_ns, row_v,
+            )  # fmt: skip
             if code != NEED_ROOM:
                 break
             indices = _grow(indices, 2 * len(indices))
