@@ -12,10 +12,13 @@ from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.evaluate import evaluate
 from shoal.model.model import Model, Progress
+from shoal.train.coordinator import ClusterOptions, ClusterReport, train_cluster
 from shoal.train.single import TrainOptions, TrainReport, train
 
 __all__ = [
     "Batch",
+    "ClusterOptions",
+    "ClusterReport",
     "ConfigError",
     "DataError",
     "FeatureSpec",
@@ -31,4 +34,5 @@ __all__ = [
     "__version__",
     "evaluate",
     "train",
+    "train_cluster",
 ]

@@ -84,6 +84,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
     t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
     t.add_argument("--initial-model", help="continue training this model file")
+    c = t.add_argument_group("distributed training (data parallel, fault tolerant)")
+    c.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1: train in this process, parsing on every core)",
+    )
+    c.add_argument("--engine", choices=("local", "ray"), default="local", help="where workers run")
+    c.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    c.add_argument("--shards", type=int, default=0, help="shards to cut the data into (4/worker)")
+    c.add_argument("--tasks-per-round", type=int, default=0, help="shards merged per round")
+    c.add_argument("--checkpoint-dir", help="checkpoint every round here; rerun to resume")
+    c.add_argument("--max-attempts", type=int, default=4, help="tries per task before giving up")
+    c.add_argument("--task-timeout", type=float, default=3600.0, help="seconds before a retry")
 
     e = sub.add_parser("eval", help="evaluate a model on labeled data")
     e.add_argument("model", help="model file")
@@ -211,6 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         on_bad_record=args.on_bad_record,
     )
+    if args.workers > 1 or args.engine == "ray" or args.checkpoint_dir:
+        return _train_cluster(model, opts, args)
     total = sum(_size(p) for p in args.data)
     view = _ProgressView(total, opts.passes)
     try:
@@ -219,6 +235,53 @@ def cmd_train(args: argparse.Namespace) -> int:
         view.close()
     model.save(args.output)
     _print_report(report, Path(args.output))
+    return 0
+
+
+def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -> int:
+    from shoal.train.coordinator import ClusterOptions, RoundStatus, train_cluster
+
+    cluster = ClusterOptions(
+        workers=args.workers,
+        engine=args.engine,
+        address=args.address,
+        shards=args.shards,
+        tasks_per_round=args.tasks_per_round,
+        max_attempts=args.max_attempts,
+        task_timeout=args.task_timeout,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+    bar: Any = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="round", file=sys.stderr)
+    start = time.monotonic()
+
+    def on_round(st: RoundStatus) -> None:
+        rate = st.examples / max(1e-9, time.monotonic() - start)
+        text = (f"pass {st.pass_index + 1} ex/s {rate:,.0f} workers {st.workers_alive} "
+                f"retries {st.retries} loss {st.progress.loss:.4f}")  # fmt: skip
+        if bar is not None:
+            bar.total = st.steps
+            bar.n = st.step
+            bar.set_postfix_str(text, refresh=True)
+        else:
+            print(f"shoal: round {st.step}/{st.steps}: {text}", file=sys.stderr)
+
+    try:
+        trained, report = train_cluster(model, args.data, opts, cluster, on_round=on_round)
+    finally:
+        if bar is not None:
+            bar.close()
+    trained.save(args.output)
+    _print_report(report, Path(args.output))
+    print(
+        f"{report.workers} {args.engine} worker(s), {report.rounds} round(s); survived "
+        f"{report.worker_deaths} worker death(s), {report.retries} retried task(s), "
+        f"{report.duplicates} straggler duplicate(s)"
+        + (f"; resumed at round {report.resumed_from_step}" if report.resumed_from_step else "")
+    )
     return 0
 
 

@@ -113,25 +113,81 @@ def _open(path: Path) -> BinaryIO:
         raise ShoalError(f"{path}: permission denied") from None
 
 
-def _blocks(f: BinaryIO, block_bytes: int, path: str) -> Iterator[bytes]:
-    """Blocks of whole lines; the last block may lack its final newline."""
+def _read(f: BinaryIO, n: int, path: str) -> bytes:
+    try:
+        return f.read(n)
+    except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
+        raise ShoalError(f"{path}: cannot read: {exc}") from None
+
+
+def _seek_record(f: BinaryIO, start: int, path: str) -> None:
+    """Position ``f`` at the first record that begins at or after byte ``start``.
+
+    A record begins at 0 or right after a newline: look at byte start-1 and, unless it is a
+    newline, skip to the end of the record that crosses ``start``.
+    """
+    if start <= 0:
+        return
+    f.seek(start - 1)
+    if _read(f, 1, path) == b"\n":
+        return
+    while True:
+        chunk = _read(f, 1 << 16, path)
+        if not chunk:
+            return
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            f.seek(nl + 1 - len(chunk), os.SEEK_CUR)
+            return
+
+
+def _blocks(
+    f: BinaryIO, block_bytes: int, path: str, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Blocks of whole lines; the last block may lack its final newline.
+
+    With a byte range, the blocks hold exactly the records that begin in ``[start, end)``: from
+    the first record starting at or after ``start`` to the end of the record that crosses
+    ``end``. Every record of a file cut into adjacent ranges is thus read exactly once.
+    """
+    _seek_record(f, start, path)
+    pos = f.tell()  # file offset of data[0]
     tail = b""
     while True:
-        try:
-            chunk = f.read(block_bytes)
-        except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
-            raise ShoalError(f"{path}: cannot read: {exc}") from None
+        chunk = _read(f, block_bytes, path)
         if not chunk:
-            if tail:
+            if tail and (end is None or pos < end):
                 yield tail
             return
         data = tail + chunk if tail else chunk
+        if end is not None and pos + len(data) >= end:
+            # the record holding byte end-1 is the last one: it ends at the next newline
+            cut = data.find(b"\n", max(0, end - 1 - pos))
+            if cut >= 0:
+                if end > pos:
+                    yield data[: cut + 1]
+                return
         cut = data.rfind(b"\n")
         if cut < 0:
             tail = data  # a line longer than a block: keep reading
             continue
         tail = data[cut + 1 :]
+        pos += cut + 1
         yield data[: cut + 1]
+
+
+def count_lines(path: str | os.PathLike[str], upto: int) -> int:
+    """Number of newlines in the first ``upto`` bytes of an uncompressed file."""
+    n = 0
+    with _open(Path(path)) as f:
+        left = upto
+        while left > 0:
+            chunk = _read(f, min(left, 1 << 22), str(path))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            left -= len(chunk)
+    return n
 
 
 def _ordered_map(
@@ -197,8 +253,20 @@ class TextReader:
         if self.threads < 1:
             raise ConfigError("threads", f"must be at least 1, got {self.threads!r}")
 
-    def read(self, path: str | os.PathLike[str], stats: ReadStats | None = None) -> Iterator[Batch]:
-        """Yield the batches of one file; ``stats`` (if given) is updated as blocks are read."""
+    def read(
+        self,
+        path: str | os.PathLike[str],
+        stats: ReadStats | None = None,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        first_line: int | None = None,
+    ) -> Iterator[Batch]:
+        """Yield the batches of one file, or of the records that begin in bytes [start, end).
+
+        ``stats`` (if given) is updated as blocks are read. ``first_line`` is the number of
+        lines before the range (counted here if not given) so that messages name real lines.
+        """
         fmt = self.format or guess_format(path)
         name = str(path)
         st = stats if stats is not None else ReadStats()
@@ -215,9 +283,16 @@ class TextReader:
                 ignore, offsets, letters, skip,
             )  # fmt: skip
 
-        file_lines = 0
         with _open(Path(path)) as f:
-            for block, out in _ordered_map(parse, _blocks(f, self.block_bytes, name), self.threads):
+            if start > 0 and isinstance(f, gzip.GzipFile):
+                raise ConfigError("start", f"{name} is gzip-compressed: it can only be read whole")
+            blocks = _blocks(f, self.block_bytes, name, start, end)
+            if start > 0 and first_line is None:
+                _seek_record(f, start, name)
+                first_line = count_lines(path, f.tell())
+                f.seek(0)
+            file_lines = first_line or 0
+            for block, out in _ordered_map(parse, blocks, self.threads):
                 buf = np.frombuffer(block, dtype=np.uint8)
                 (indptr, indices, values, labels, weights, tag_off, tag_bytes, row_lines) = out[:8]
                 n_lines, skipped, code, err_line, es, ee = out[8:]

@@ -105,8 +105,12 @@ class Model:
         """Read and validate a model file; raises ``ModelFileError`` if anything is off."""
         return cls.from_data(modelfile.load(path))
 
-    def to_bytes(self) -> bytes:
-        return modelfile.to_bytes(self.to_data())
+    def to_bytes(self, extra: dict[str, str] | None = None) -> bytes:
+        """The model file's bytes; ``extra`` adds string metadata (a checkpoint's progress)."""
+        data = self.to_data()
+        if extra:
+            data.extra.update(extra)
+        return modelfile.to_bytes(data)
 
     @classmethod
     def from_bytes(cls, payload: bytes, name: str = "<bytes>") -> Model:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ class ModelData:
     weights: np.ndarray  # float32 (size * outputs,)
     state: dict[str, np.ndarray]  # optimizer state, same shape as weights
     counters: np.ndarray  # float64 (N_COUNTERS,)
+    extra: dict[str, str] = field(default_factory=dict)  # e.g. a checkpoint's progress
 
 
 def to_bytes(data: ModelData) -> bytes:
@@ -51,7 +52,22 @@ def to_bytes(data: ModelData) -> bytes:
         "spec": data.spec.to_json(),
         "config": json.dumps(data.config.to_dict(), sort_keys=True),
     }
-    return st_save(tensors, metadata=meta)
+    meta.update({f"x-{k}": v for k, v in data.extra.items()})
+    return _canonical(st_save(tensors, metadata=meta))
+
+
+def _canonical(payload: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted.
+
+    safetensors writes the header's keys in hash-map order, which changes from call to call;
+    sorting them makes equal models equal bytes (checkpoints, and tests of determinism, compare
+    bytes). Offsets in the header point into the data section, which is left untouched.
+    """
+    n = int.from_bytes(payload[:8], "little")
+    header = json.dumps(json.loads(payload[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    raw = header.encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors aligns the data section to 8 bytes
+    return len(raw).to_bytes(8, "little") + raw + payload[8 + n :]
 
 
 def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
@@ -126,6 +142,7 @@ def from_bytes(payload: bytes, name: str) -> ModelData:
         weights=tensors["weights"].reshape(-1).copy(),
         state={k: tensors[k].reshape(-1).copy() for k in STATE_TENSORS[config.optimizer]},
         counters=c.copy(),
+        extra={k[2:]: v for k, v in meta.items() if k.startswith("x-")},
     )
 
 

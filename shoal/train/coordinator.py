@@ -1,0 +1,346 @@
+"""The coordinator of data-parallel training: rounds of tasks, merging, failures, checkpoints.
+
+A pass over the data is cut into rounds of ``tasks_per_round`` shards. In a round every task
+learns its shard from the same global model; the coordinator merges the results in shard
+order into the next global model and checkpoints it. The final model is therefore a function
+of the data, the configuration and the plan alone: which worker ran a task, how often it was
+retried, whether a straggler was duplicated and whether the coordinator restarted from a
+checkpoint do not change a bit.
+
+Failures are expected: an attempt that fails or whose worker dies is retried on another
+worker (up to ``max_attempts``); an attempt running much longer than its finished peers gets a
+duplicate on an idle worker and the first result wins; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shoal.errors import ConfigError, ModelFileError, ShoalError
+from shoal.model.model import Model, Progress
+from shoal.model.modelfile import from_bytes, write_atomic
+from shoal.train.executor import Executor
+from shoal.train.merge import merge
+from shoal.train.plan import Shard, fingerprint, plan
+from shoal.train.single import TrainOptions, TrainReport
+from shoal.train.task import Task, TaskResult, TaskSpec
+
+Engine = Literal["local", "ray"]
+CHECKPOINT = "checkpoint.shoal"
+
+
+class TaskFailedError(ShoalError):
+    """A task failed on every attempt."""
+
+    def __init__(self, shard: str, attempts: int, cause: str) -> None:
+        super().__init__(f"{shard} failed {attempts} time(s); last error: {cause}")
+        self.shard, self.attempts, self.cause = shard, attempts, cause
+
+    def __reduce__(self):
+        return (type(self), (self.shard, self.attempts, self.cause))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterOptions:
+    """How to spread training: workers, engine, shards, rounds, fault handling, checkpoints."""
+
+    workers: int = 2
+    engine: Engine = "local"
+    address: str | None = None
+    shards: int = 0  # 0: 4 per worker
+    tasks_per_round: int = 0  # 0: one per worker
+    max_attempts: int = 4
+    task_timeout: float = 3600.0
+    straggler_factor: float = 4.0
+    straggler_min_seconds: float = 5.0
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError("workers", f"must be an integer >= 1, got {self.workers!r}")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError("engine", f"must be local or ray, got {self.engine!r}")
+        for name in ("shards", "tasks_per_round"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ConfigError(name, f"must be an integer >= 0, got {v!r}")
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts", "must be at least 1")
+        for name in ("task_timeout", "straggler_factor", "straggler_min_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, "must be positive")
+
+    @property
+    def n_shards(self) -> int:
+        return self.shards or 4 * self.workers
+
+    @property
+    def round_size(self) -> int:
+        return self.tasks_per_round or self.workers
+
+
+@dataclass
+class ClusterReport(TrainReport):
+    """A training report plus what the cluster went through."""
+
+    rounds: int = 0
+    retries: int = 0
+    duplicates: int = 0
+    worker_deaths: int = 0
+    resumed_from_step: int = 0
+    workers: int = 0
+
+
+@dataclass
+class RoundStatus:
+    """Progress handed to the callback after every round."""
+
+    step: int
+    steps: int
+    pass_index: int
+    examples: int
+    workers_alive: int
+    retries: int
+    progress: Progress = field(default_factory=Progress)
+
+
+@dataclass
+class _Attempt:
+    shard: Shard
+    started: float
+
+
+def _run_key(model: Model, opts: TrainOptions, cluster: ClusterOptions, data: str) -> str:
+    """What a checkpoint must match to be resumed: model, data and the plan of the run."""
+    doc = {
+        "spec": model.spec.to_dict(),
+        "config": model.config.to_dict(),
+        "initial": hashlib.sha256(model.to_bytes()).hexdigest(),
+        "data": data,
+        "passes": opts.passes,
+        "holdout": opts.holdout,
+        "format": opts.format,
+        "on_bad_record": opts.on_bad_record,
+        "shards": cluster.n_shards,
+        "round": cluster.round_size,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def make_executor(cluster: ClusterOptions) -> Executor:
+    if cluster.engine == "ray":
+        from shoal.train.ray_executor import RayExecutor
+
+        return RayExecutor(cluster.workers, cluster.address)
+    from shoal.train.local import LocalExecutor
+
+    return LocalExecutor(cluster.workers)
+
+
+class Coordinator:
+    """Runs data-parallel training of one model over a list of inputs.
+
+    ``on_round(status)`` is called after every merged round.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        inputs: Sequence[str | os.PathLike[str]],
+        options: TrainOptions,
+        cluster: ClusterOptions,
+        executor: Executor | None = None,
+        on_round: Callable[[RoundStatus], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.options = options
+        self.cluster = cluster
+        self.shards = plan(inputs, cluster.n_shards)
+        self.executor = executor or make_executor(cluster)
+        self.on_round = on_round
+        self.report = ClusterReport(workers=cluster.workers)
+        self._key = _run_key(model, options, cluster, fingerprint(self.shards))
+        self._next_attempt = 0
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _checkpoint_path(self) -> Path | None:
+        d = self.cluster.checkpoint_dir
+        return Path(d) / CHECKPOINT if d else None
+
+    def _resume(self) -> int:
+        """Load the last checkpoint of this very run, if any; return the step to start at."""
+        path = self._checkpoint_path()
+        if path is None or not path.exists():
+            return 0
+        try:
+            data = from_bytes(path.read_bytes(), str(path))
+        except ModelFileError as exc:
+            raise ShoalError(f"cannot resume: {exc}") from None
+        if data.extra.get("run") != self._key:
+            raise ShoalError(
+                f"checkpoint {path} belongs to another run (different data, model settings or "
+                "plan); use another --checkpoint-dir or delete it to start over"
+            )
+        self.model = Model.from_data(data)
+        self.report.examples = int(data.extra.get("examples", "0"))
+        return int(data.extra["step"])
+
+    def _checkpoint(self, step: int) -> None:
+        path = self._checkpoint_path()
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        extra = {"run": self._key, "step": str(step), "examples": str(self.report.examples)}
+        write_atomic(path, self.model.to_bytes(extra))
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> tuple[Model, ClusterReport]:
+        start = time.perf_counter()
+        rounds = [
+            self.shards[i : i + self.cluster.round_size]
+            for i in range(0, len(self.shards), self.cluster.round_size)
+        ]
+        steps = len(rounds) * self.options.passes
+        step = self._resume()
+        self.report.resumed_from_step = step
+        spec = TaskSpec(
+            format=self.options.format,
+            on_bad_record=self.options.on_bad_record,
+            holdout_period=self.options.holdout_period,
+            block_bytes=self.options.block_bytes,
+        )
+        pass_progress = Progress()
+        self.executor.start()
+        try:
+            while step < steps:
+                pass_index, r = divmod(step, len(rounds))
+                if r == 0:
+                    pass_progress = Progress()
+                results = self._round(step, rounds[r], spec)
+                self.model = merge(self.model, results)
+                for res in results:
+                    pass_progress.stats += res.stats
+                    self.report.bytes_read += res.bytes_read
+                    self.report.skipped += res.skipped
+                    self.report.first_skipped = self.report.first_skipped or res.first_skipped
+                self.report.examples += sum(int(res.counters[1]) for res in results)
+                step += 1
+                self._checkpoint(step)
+                if r == len(rounds) - 1:
+                    self.report.pass_losses.append(pass_progress.loss)
+                if self.on_round is not None:
+                    self.on_round(
+                        RoundStatus(step, steps, pass_index, self.report.examples,
+                                    self.executor.alive(), self.report.retries, pass_progress)
+                    )  # fmt: skip
+        finally:
+            self.executor.close()
+        self.report.seconds = time.perf_counter() - start
+        self.report.passes = self.options.passes
+        self.report.rounds = steps
+        self.report.progressive_loss = (
+            self.report.pass_losses[0] if self.report.pass_losses else math.nan
+        )
+        self.report.holdout_loss = pass_progress.holdout_loss
+        self.report.holdout_examples = pass_progress.holdout_examples
+        return self.model, self.report
+
+    def _round(self, step: int, shards: list[Shard], spec: TaskSpec) -> list[TaskResult]:
+        """Run one task per shard to completion; retry, duplicate and time out as needed."""
+        ex = self.executor
+        ex.broadcast(step, self.model.to_bytes())
+        queue: list[Shard] = list(shards)
+        failures: dict[int, int] = {s.index: 0 for s in shards}
+        last_error: dict[int, str] = {}
+        running: dict[int, _Attempt] = {}
+        done: dict[int, TaskResult] = {}
+        durations: list[float] = []
+        while len(done) < len(shards):
+            now = time.monotonic()
+            while queue and ex.idle() > 0:
+                self._submit(step, queue.pop(0), spec, running)
+            self._duplicate_stragglers(step, spec, running, done, durations, now)
+            for attempt, a in list(running.items()):
+                if now - a.started > self.cluster.task_timeout:
+                    ex.cancel(attempt)
+                    del running[attempt]
+                    self._failed(a.shard, "no result within --task-timeout", queue, failures,
+                                 last_error, running, done)  # fmt: skip
+            for ev in ex.poll(timeout=0.05):
+                a_or_none = running.pop(ev.attempt, None)
+                if a_or_none is None:
+                    continue  # a cancelled attempt
+                a = a_or_none
+                if ev.kind == "done" and ev.result is not None:
+                    if a.shard.index not in done:
+                        done[a.shard.index] = ev.result
+                        durations.append(time.monotonic() - a.started)
+                    for other, b in list(running.items()):  # the first result wins
+                        if b.shard.index == a.shard.index:
+                            ex.cancel(other)
+                            del running[other]
+                    continue
+                if ev.kind == "died":
+                    self.report.worker_deaths += 1
+                self._failed(a.shard, ev.error, queue, failures, last_error, running, done)
+        for attempt in list(running):
+            ex.cancel(attempt)
+        return [done[s.index] for s in shards]
+
+    def _submit(self, step: int, shard: Shard, spec: TaskSpec, running: dict) -> None:
+        attempt = self._next_attempt
+        self._next_attempt += 1
+        self.executor.submit(attempt, Task(step, shard, spec))
+        running[attempt] = _Attempt(shard, time.monotonic())
+
+    def _failed(self, shard: Shard, error: str, queue: list[Shard], failures: dict[int, int],
+                last_error: dict[int, str], running: dict, done: dict) -> None:  # fmt: skip
+        if shard.index in done or any(a.shard.index == shard.index for a in running.values()):
+            return  # another attempt of it is still running, or it already finished
+        failures[shard.index] += 1
+        last_error[shard.index] = error
+        if failures[shard.index] >= self.cluster.max_attempts:
+            raise TaskFailedError(shard.describe(), failures[shard.index], error)
+        self.report.retries += 1
+        queue.insert(0, shard)
+
+    def _duplicate_stragglers(self, step: int, spec: TaskSpec, running: dict, done: dict,
+                              durations: list[float], now: float) -> None:  # fmt: skip
+        if not durations or self.executor.idle() == 0:
+            return
+        limit = max(self.cluster.straggler_min_seconds,
+                    self.cluster.straggler_factor * statistics.median(durations))  # fmt: skip
+        counts: dict[int, int] = {}
+        for a in running.values():
+            counts[a.shard.index] = counts.get(a.shard.index, 0) + 1
+        for a in list(running.values()):
+            if self.executor.idle() == 0:
+                return
+            if counts[a.shard.index] == 1 and a.shard.index not in done and now - a.started > limit:
+                self._submit(step, a.shard, spec, running)
+                counts[a.shard.index] = 2
+                self.report.duplicates += 1
+
+
+def train_cluster(
+    model: Model,
+    inputs: Sequence[str | os.PathLike[str]],
+    options: TrainOptions | None = None,
+    cluster: ClusterOptions | None = None,
+    on_round: Callable[[RoundStatus], None] | None = None,
+) -> tuple[Model, ClusterReport]:
+    """Data-parallel training; returns the trained model (a new object) and a report."""
+    coord = Coordinator(model, inputs, options or TrainOptions(), cluster or ClusterOptions(),
+                        on_round=on_round)  # fmt: skip
+    return coord.run()

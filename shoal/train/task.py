@@ -1,0 +1,86 @@
+"""A training task: learn one shard from the round's global model, return what changed.
+
+This is what a worker runs, wherever it runs (a local process, a Ray actor). It is a pure
+function of the global model and the shard, so a retried or duplicated task returns exactly
+the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shoal.data.reader import BadRecordPolicy, Format, ReadStats, TextReader
+from shoal.model.kernels import N_STATS
+from shoal.model.model import Model, Progress
+from shoal.train.plan import Shard
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """What every task of a run shares: how to read, and the holdout."""
+
+    format: Format | None = None
+    on_bad_record: BadRecordPolicy = "stop"
+    holdout_period: int = 0
+    block_bytes: int = 4 << 20
+
+
+@dataclass(frozen=True)
+class Task:
+    """Learn ``shard`` from the model of ``step`` (a round counter over the whole run)."""
+
+    step: int
+    shard: Shard
+    spec: TaskSpec
+
+
+@dataclass
+class TaskResult:
+    """The sparse change a task made: slots that changed and their new values."""
+
+    shard: int
+    step: int
+    changed: np.ndarray  # int64 slots (indices into the flat weight array)
+    weights: np.ndarray  # float32 new values at ``changed``
+    state: dict[str, np.ndarray]  # optimizer state: new values at ``changed``
+    counters: np.ndarray  # float64: the task's increments of the model's counters
+    stats: np.ndarray = field(default_factory=lambda: np.zeros(N_STATS))
+    rows: int = 0
+    bytes_read: int = 0
+    skipped: int = 0
+    first_skipped: str = ""
+
+
+def run_task(task: Task, base: Model) -> TaskResult:
+    """Learn ``task.shard`` on a copy of ``base``; return the sparse difference."""
+    model = base.copy()
+    reader = TextReader(
+        spec=model.spec,
+        format=task.spec.format,
+        on_bad_record=task.spec.on_bad_record,
+        block_bytes=task.spec.block_bytes,
+    )
+    stats = ReadStats()
+    prog = Progress()
+    s = task.shard
+    for batch in reader.read(s.path, stats, start=s.start, end=s.end, first_line=s.first_line):
+        model.learn(batch, holdout_period=task.spec.holdout_period, progress=prog)
+    mask = model.weights != base.weights
+    for k, v in model.state.items():
+        mask |= v != base.state[k]
+    changed = np.flatnonzero(mask)
+    return TaskResult(
+        shard=s.index,
+        step=task.step,
+        changed=changed,
+        weights=model.weights[changed],
+        state={k: v[changed] for k, v in model.state.items()},
+        counters=model.counters - base.counters,
+        stats=prog.stats,
+        rows=stats.rows,
+        bytes_read=stats.bytes_read,
+        skipped=stats.skipped,
+        first_skipped=stats.first_skipped,
+    )
