@@ -206,7 +206,6 @@ class Coordinator:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> tuple[Model, ClusterReport]:
-        start = time.perf_counter()
         rounds = [
             self.shards[i : i + self.cluster.round_size]
             for i in range(0, len(self.shards), self.cluster.round_size)
@@ -221,7 +220,12 @@ class Coordinator:
             block_bytes=self.options.block_bytes,
         )
         pass_progress = Progress()
+        start = time.perf_counter()
+        if step >= steps:  # a finished run's checkpoint: nothing left to do
+            self.report.seconds = 0.0
+            return self._finish(steps, pass_progress)
         self.executor.start()
+        start = time.perf_counter()  # the report's time leaves out starting the workers
         try:
             while step < steps:
                 pass_index, r = divmod(step, len(rounds))
@@ -247,6 +251,9 @@ class Coordinator:
         finally:
             self.executor.close()
         self.report.seconds = time.perf_counter() - start
+        return self._finish(steps, pass_progress)
+
+    def _finish(self, steps: int, pass_progress: Progress) -> tuple[Model, ClusterReport]:
         self.report.passes = self.options.passes
         self.report.rounds = steps
         self.report.progressive_loss = (
@@ -266,10 +273,20 @@ class Coordinator:
         running: dict[int, _Attempt] = {}
         done: dict[int, TaskResult] = {}
         durations: list[float] = []
+        starved_since: float | None = None  # queued work, nothing running, no idle worker
         while len(done) < len(shards):
             now = time.monotonic()
             while queue and ex.idle() > 0:
                 self._submit(step, queue.pop(0), spec, running)
+            if queue and not running:
+                starved_since = starved_since or now
+                if now - starved_since > self.cluster.task_timeout:
+                    raise ShoalError(
+                        f"no worker could take a task for {self.cluster.task_timeout:g} s "
+                        f"({ex.alive()} alive); workers fail to start?"
+                    )
+            else:
+                starved_since = None
             self._duplicate_stragglers(step, spec, running, done, durations, now)
             for attempt, a in list(running.items()):
                 if now - a.started > self.cluster.task_timeout:
@@ -293,6 +310,8 @@ class Coordinator:
                     continue
                 if ev.kind == "died":
                     self.report.worker_deaths += 1
+                if ev.fatal:
+                    raise TaskFailedError(a.shard.describe(), failures[a.shard.index] + 1, ev.error)
                 self._failed(a.shard, ev.error, queue, failures, last_error, running, done)
         for attempt in list(running):
             ex.cancel(attempt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from shoal.errors import ConfigError, DataError, ShoalError
 from shoal.train.task import Task, TaskResult
 
 EventKind = Literal["done", "failed", "died"]
@@ -23,6 +24,17 @@ class Event:
     kind: EventKind
     result: TaskResult | None = None
     error: str = ""
+    fatal: bool = False  # the same attempt would fail again (bad data or settings): no retry
+
+
+def failure(attempt: int, exc: BaseException) -> Event:
+    """The ``failed`` event for an exception raised by a task.
+
+    Bad records and invalid settings fail the same way on every attempt, so they are fatal: the
+    run stops at once instead of reading the shard again.
+    """
+    text = str(exc) if isinstance(exc, ShoalError) else f"{type(exc).__name__}: {exc}"
+    return Event(attempt, "failed", error=text, fatal=isinstance(exc, DataError | ConfigError))
 
 
 class Executor(Protocol):

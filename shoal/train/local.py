@@ -3,7 +3,8 @@
 Each worker is a process started with ``spawn`` (no inherited threads or locks) that reads its
 shard itself and loads the round's model from a file the coordinator writes once per round. A
 worker that dies (SIGKILL, out of memory) is noticed through its process sentinel and replaced;
-its in-flight attempt is reported as ``died``.
+its in-flight attempt is reported as ``died``. A worker is handed attempts only once it has said
+it is ready, so an attempt's time never includes a worker's start-up.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from shoal.errors import ShoalError
 from shoal.model.modelfile import write_atomic
-from shoal.train.executor import Event
+from shoal.train.executor import Event, failure
 from shoal.train.task import Task, run_task
 
 
@@ -29,6 +29,7 @@ def _worker_main(conn: Connection, workdir: str) -> None:
     from shoal.model.model import Model
 
     cached_step, model = -1, None
+    conn.send(None)  # ready: started and imported, so an attempt is timed from here on
     while True:
         try:
             msg = conn.recv()
@@ -42,10 +43,8 @@ def _worker_main(conn: Connection, workdir: str) -> None:
                 model = Model.load(Path(workdir) / f"step-{task.step}.shoal")
                 cached_step = task.step
             conn.send(Event(attempt, "done", run_task(task, model)))
-        except ShoalError as exc:
-            conn.send(Event(attempt, "failed", error=str(exc)))
         except Exception as exc:  # reported to the coordinator, which retries or stops
-            conn.send(Event(attempt, "failed", error=f"{type(exc).__name__}: {exc}"))
+            conn.send(failure(attempt, exc))
 
 
 @dataclass
@@ -53,6 +52,7 @@ class _Worker:
     process: Any  # a SpawnProcess
     conn: Connection
     attempt: int | None = None
+    ready: bool = False  # a worker takes no attempt before it said it is ready
 
 
 class LocalExecutor:
@@ -116,7 +116,9 @@ class LocalExecutor:
         self._last_step = step
 
     def idle(self) -> int:
-        return sum(1 for w in self._pool if w.attempt is None)
+        # A starting worker is not idle: an attempt handed to it would wait out its start-up
+        # (a second or more), look like a straggler, and get it killed and replaced for good.
+        return sum(1 for w in self._pool if w.ready and w.attempt is None)
 
     def alive(self) -> int:
         return sum(1 for w in self._pool if w.process.is_alive())
@@ -129,7 +131,7 @@ class LocalExecutor:
         return [w.process.pid for w in self._pool if w.attempt is not None]
 
     def submit(self, attempt: int, task: Task) -> None:
-        worker = next(w for w in self._pool if w.attempt is None)
+        worker = next(w for w in self._pool if w.ready and w.attempt is None)
         worker.attempt = attempt
         with contextlib.suppress(OSError):  # a dead worker: poll() reports it via its sentinel
             worker.conn.send((attempt, task))
@@ -151,7 +153,9 @@ class LocalExecutor:
                     if w not in dead:
                         dead.append(w)
                     continue
-                if ev.attempt == w.attempt:
+                if ev is None:
+                    w.ready = True
+                elif ev.attempt == w.attempt:
                     w.attempt = None
                     events.append(ev)
             elif w not in dead:

@@ -79,7 +79,7 @@ def _cut_points(path: str, size: int, target: int) -> list[tuple[int, int]]:
                 break
             end = pos + len(chunk)
             while want < end:
-                nl = chunk.find(b"\n", want - pos)
+                nl = chunk.find(b"\n", max(0, want - pos))  # want may lie in an earlier chunk
                 if nl < 0:
                     break
                 cut = pos + nl + 1
@@ -120,8 +120,8 @@ def fingerprint(shards: Sequence[Shard]) -> str:
         h.update(f"{path}\0{size}\0".encode())
         with open(path, "rb") as f:
             h.update(f.read(1 << 20))
-            if size > 2 << 20:
-                f.seek(size - (1 << 20))
+            if size > 1 << 20:  # the last MiB, or the rest of a file of 1 to 2 MiB
+                f.seek(max(1 << 20, size - (1 << 20)))
                 h.update(f.read())
     for s in shards:
         h.update(f"{s.index}:{s.path}:{s.start}:{s.end}\n".encode())

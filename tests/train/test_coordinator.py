@@ -1,0 +1,385 @@
+"""The coordinator with real worker processes: killed, frozen and failing workers, a killed
+coordinator, and the same model bytes whatever happened on the way.
+
+Every wait here waits on a condition with a deadline; a run that hangs fails its test instead of
+hanging the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from shoal.cli import main
+from shoal.data.reader import TextReader
+from shoal.data.synthetic import generate_clicks
+from shoal.errors import ShoalError
+from shoal.features.spec import FeatureSpec
+from shoal.model.config import LearnerConfig
+from shoal.model.evaluate import evaluate
+from shoal.model.model import Model
+from shoal.train.coordinator import (
+    CHECKPOINT,
+    ClusterOptions,
+    ClusterReport,
+    Coordinator,
+    RoundStatus,
+    TaskFailedError,
+    train_cluster,
+)
+from shoal.train.local import LocalExecutor
+from shoal.train.plan import plan
+from shoal.train.single import TrainOptions, train
+
+ROWS = 20_000
+OPTIONS = TrainOptions(passes=2)
+CLUSTER = ClusterOptions(workers=2, shards=8, tasks_per_round=2)  # 8 rounds in all
+DEADLINE = 120.0  # seconds: far beyond what a healthy run takes, short of a hung CI job
+
+T = TypeVar("T")
+
+
+def new_model() -> Model:
+    return Model(FeatureSpec(bits=18), LearnerConfig())
+
+
+def wait_for(condition: Callable[[], T], what: str, deadline: float = DEADLINE) -> T:
+    """Poll ``condition`` until it returns something true; fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            pytest.fail(f"gave up after {deadline:.0f}s waiting for {what}")
+        time.sleep(0.005)  # a polling interval, not a synchronisation
+
+
+def run_bounded(coord: Coordinator, deadline: float = DEADLINE) -> tuple[Model, ClusterReport]:
+    """``coord.run()`` in a thread: its result or its exception, or a failure if it hangs."""
+    out: list[tuple[Model, ClusterReport]] = []
+    err: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            out.append(coord.run())
+        except BaseException as exc:
+            err.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True, name="coordinator")
+    thread.start()
+    thread.join(deadline)
+    if thread.is_alive():
+        pytest.fail(f"the run did not finish within {deadline:.0f}s")
+    if err:
+        raise err[0]
+    return out[0]
+
+
+class Rounds:
+    """An ``on_round`` callback that lets other threads wait for the run to reach a round."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.finished = threading.Event()
+
+    def __call__(self, status: RoundStatus) -> None:
+        self.done = status.step
+        if status.step == status.steps:
+            self.finished.set()
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clicks") / "clicks.vw"
+    generate_clicks(path, ROWS)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(clicks: Path) -> bytes:
+    """The model bytes of an undisturbed run of the standard configuration."""
+    model, report = run_bounded(Coordinator(new_model(), [clicks], OPTIONS, CLUSTER))
+    assert report.examples == 2 * ROWS
+    assert (report.rounds, report.retries, report.worker_deaths, report.duplicates) == (8, 0, 0, 0)
+    assert model.examples_learned == 2 * ROWS
+    assert report.pass_losses[1] < report.pass_losses[0] < 0.56  # it learned something
+    return model.to_bytes()
+
+
+@pytest.fixture
+def no_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Workers' scratch files go to a fresh folder, which must be empty again at the end."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr("tempfile.tempdir", None)  # re-read TMPDIR
+    yield scratch
+    assert list(scratch.iterdir()) == []
+
+
+# -- determinism -----------------------------------------------------------------------------
+
+
+def test_two_runs_give_identical_bytes(clicks: Path, reference: bytes, no_leftovers: Path) -> None:
+    model, _ = train_cluster(new_model(), [clicks], OPTIONS, CLUSTER)
+    assert model.to_bytes() == reference
+
+
+def test_the_model_depends_on_the_plan_not_on_who_ran_it(clicks: Path, reference: bytes) -> None:
+    """One worker doing every task of the plan of two gives the same bits."""
+    coord = Coordinator(new_model(), [clicks], OPTIONS, CLUSTER, executor=LocalExecutor(1))
+    model, report = run_bounded(coord)
+    assert model.to_bytes() == reference
+    assert report.examples == 2 * ROWS
+
+
+# -- workers that die, fail and freeze ---------------------------------------------------------
+
+
+def test_workers_killed_mid_task_change_nothing(clicks: Path, reference: bytes) -> None:
+    rng = random.Random(7)
+    cluster = ClusterOptions(workers=2, shards=8, tasks_per_round=2, max_attempts=10)
+    executor = LocalExecutor(2)
+    rounds = Rounds()
+    coord = Coordinator(new_model(), [clicks], OPTIONS, cluster, executor, on_round=rounds)
+    killed: list[int] = []
+
+    def killer() -> None:
+        # a random busy worker at a random moment of its task, at most once a round (so no
+        # shard runs out of attempts)
+        round_ = rng.randrange(2)
+        while len(killed) < 3:
+            while rounds.done < round_ or not executor.busy_pids():
+                if rounds.finished.wait(0.002):
+                    return
+            if rounds.finished.wait(rng.uniform(0.0, 0.03)):
+                return
+            busy = executor.busy_pids()
+            if busy:
+                pid = rng.choice(busy)
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                round_ = rounds.done + 1
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    model, report = run_bounded(coord)
+    rounds.finished.set()
+    thread.join(DEADLINE)
+    assert len(killed) >= 3
+    assert report.worker_deaths >= 1
+    assert report.retries >= report.worker_deaths
+    assert model.to_bytes() == reference
+    for pid in killed:
+        with pytest.raises(ProcessLookupError):  # reaped, not left as zombies
+            os.kill(pid, 0)
+
+
+def test_a_frozen_worker_is_outrun_by_a_duplicate(clicks: Path, reference: bytes) -> None:
+    cluster = ClusterOptions(workers=2, shards=8, tasks_per_round=2, straggler_min_seconds=0.5)
+    executor = LocalExecutor(2)
+    rounds = Rounds()
+    alive_after: list[list[int]] = []
+
+    def on_round(status: RoundStatus) -> None:
+        alive_after.append(executor.pids())
+        rounds(status)
+
+    coord = Coordinator(new_model(), [clicks], OPTIONS, cluster, executor, on_round=on_round)
+    frozen: list[int] = []
+
+    def freezer() -> None:
+        # after the first round (both workers warm): freeze one that holds a task
+        while rounds.done < 1 or not executor.busy_pids():
+            if rounds.finished.wait(0.002):
+                return
+        pid = executor.busy_pids()[0]
+        os.kill(pid, signal.SIGSTOP)
+        frozen.append(pid)
+
+    thread = threading.Thread(target=freezer, daemon=True)
+    thread.start()
+    try:
+        model, report = run_bounded(coord)
+        thread.join(DEADLINE)
+        assert len(frozen) == 1
+        assert report.duplicates >= 1
+        assert report.worker_deaths == 0
+        assert model.to_bytes() == reference
+        # the coordinator killed the loser during the run: it is gone before the last round
+        assert frozen[0] not in alive_after[-1]
+        with pytest.raises(ProcessLookupError):
+            os.kill(frozen[0], 0)
+    finally:
+        for pid in frozen:  # never leave a stopped process behind, even when the test fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_task_that_always_fails_stops_the_run(
+    clicks: Path, tmp_path: Path, no_leftovers: Path
+) -> None:
+    lines = clicks.read_text().splitlines(keepends=True)[:4000]
+    bad = 2718  # 0-based: line 2719 of the file
+    lines[bad] = "abc |c a=1\n"
+    path = tmp_path / "bad.vw"
+    path.write_text("".join(lines))
+    offset = sum(len(line) for line in lines[:bad])
+    shard = next(
+        s for s in plan([path], 4) if s.start <= offset and (s.end is None or offset < s.end)
+    )
+    executor = LocalExecutor(2)
+    coord = Coordinator(new_model(), [path], OPTIONS, ClusterOptions(workers=2, shards=4), executor)
+    with pytest.raises(TaskFailedError) as info:
+        run_bounded(coord)
+    err = info.value
+    assert err.shard == shard.describe()
+    assert err.attempts == 1  # a bad record fails the same way every time: no retries
+    assert err.cause.startswith(f"line {bad + 1} of {path}: label 'abc' is not a number")
+    assert str(err).startswith(f"shard {shard.index} ({path}, bytes {shard.start}-{shard.end})")
+    assert isinstance(err, ShoalError)
+    again = pickle.loads(pickle.dumps(err))
+    assert (type(again), str(again)) == (TaskFailedError, str(err))
+    assert executor.pids() == []  # the executor was closed: no worker outlives the run
+
+
+def test_a_task_failing_on_every_retry_stops_the_run(
+    clicks: Path, tmp_path: Path, no_leftovers: Path
+) -> None:
+    path = tmp_path / "vanishing.vw"
+    path.write_bytes(clicks.read_bytes()[: 1 << 20])
+    executor = LocalExecutor(2)
+    coord = Coordinator(new_model(), [path], OPTIONS, ClusterOptions(workers=2, shards=4), executor)
+    path.unlink()  # planned, then gone: every attempt fails, with an error that is not the data's
+    with pytest.raises(TaskFailedError) as info:
+        run_bounded(coord)
+    assert info.value.attempts == 4
+    assert "no such file" in info.value.cause
+    assert executor.pids() == []
+
+
+# -- a killed coordinator ------------------------------------------------------------------------
+
+
+def shoal(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``shoal`` command in a fresh interpreter, as a user would."""
+    cmd = [sys.executable, "-m", "shoal.cli", *map(str, args)]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=DEADLINE, check=False, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_reference(clicks: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An undisturbed ``shoal train --workers 2`` (no checkpoints): its model file and output."""
+    out = tmp_path_factory.mktemp("cli") / "reference.shoal"
+    done = shoal("train", clicks, "--workers", "2", "--passes", "3", "-o", out)
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+def test_cli_trains_on_workers_and_eval_reads_the_model(
+    cli_reference: tuple[Path, str], clicks: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_file, stdout = cli_reference
+    lines = stdout.splitlines()
+    assert lines[0].startswith(f"trained on {3 * ROWS:,} examples in 3 pass(es)")
+    assert f"model written to {model_file}" in lines
+    assert lines[-1] == (
+        "2 local worker(s), 12 round(s); survived 0 worker death(s), 0 retried task(s), "
+        "0 straggler duplicate(s)"
+    )
+    assert main(["eval", str(model_file), str(clicks), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["examples"] == ROWS
+    assert metrics["log_loss"] < 0.5  # the base rate's is 0.56
+    assert Model.load(model_file).examples_learned == 3 * ROWS
+
+
+def test_a_killed_coordinator_resumes_to_the_same_bytes(
+    cli_reference: tuple[Path, str],
+    clicks: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ckpt = tmp_path / "ckpt"
+    out = tmp_path / "model.shoal"
+    args = ["train", str(clicks), "--workers", "2", "--passes", "3", "--checkpoint-dir", str(ckpt)]
+    cmd = [sys.executable, "-m", "shoal.cli", *args, "-o", str(out)]
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the killed workers' files stay behind
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env
+    )
+    try:
+        wait_for(lambda: (ckpt / CHECKPOINT).exists() or proc.poll() is not None, "a checkpoint")
+        assert proc.poll() is None, proc.communicate()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its workers
+        proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(group_gone, "the killed workers to go")
+
+    done = shoal(*args, "-o", out, env=env)
+    assert done.returncode == 0, done.stderr
+    resumed = re.search(r"resumed at round (\d+)$", done.stdout)
+    assert resumed is not None, done.stdout
+    assert 1 <= int(resumed.group(1)) < 12
+    assert out.read_bytes() == cli_reference[0].read_bytes()
+
+    # the checkpoint belongs to this run: other data or settings are refused, in one line
+    other = tmp_path / "other.vw"
+    other.write_text("".join(clicks.read_text().splitlines(keepends=True)[:5000]))
+    for changed in (["--passes", "4"], ["--shards", "4"], ["--learning-rate", "0.2"]):
+        assert main([*args, *changed, "-o", str(tmp_path / "x.shoal")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith(
+            f"shoal: error: checkpoint {ckpt / CHECKPOINT} belongs to another run"
+        )
+    assert main(["train", str(other), *args[2:], "-o", str(tmp_path / "x.shoal")]) == 2
+    assert "belongs to another run" in capsys.readouterr().err
+    assert not (tmp_path / "x.shoal").exists()
+
+
+# -- accuracy ----------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_workers_learn_as_well_as_one_process_on_a9a(data_dir: Path) -> None:
+    train_file, test_file = data_dir / "a9a" / "a9a", data_dir / "a9a" / "a9a.t"
+
+    def test_loss(model: Model) -> float:
+        return evaluate(model, TextReader(spec=model.spec).read(test_file))["log_loss"]
+
+    single = Model()
+    train(single, [train_file], OPTIONS)
+    expected = test_loss(single)
+    for workers in (2, 4):
+        coord = Coordinator(Model(), [train_file], OPTIONS, ClusterOptions(workers=workers))
+        model, report = run_bounded(coord)
+        assert report.examples == 2 * 32_561
+        assert test_loss(model) == pytest.approx(expected, rel=0.01)

@@ -1,0 +1,202 @@
+"""Merging a round's results: order-free, exact where one task speaks, weighted where many do."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from shoal.data.reader import TextReader
+from shoal.data.synthetic import generate_clicks
+from shoal.features.spec import FeatureSpec
+from shoal.model.config import LearnerConfig
+from shoal.model.kernels import N_COUNTERS
+from shoal.model.model import Model
+from shoal.train.merge import merge
+from shoal.train.plan import Shard, plan
+from shoal.train.task import Task, TaskResult, TaskSpec, run_task
+
+OPTIMIZERS = ["sgd", "adagrad", "ftrl"]
+EXAMPLES = 1  # index of the example count in Model.counters
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Shard]:
+    path = tmp_path_factory.mktemp("merge") / "clicks.vw"
+    generate_clicks(path, 3000)
+    out = plan([path], 5)
+    assert len(out) == 5
+    return out
+
+
+def config(optimizer: str) -> LearnerConfig:
+    # l1 makes FTRL keep some weights at exactly zero, which its merge must respect
+    return LearnerConfig(optimizer=optimizer, l1=0.5 if optimizer == "ftrl" else 0.0)  # type: ignore[arg-type]
+
+
+def round_of(optimizer: str, shards: list[Shard]) -> tuple[Model, list[TaskResult]]:
+    """A base model that already learned shard 0, and the results of tasks on the others."""
+    base = Model(FeatureSpec(bits=12), config(optimizer))  # small: tasks collide on slots
+    run = run_task(Task(0, shards[0], TaskSpec()), base)
+    base = merge(base, [run])
+    return base, [run_task(Task(1, s, TaskSpec()), base) for s in shards[1:]]
+
+
+def learned_alone(base: Model, shard: Shard) -> Model:
+    """What one process learning ``shard`` from ``base`` ends with."""
+    model = base.copy()
+    reader = TextReader(spec=model.spec)
+    for batch in reader.read(
+        shard.path, start=shard.start, end=shard.end, first_line=shard.first_line
+    ):
+        model.learn(batch)
+    return model
+
+
+def ftrl_weights(model: Model, z: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """FTRL-Proximal's closed form (McMahan et al., 2013) of the weights given ``z`` and ``n``."""
+    cfg = model.config
+    z64, n64 = z.astype(np.float64), n.astype(np.float64)
+    w = -(z64 - np.sign(z64) * cfg.l1) / ((cfg.ftrl_beta + np.sqrt(n64)) / cfg.rate + cfg.l2)
+    return np.where(np.abs(z64) <= cfg.l1, 0.0, w)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_task_is_a_pure_function_of_model_and_shard(optimizer: str, shards: list[Shard]) -> None:
+    """What lets the coordinator retry and duplicate tasks without changing the model."""
+    base, results = round_of(optimizer, shards)
+    again = run_task(Task(1, shards[2], TaskSpec()), base)
+    first = results[1]
+    assert np.array_equal(again.changed, first.changed)
+    assert again.weights.tobytes() == first.weights.tobytes()
+    assert all(again.state[k].tobytes() == v.tobytes() for k, v in first.state.items())
+    assert again.counters.tobytes() == first.counters.tobytes()
+    assert len(first.changed) > 0
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_merge_does_not_depend_on_the_order_of_results(optimizer: str, shards: list[Shard]) -> None:
+    base, results = round_of(optimizer, shards)
+    before = base.to_bytes()
+    expected = merge(base, results).to_bytes()
+    orders = list(itertools.permutations(results))
+    for order in random.Random(0).sample(orders, 8):
+        assert merge(base, list(order)).to_bytes() == expected
+    assert base.to_bytes() == before  # the base is left alone
+    assert expected != before
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_merging_one_result_gives_that_tasks_model(optimizer: str, shards: list[Shard]) -> None:
+    base, results = round_of(optimizer, shards)
+    alone = learned_alone(base, shards[3])
+    merged = merge(base, [results[2]])
+    assert np.array_equal(merged.counters, alone.counters)
+    assert np.array_equal(merged.weights, alone.weights)
+    if optimizer == "adagrad":
+        assert np.array_equal(merged.state["sum_sq_grad"], alone.state["sum_sq_grad"])
+    if optimizer == "ftrl":
+        assert np.array_equal(merged.state["ftrl_n"], alone.state["ftrl_n"])
+        # z is rebuilt from the merged weight: it need not be the task's bits, but it must
+        # give the same weights through FTRL's closed form
+        w = ftrl_weights(merged, merged.state["ftrl_z"], merged.state["ftrl_n"])
+        np.testing.assert_allclose(w, alone.weights, rtol=1e-5, atol=1e-7)
+
+
+def test_merging_nothing_changes_nothing(shards: list[Shard]) -> None:
+    base, _ = round_of("adagrad", shards)
+    assert merge(base, []).to_bytes() == base.to_bytes()
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_counters_add_up_and_untouched_coordinates_keep_their_values(
+    optimizer: str, shards: list[Shard]
+) -> None:
+    base, results = round_of(optimizer, shards)
+    merged = merge(base, results)
+    assert merged.counters.shape == (N_COUNTERS,)
+    np.testing.assert_array_equal(
+        merged.counters, base.counters + np.sum([r.counters for r in results], axis=0)
+    )
+    assert merged.examples_learned == base.examples_learned + sum(r.rows for r in results)
+    touched = np.zeros(len(base.weights), dtype=bool)
+    for r in results:
+        touched[r.changed] = True
+    assert 0 < touched.sum() < len(touched)
+    assert np.array_equal(merged.weights[~touched], base.weights[~touched])
+    for k, v in base.state.items():
+        assert np.array_equal(merged.state[k][~touched], v[~touched])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_each_coordinate_takes_a_weighted_average_of_the_tasks_that_changed_it(
+    optimizer: str, shards: list[Shard]
+) -> None:
+    base, results = round_of(optimizer, shards)
+    merged = merge(base, results)
+    owners: dict[int, list[tuple[TaskResult, int]]] = {}
+    for r in results:
+        for pos, slot in enumerate(r.changed.tolist()):
+            owners.setdefault(slot, []).append((r, pos))
+    alone = shared = 0
+    for slot, tasks in owners.items():
+        new = [float(r.weights[pos]) for r, pos in tasks]
+        got = float(merged.weights[slot])
+        if len(tasks) == 1:
+            alone += 1
+            assert got == pytest.approx(new[0], rel=1e-6, abs=1e-9)
+        else:
+            shared += 1
+            spread = 1e-6 * max(abs(x) for x in new) + 1e-9
+            assert min(new) - spread <= got <= max(new) + spread
+        key = {"adagrad": "sum_sq_grad", "ftrl": "ftrl_n"}.get(optimizer)
+        if key:  # the sums of squared gradients add up
+            b = float(base.state[key][slot])
+            total = b + sum(float(r.state[key][pos]) - b for r, pos in tasks)
+            assert float(merged.state[key][slot]) == pytest.approx(total, rel=1e-6)
+    assert alone > 0 and shared > 0
+    if optimizer == "ftrl":
+        w = ftrl_weights(merged, merged.state["ftrl_z"], merged.state["ftrl_n"])
+        np.testing.assert_allclose(w, merged.weights, rtol=1e-5, atol=1e-7)
+        assert (merged.weights == 0).any() and (merged.weights != 0).any()
+
+
+def result(
+    shard: int, slots: list[int], weights: list[float], examples: int, **state: list[float]
+) -> TaskResult:
+    counters = np.zeros(N_COUNTERS)
+    counters[EXAMPLES] = examples
+    return TaskResult(
+        shard=shard,
+        step=0,
+        changed=np.array(slots, dtype=np.int64),
+        weights=np.array(weights, dtype=np.float32),
+        state={k: np.array(v, dtype=np.float32) for k, v in state.items()},
+        counters=counters,
+        rows=examples,
+    )
+
+
+def test_sgd_weighs_tasks_by_their_examples() -> None:
+    base = Model(FeatureSpec(bits=4), LearnerConfig(optimizer="sgd"))
+    base.weights[3] = 1.0
+    merged = merge(base, [result(0, [3, 5], [2.0, 4.0], 30), result(1, [3], [0.0], 10)])
+    assert merged.weights[3] == pytest.approx((30 * 2.0 + 10 * 0.0) / 40)
+    assert merged.weights[5] == 4.0  # only task 0 changed it
+    assert merged.examples_learned == 40
+
+
+def test_adagrad_weighs_tasks_by_their_squared_gradients() -> None:
+    base = Model(FeatureSpec(bits=4), LearnerConfig(optimizer="adagrad"))
+    base.state["sum_sq_grad"][3] = 1.0
+    merged = merge(
+        base,
+        [
+            result(0, [3], [2.0], 5, sum_sq_grad=[4.0]),  # increment 3
+            result(1, [3], [-1.0], 500, sum_sq_grad=[2.0]),  # increment 1
+        ],
+    )
+    assert merged.weights[3] == pytest.approx((3 * 2.0 + 1 * -1.0) / 4)
+    assert merged.state["sum_sq_grad"][3] == 5.0
