@@ -67,7 +67,8 @@ _COLON = 58
 _QUOTE = 39
 _HASH = 35
 _NL = 10
-_F32_MAX = float(np.finfo(np.float32).max)
+# float64 values from here up round to an infinite float32 (float32's max plus half an ulp)
+_F32_LIMIT = float(np.finfo(np.float32).max) + 2.0**103
 
 
 @njit(inline="always", cache=True)
@@ -326,7 +327,7 @@ def _parse_line(
                 if buf[i] < 48 or buf[i] > 57:
                     return SVM_BAD_INDEX, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
         v *= scale
-        if abs(v) > _F32_MAX:  # values are stored as float32
+        if abs(v) >= _F32_LIMIT:  # values are stored as float32
             return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
         v32 = np.float32(v)
         if v32 != 0.0 and not ignore[ns_letter]:
