@@ -127,6 +127,10 @@ class LocalExecutor:
         """Process ids of the workers (tests kill them)."""
         return [w.process.pid for w in self._pool]
 
+    def attempts(self) -> dict[int, int | None]:
+        """Each worker's process id and the attempt it runs (None: idle)."""
+        return {w.process.pid: w.attempt for w in self._pool}
+
     def busy_pids(self) -> list[int]:
         return [w.process.pid for w in self._pool if w.attempt is not None]
 

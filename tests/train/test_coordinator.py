@@ -44,6 +44,7 @@ from shoal.train.coordinator import (
 from shoal.train.local import LocalExecutor
 from shoal.train.plan import plan
 from shoal.train.single import TrainOptions, train
+from shoal.train.task import Task
 
 ROWS = 20_000
 OPTIONS = TrainOptions(passes=2)
@@ -151,10 +152,27 @@ def test_the_model_depends_on_the_plan_not_on_who_ran_it(clicks: Path, reference
 # -- workers that die, fail and freeze ---------------------------------------------------------
 
 
+class KillingExecutor(LocalExecutor):
+    """Kills the worker of chosen attempts right after handing them over: always mid-task."""
+
+    def __init__(self, workers: int, doomed: set[int]) -> None:
+        super().__init__(workers)
+        self.doomed = doomed
+        self.forced: list[int] = []
+
+    def submit(self, attempt: int, task: Task) -> None:
+        super().submit(attempt, task)
+        if attempt in self.doomed:
+            pid = next(p for p, a in self.attempts().items() if a == attempt)
+            os.kill(pid, signal.SIGKILL)
+            self.forced.append(pid)
+
+
 def test_workers_killed_mid_task_change_nothing(clicks: Path, reference: bytes) -> None:
     rng = random.Random(7)
     cluster = ClusterOptions(workers=2, shards=8, tasks_per_round=2, max_attempts=10)
-    executor = LocalExecutor(2)
+    # two kills certain to land mid-task, and more at random moments from another thread
+    executor = KillingExecutor(2, doomed={1, 5})
     rounds = Rounds()
     coord = Coordinator(new_model(), [clicks], OPTIONS, cluster, executor, on_round=rounds)
     killed: list[int] = []
@@ -181,8 +199,9 @@ def test_workers_killed_mid_task_change_nothing(clicks: Path, reference: bytes) 
     model, report = run_bounded(coord)
     rounds.finished.set()
     thread.join(DEADLINE)
-    assert len(killed) >= 3
-    assert report.worker_deaths >= 1
+    killed += executor.forced
+    assert len(executor.forced) == 2
+    assert report.worker_deaths >= 2
     assert report.retries >= report.worker_deaths
     assert model.to_bytes() == reference
     for pid in killed:
