@@ -22,6 +22,7 @@ import numpy as np
 from shoal._version import __version__
 from shoal.data.reader import FORMATS, ReadStats, TextReader
 from shoal.errors import ConfigError, ShoalError
+from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LOSSES, OPTIMIZERS, LearnerConfig
 from shoal.model.evaluate import evaluate
@@ -29,7 +30,7 @@ from shoal.model.model import Model, Progress
 from shoal.train.single import TrainOptions, TrainReport, train
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
-_SPEC_FLAGS = ("bits", "seed", "interactions", "no_constant", "ignore")
+_SPEC_FLAGS = ("bits", "seed", "interactions", "no_constant", "ignore", "schema")
 _CONFIG_FLAGS = (
     "loss",
     "classes",
@@ -43,7 +44,9 @@ _CONFIG_FLAGS = (
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="+", help="input files (VW text or svmlight; .gz read as is)")
+    p.add_argument(
+        "data", nargs="+", help="input files (VW text, svmlight, CSV/TSV; .gz read as is)"
+    )
     p.add_argument("--format", choices=FORMATS, help="input format (default: from the file name)")
     p.add_argument(
         "--on-bad-record",
@@ -80,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples)",
     )
     t.add_argument("--ignore", help="namespace letters whose features are dropped")
+    t.add_argument(
+        "--schema",
+        help="columns of CSV/TSV input, e.g. 'label,I1..I13:num,C1..C26:cat', or a schema file",
+    )
+    t.add_argument("--delimiter", default=",", help="CSV field delimiter (default ',')")
     t.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
     t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
     t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
@@ -88,8 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="worker processes (default 1: train in this process, parsing on every core)",
+        help="worker processes (default: none, train in this process, parsing on every core)",
     )
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where workers run")
     c.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
@@ -186,9 +193,11 @@ def _build_model(args: argparse.Namespace) -> Model:
         current = {**model.spec.to_dict(), **model.config.to_dict()}
         current["no_constant"] = not model.spec.constant
         for name, value in {**spec_args, **cfg_args}.items():
-            have = current[name]
+            have = current.get(name)
             if name == "interactions":
                 value = list(value)
+            if name == "schema":
+                value = _schema(value, args.delimiter).to_dict()
             if value != have:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(
@@ -199,7 +208,16 @@ def _build_model(args: argparse.Namespace) -> Model:
         spec_args["constant"] = not spec_args.pop("no_constant")
     if "interactions" in spec_args:
         spec_args["interactions"] = tuple(spec_args["interactions"])
+    if "schema" in spec_args:
+        spec_args["schema"] = _schema(spec_args["schema"], args.delimiter)
     return Model(FeatureSpec(**spec_args), LearnerConfig(**cfg_args))
+
+
+def _schema(text: str, delimiter: str) -> ColumnSchema:
+    """``--schema``: a schema file if such a file exists, else the text form."""
+    if Path(text).is_file():
+        return ColumnSchema.load(text, delimiter=delimiter)
+    return ColumnSchema.parse(text, delimiter=delimiter)
 
 
 def _print_report(report: TrainReport, out: Path | None) -> None:
@@ -225,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         on_bad_record=args.on_bad_record,
     )
-    if args.workers > 1 or args.engine == "ray" or args.checkpoint_dir:
+    if args.workers is not None or args.engine == "ray" or args.checkpoint_dir:
         return _train_cluster(model, opts, args)
     total = sum(_size(p) for p in args.data)
     view = _ProgressView(total, opts.passes)
@@ -242,7 +260,7 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
     from shoal.train.coordinator import ClusterOptions, RoundStatus, train_cluster
 
     cluster = ClusterOptions(
-        workers=args.workers,
+        workers=args.workers or os.cpu_count() or 1,
         engine=args.engine,
         address=args.address,
         shards=args.shards,

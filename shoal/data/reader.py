@@ -20,13 +20,15 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
-from shoal.data import textparse
+from shoal.data import delimited, textparse
 from shoal.data.batch import Batch
+from shoal.data.columns import ColumnPlan
 from shoal.errors import ConfigError, DataError, ShoalError
+from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 
-Format = Literal["vw", "svmlight"]
-FORMATS: tuple[str, ...] = ("vw", "svmlight")
+Format = Literal["vw", "svmlight", "csv", "tsv"]
+FORMATS: tuple[str, ...] = ("vw", "svmlight", "csv", "tsv")
 BadRecordPolicy = Literal["stop", "skip"]
 DEFAULT_BLOCK_BYTES = 4 << 20
 
@@ -35,6 +37,8 @@ _SUFFIXES = {
     ".svm": "svmlight",
     ".svmlight": "svmlight",
     ".libsvm": "svmlight",
+    ".csv": "csv",
+    ".tsv": "tsv",
 }
 
 _PROBLEMS = {
@@ -46,6 +50,10 @@ _PROBLEMS = {
     textparse.BAD_LABEL_TOKEN: "unexpected token '{tok}' before the first '|'",
     textparse.SVM_NO_COLON: "svmlight feature '{tok}' is not index:value",
     textparse.SVM_BAD_INDEX: "svmlight feature index in '{tok}' is not a non-negative integer",
+    delimited.WRONG_FIELDS: "the line has {fields} fields; the schema expects {expected}",
+    delimited.BAD_NUMBER: "numeric field '{tok}' is not a finite number",
+    delimited.BAD_CSV_LABEL: "label '{tok}' is not a number",
+    delimited.BAD_CSV_WEIGHT: "weight '{tok}' is not a non-negative number",
 }
 SKIP_HINT = "use --on-bad-record skip to skip such lines"
 
@@ -219,16 +227,41 @@ def _ordered_map(
                 fut.cancel()
 
 
-def _describe(code: int, buf: np.ndarray, s: int, e: int) -> str:
+def _describe(code: int, buf: np.ndarray, s: int, e: int, delim: int = 0, expected: int = 0) -> str:
     tok = bytes(buf[s : min(e, s + 60)]).decode("utf-8", errors="replace")
     if e - s > 60:
         tok += "..."
-    return _PROBLEMS.get(code, "malformed record").format(tok=tok)
+    fields = int(np.count_nonzero(buf[s:e] == delim)) + 1 if delim else 0
+    return _PROBLEMS.get(code, "malformed record").format(tok=tok, fields=fields, expected=expected)
+
+
+def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray, int]:
+    """Each field's schema column (-1: not used), and the header's length in bytes (0: none).
+
+    A file whose first line names the columns (or any file, when the schema says it has a
+    header) maps fields to columns by name; otherwise by position.
+    """
+    with _open(Path(path)) as f:
+        first = f.readline()
+    names = [
+        t.strip().strip('"') for t in first.decode("utf-8", "replace").rstrip("\r\n").split(delim)
+    ]
+    by_name = {c.name: i for i, c in enumerate(schema.columns)}
+    header = schema.header
+    if header is None:
+        header = set(schema.names) <= set(names)
+    if not header:
+        return np.arange(len(schema.columns), dtype=np.int64), 0
+    missing = [n for n in schema.names if n not in names]
+    if missing:
+        raise ConfigError("schema", f"{path}: the header has no column {', '.join(missing)}")
+    return np.array([by_name.get(n, -1) for n in names], dtype=np.int64), len(first)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TextReader:
-    """Reads VW or svmlight text files into hashed ``Batch``es.
+    """Reads VW, svmlight or delimited (CSV/TSV, with the spec's column schema) text files into
+    hashed ``Batch``es.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.vw"
@@ -275,13 +308,37 @@ class TextReader:
         ignore = self.spec.ignore_array()
         svmlight = fmt == "svmlight"
         skip = self.on_bad_record == "skip"
+        delim = 0
+        nfields = 0
 
-        def parse(block: bytes) -> tuple:
+        def parse_text(block: bytes) -> tuple:
             buf = np.frombuffer(block, dtype=np.uint8)
             return textparse.parse_block(
                 buf, len(buf), svmlight, self.spec.seed, self.spec.mask, self.spec.constant,
                 ignore, offsets, letters, skip,
             )  # fmt: skip
+
+        if fmt in ("csv", "tsv"):
+            schema = self.spec.schema
+            if schema is None:
+                raise ConfigError(
+                    "schema", f"{name} is {fmt}: give its columns with --schema (see --help)"
+                )
+            sep = "\t" if fmt == "tsv" else schema.delimiter
+            delim = ord(sep)
+            fieldmap, header_len = _header_map(name, schema, sep)
+            nfields = len(fieldmap)
+            if start < header_len:  # the header is not a record
+                start, first_line = header_len, 1
+            cp = ColumnPlan.build(schema, self.spec)
+
+            def parse_table(block: bytes) -> tuple:
+                buf = np.frombuffer(block, dtype=np.uint8)
+                return delimited.parse_delimited(
+                    buf, len(buf), delim, fieldmap, cp.roles, cp.hashes, cp.letters, cp.log1p,
+                    cp.fills, cp.prefix, cp.prefix_off, self.spec.mask, self.spec.constant,
+                    offsets, letters, skip,
+                )  # fmt: skip
 
         with _open(Path(path)) as f:
             if start > 0 and isinstance(f, gzip.GzipFile):
@@ -292,6 +349,7 @@ class TextReader:
                 first_line = count_lines(path, f.tell())
                 f.seek(0)
             file_lines = first_line or 0
+            parse = parse_table if delim else parse_text
             for block, out in _ordered_map(parse, blocks, self.threads):
                 buf = np.frombuffer(block, dtype=np.uint8)
                 (indptr, indices, values, labels, weights, tag_off, tag_bytes, row_lines) = out[:8]
@@ -299,12 +357,11 @@ class TextReader:
                 base = file_lines + 1
                 if code:
                     where = f"line {base + err_line} of {name}"
+                    problem = _describe(code, buf, es, ee, delim, nfields)
                     if self.on_bad_record == "stop":
-                        raise DataError(
-                            name, base + err_line, _describe(code, buf, es, ee), SKIP_HINT
-                        )
+                        raise DataError(name, base + err_line, problem, SKIP_HINT)
                     if not st.first_skipped:
-                        st.first_skipped = f"{where}: {_describe(code, buf, es, ee)}"
+                        st.first_skipped = f"{where}: {problem}"
                 st.skipped += skipped
                 file_lines += n_lines
                 st.lines += n_lines

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from shoal.errors import ConfigError
+from shoal.features.schema import ColumnSchema
 
 MAX_BITS = 30
 
@@ -42,6 +43,7 @@ class FeatureSpec:
     interactions: tuple[str, ...] = ()
     constant: bool = True
     ignore: str = ""
+    schema: ColumnSchema | None = None  # columns of delimited files and tables
 
     def __post_init__(self) -> None:
         # bool is an int subclass: reject it, or {"bits": true} would mean bits=1
@@ -92,8 +94,12 @@ class FeatureSpec:
         return table
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["interactions"] = list(self.interactions)
+        if self.schema is None:
+            del d["schema"]
+        else:
+            d["schema"] = self.schema.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -108,6 +114,8 @@ class FeatureSpec:
         d = dict(d)
         if "interactions" in d:
             d["interactions"] = tuple(d["interactions"])
+        if d.get("schema") is not None:
+            d["schema"] = ColumnSchema.from_dict(d["schema"])
         return cls(**d)
 
     @classmethod
