@@ -708,7 +708,7 @@ def test_missing_file_and_directory(tmp_path: pathlib.Path, fmt: str | None) -> 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"format": "csv"}, "format"),
+        ({"format": "xlsx"}, "format"),
         ({"on_bad_record": "ignore"}, "on_bad_record"),
         ({"block_bytes": 0}, "block_bytes"),
     ],
