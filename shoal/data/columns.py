@@ -66,7 +66,7 @@ def transform(v: float, log1p: bool) -> float:
     return v
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def category_hash(prefix, p0, p1, data, d0, d1, ns_hash, scratch):
     """Hash of ``NAME=value``: the column's prefix ``prefix[p0:p1]`` then ``data[d0:d1]``."""
     n = (p1 - p0) + (d1 - d0)

@@ -44,6 +44,27 @@ def _held_out(
     return (h % np.uint64(period)) == np.uint64(0)
 
 
+@njit(inline="always", cache=True)
+def _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t, counters,
+             stats):  # fmt: skip
+    """Count an example's progressive loss and advance the counters; return SGD's step for it
+    (0 for the adaptive optimizers), or -1 if the example is held out (scored, not learned)."""
+    if holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period):
+        stats[HO_LOSS_SUM] += iw * loss
+        stats[HO_WEIGHT_SUM] += iw
+        stats[HO_COUNT] += 1
+        return -1.0
+    stats[LOSS_SUM] += iw * loss
+    stats[WEIGHT_SUM] += iw
+    stats[LEARNED] += 1
+    eta = 0.0
+    if opt_id == SGD:
+        eta = lr / (1.0 + counters[T]) ** power_t
+    counters[T] += iw
+    counters[EXAMPLES] += 1
+    return eta
+
+
 @njit(cache=True, nogil=True)
 def learn_binary(
     indptr,
@@ -86,19 +107,10 @@ def learn_binary(
         y = binary_label(loss_id, y0)
         iw = float(weights[i])
         loss, g = loss_and_grad(loss_id, p, y)
-        if holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period):
-            stats[HO_LOSS_SUM] += iw * loss
-            stats[HO_WEIGHT_SUM] += iw
-            stats[HO_COUNT] += 1
-            continue
-        stats[LOSS_SUM] += iw * loss
-        stats[WEIGHT_SUM] += iw
-        stats[LEARNED] += 1
-        eta = 0.0
-        if opt_id == SGD:
-            eta = lr / (1.0 + counters[T]) ** power_t
-        counters[T] += iw
-        counters[EXAMPLES] += 1
+        eta = _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t,
+                       counters, stats)  # fmt: skip
+        if eta < 0.0:
+            continue  # held out
         g *= iw
         if g != 0.0:
             update_example(opt_id, w, s1, s2, indices, values, a, b, 1, 0, g, eta, lr, l1, l2, beta)
@@ -154,19 +166,10 @@ def learn_multiclass(
         iw = float(weights[i])
         margin_y = p[y]
         loss = softmax_inplace(p) - margin_y  # p now holds the probabilities
-        if holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period):
-            stats[HO_LOSS_SUM] += iw * loss
-            stats[HO_WEIGHT_SUM] += iw
-            stats[HO_COUNT] += 1
-            continue
-        stats[LOSS_SUM] += iw * loss
-        stats[WEIGHT_SUM] += iw
-        stats[LEARNED] += 1
-        eta = 0.0
-        if opt_id == SGD:
-            eta = lr / (1.0 + counters[T]) ** power_t
-        counters[T] += iw
-        counters[EXAMPLES] += 1
+        eta = _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t,
+                       counters, stats)  # fmt: skip
+        if eta < 0.0:
+            continue  # held out
         p[y] -= 1.0  # gradient of the softmax loss w.r.t. the margins
         for c in range(K):
             g = p[c] * iw
