@@ -220,9 +220,7 @@ class Coordinator:
             block_bytes=self.options.block_bytes,
         )
         pass_progress = Progress()
-        start = time.perf_counter()
         if step >= steps:  # a finished run's checkpoint: nothing left to do
-            self.report.seconds = 0.0
             return self._finish(steps, pass_progress)
         self.executor.start()
         start = time.perf_counter()  # the report's time leaves out starting the workers
