@@ -8,6 +8,7 @@ from shoal._version import __version__
 from shoal.data.batch import Batch
 from shoal.data.reader import ReadStats, TextReader
 from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
+from shoal.features.schema import Column, ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.evaluate import evaluate
@@ -19,6 +20,8 @@ __all__ = [
     "Batch",
     "ClusterOptions",
     "ClusterReport",
+    "Column",
+    "ColumnSchema",
     "ConfigError",
     "DataError",
     "FeatureSpec",

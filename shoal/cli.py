@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from shoal._version import __version__
+from shoal.data import files as data_files
 from shoal.data.reader import FORMATS, ReadStats, TextReader
 from shoal.errors import ConfigError, ShoalError
 from shoal.features.schema import ColumnSchema
@@ -45,7 +46,10 @@ _CONFIG_FLAGS = (
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "data", nargs="+", help="input files (VW text, svmlight, CSV/TSV; .gz read as is)"
+        "data",
+        nargs="+",
+        help="input files or directories (VW text, svmlight, CSV/TSV, JSON lines, Parquet; "
+        ".gz read as is; Parquet also from URIs such as s3://bucket/dir)",
     )
     p.add_argument("--format", choices=FORMATS, help="input format (default: from the file name)")
     p.add_argument(
@@ -85,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ignore", help="namespace letters whose features are dropped")
     t.add_argument(
         "--schema",
-        help="columns of CSV/TSV input, e.g. 'label,I1..I13:num,C1..C26:cat', or a schema file",
+        help="columns of CSV/TSV input (and of Parquet/JSON, instead of their own types), e.g. "
+        "'label,I1..I13:num,C1..C26:cat', or a schema file",
     )
     t.add_argument("--delimiter", default=",", help="CSV field delimiter (default ',')")
     t.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
@@ -131,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate click data, train, evaluate, compare to optimum")
     d.add_argument("--rows", type=int, default=500_000, help="training rows (default 500000)")
     d.add_argument("--dir", help="where to write the data and model (default: a temp dir)")
+    _add_serve_parser(sub)
     return top
 
 
@@ -217,6 +223,8 @@ def _schema(text: str, delimiter: str) -> ColumnSchema:
     """``--schema``: a schema file if such a file exists, else the text form."""
     if Path(text).is_file():
         return ColumnSchema.load(text, delimiter=delimiter)
+    if "," not in text and ("/" in text or text.endswith((".txt", ".json", ".schema"))):
+        raise ConfigError("--schema", f"{text}: no such schema file")
     return ColumnSchema.parse(text, delimiter=delimiter)
 
 
@@ -304,9 +312,12 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
 
 
 def _size(path: str) -> int:
+    """Bytes of a file or of the files of a directory or URI, for the progress bar (0: unknown)."""
     try:
-        return os.path.getsize(path)
-    except OSError:
+        if data_files.is_dir(path):
+            return sum(data_files.file_size(f) for f in data_files.list_dir(path))
+        return data_files.file_size(path)
+    except (OSError, ShoalError):
         return 0
 
 
@@ -429,7 +440,100 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- serve ---------------------------------------------------------------------------------
+
+
+def _add_serve_parser(sub: Any) -> None:
+    s = sub.add_parser("serve", help="serve a model over HTTP and keep learning from feedback")
+    s.add_argument("model", help="model file to start from (the state dir wins after a restart)")
+    s.add_argument("--state-dir", required=True, help="event log, snapshots; rerun to resume")
+    s.add_argument(
+        "--http",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="where to listen (default 127.0.0.1:8080; port 0: any free port)",
+    )
+    s.add_argument("--name", help="name in the URLs (default: the model file's stem)")
+    s.add_argument(
+        "--token",
+        default=os.environ.get("SHOAL_TOKEN"),
+        help="bearer token for learn, feedback and admin calls (default $SHOAL_TOKEN)",
+    )
+    s.add_argument("--token-for-predict", action="store_true", help="predict needs it too")
+    s.add_argument(
+        "--allow-insecure", action="store_true", help="allow a non-loopback address without a token"
+    )
+    s.add_argument(
+        "--snapshot-every-events",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="snapshot after N learned events (default 10000)",
+    )
+    s.add_argument(
+        "--snapshot-every-seconds",
+        type=float,
+        default=300.0,
+        metavar="T",
+        help="or T seconds after the last, if events were learned since (default 300)",
+    )
+    s.add_argument("--keep-versions", type=int, default=5, metavar="K", help="snapshots kept")
+    s.add_argument(
+        "--feedback-ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how long a prediction's features wait for feedback (default 3600)",
+    )
+    s.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=8 << 20,
+        metavar="N",
+        help="largest request body (default 8 MiB; 413 beyond)",
+    )
+    s.add_argument("--max-records", type=int, default=10_000, metavar="N",
+                   help="most records in one request (default 10000; 413 beyond)")  # fmt: skip
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from shoal.serve import HttpConfig, ModelService, ServiceConfig, serve
+
+    host, sep, port = args.http.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError("--http", f"expected HOST:PORT, got {args.http!r}")
+    http = HttpConfig(
+        host=host,
+        port=int(port),
+        token=args.token,
+        token_for_predict=args.token_for_predict,
+        allow_insecure=args.allow_insecure,
+        max_body_bytes=args.max_body_bytes,
+        max_records=args.max_records,
+    )
+    config = ServiceConfig(
+        model_path=args.model,
+        state_dir=args.state_dir,
+        name=args.name or "",
+        snapshot_every_events=args.snapshot_every_events,
+        snapshot_every_seconds=args.snapshot_every_seconds,
+        keep_versions=args.keep_versions,
+        feedback_ttl=args.feedback_ttl,
+    )
+
+    def ready(service: ModelService, url: str) -> None:
+        info = service.info()
+        print(f"shoal: serving {service.name!r} (version {info['version']}, event seq "
+              f"{info['applied_seq']}, {service.replayed} replayed) on {url}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    serve(config, http, on_ready=ready)
+    print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "train": cmd_train,
     "eval": cmd_eval,
     "predict": cmd_predict,

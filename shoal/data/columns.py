@@ -25,7 +25,10 @@ _ROLE_IDS = {"num": NUM, "cat": CAT, "label": LABEL, "weight": WEIGHT, "tag": TA
 
 @dataclass(frozen=True)
 class ColumnPlan:
-    """A schema compiled for the kernels: one entry per column, in the schema's order."""
+    """A schema compiled for the kernels: one entry per column, in the schema's order.
+
+    A feature column whose namespace letter the spec ignores gets the role ``IGNORE``.
+    """
 
     roles: np.ndarray  # int64: NUM, CAT, ...
     hashes: np.ndarray  # int64: a numeric column's feature hash; a categorical one's ns hash
@@ -47,10 +50,17 @@ class ColumnPlan:
             else namespace_hash(c.namespace, spec.seed)
             for c in cols
         ]
+        # a namespace's letter is the first byte of its name (VW's rule), 32 for the default
+        letters = [c.namespace.encode()[0] if c.namespace else 32 for c in cols]
+        ignored = set(spec.ignore.encode())
+        roles = [
+            IGNORE if c.is_feature and letters[i] in ignored else _ROLE_IDS[c.role]
+            for i, c in enumerate(cols)
+        ]
         return cls(
-            roles=np.array([_ROLE_IDS[c.role] for c in cols], dtype=np.int64),
+            roles=np.array(roles, dtype=np.int64),
             hashes=np.array(hashes, dtype=np.int64),
-            letters=np.array([ord(c.namespace[0]) if c.namespace else 32 for c in cols], np.uint8),
+            letters=np.array(letters, dtype=np.uint8),
             log1p=np.array([c.transform == "log1p" for c in cols], dtype=np.bool_),
             fills=np.array([np.nan if c.fill is None else c.fill for c in cols], np.float64),
             prefix=np.frombuffer(b"".join(prefixes) or b"\0", dtype=np.uint8).copy(),

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from shoal.data.columns import CAT, LABEL, NUM, TAG, WEIGHT, assemble, category_hash, transform
-from shoal.data.textparse import _grow, parse_float
+from shoal.data.textparse import _F32_LIMIT, _grow, parse_float
 
 # error codes (messages in reader.py)
 WRONG_FIELDS = 20
@@ -101,12 +101,12 @@ def parse_delimited(
                     v = fills[c]
                     if e > s:
                         ok, v = parse_float(buf, s, e)
-                        if not ok:
+                        if not ok or abs(v) >= _F32_LIMIT:  # values are stored as float32
                             code, es, ee = BAD_NUMBER, s, e
                             break
                     if not np.isnan(v):
                         v = transform(v, log1p[c])
-                        if v != 0.0:
+                        if np.float32(v) != 0.0:  # as VW text: what rounds to 0 is dropped
                             h32[nb_row] = hashes[c]
                             lets[nb_row] = letters[c]
                             vals[nb_row] = v

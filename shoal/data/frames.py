@@ -1,18 +1,28 @@
-"""Batches from in-memory data: scipy CSR matrices and numpy arrays (more forms to come).
+"""Batches from in-memory data: scipy matrices, numpy arrays, Arrow tables, DataFrames, dicts.
 
-Column j of a matrix is the feature named ``str(j)`` in the default namespace -- what svmlight's
-``j:value`` is -- so a matrix and the same rows in svmlight or VW text hash alike.
+Every form hashes as the same records written in VW text would:
+
+- a matrix's column ``j`` is the feature named ``str(j)`` in the default namespace -- what
+  svmlight's ``j:value`` is;
+- an Arrow table or pandas DataFrame follows the spec's column schema, or one inferred from
+  its column types (``arrow.infer_schema``), exactly as the same rows in a Parquet file;
+- a dict is a record in River's style, ``{"name": value}`` or ``{"ns": {"name": value}}``
+  (``records.RecordEncoder``), as the same record in JSON lines.
+
+pyarrow (and pandas) are imported only when a table is converted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from shoal.data.batch import Batch
 from shoal.data.columns import assemble_for
-from shoal.errors import ConfigError
+from shoal.data.records import BadRecord, RecordEncoder
+from shoal.errors import ConfigError, DataError
 from shoal.features.spec import FeatureSpec
 
 
@@ -26,6 +36,10 @@ def _rows_meta(n: int, labels: Any, weights: Any) -> tuple[np.ndarray, np.ndarra
     if not np.isfinite(w).all() or (w < 0).any():
         raise ConfigError("weights", "weights must be finite and non-negative")
     return y, w
+
+
+def _no_tags(n: int) -> dict[str, np.ndarray]:
+    return {"tag_offsets": np.zeros(n + 1, dtype=np.int64), "tag_bytes": np.zeros(0, np.uint8)}
 
 
 def batch_from_csr(
@@ -53,8 +67,108 @@ def batch_from_csr(
         values=values,
         labels=y,
         weights=w,
-        tag_offsets=np.zeros(n + 1, dtype=np.int64),
-        tag_bytes=np.zeros(0, dtype=np.uint8),
         lines=np.arange(1, n + 1, dtype=np.int64),
         source="<matrix>",
+        **_no_tags(n),
     )
+
+
+def batch_from_dicts(
+    records: Iterable[Mapping[str, Any]], spec: FeatureSpec, labels: Any = None, weights: Any = None
+) -> Batch:
+    """A batch from feature dicts (River's ``x``): ``{"name": value}`` or ``{"ns": {...}}``.
+
+    A bad value raises ``DataError`` naming the record (1-based) of ``<records>``.
+
+    >>> b = batch_from_dicts([{"x": 2.0, "city": "Paris"}, {"u": {"id": 7}}], FeatureSpec(bits=10))
+    >>> b.indptr.tolist(), b.values.tolist()
+    ([0, 3, 5], [2.0, 1.0, 1.0, 7.0, 1.0])
+    """
+    enc = RecordEncoder(spec)
+    for i, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise ConfigError("records", f"record {i + 1} is a {type(record).__name__}, not a dict")
+        try:
+            enc.add(record)
+        except BadRecord as exc:
+            raise DataError("<records>", i + 1, str(exc)) from None
+    n = len(enc)
+    y, w = _rows_meta(n, labels, weights)
+    indptr, indices, values = assemble_for(spec, *enc.build())
+    return Batch(
+        indptr=indptr,
+        indices=indices,
+        values=values,
+        labels=y,
+        weights=w,
+        lines=np.arange(1, n + 1, dtype=np.int64),
+        source="<records>",
+        **_no_tags(n),
+    )
+
+
+def _given(values: Any, n: int, what: str) -> np.ndarray | None:
+    if values is None:
+        return None
+    out = np.asarray(values, dtype=np.float64).ravel()
+    if len(out) != n:
+        raise ConfigError(what, f"{len(out)} {what} for {n} rows")
+    if what == "weights" and not (np.isfinite(out).all() and (out >= 0).all()):
+        raise ConfigError("weights", "weights must be finite and non-negative")
+    return out
+
+
+def batch_from_arrow(
+    data: Any, spec: FeatureSpec, labels: Any = None, weights: Any = None
+) -> Batch:
+    """One batch from a pyarrow Table or RecordBatch, under the spec's schema (or inferred).
+
+    ``labels``/``weights`` (if given) replace the table's label/weight columns. A bad value
+    raises ``DataError`` naming its row (1-based) of ``<table>``.
+
+    >>> import pyarrow as pa
+    >>> t = pa.table({"label": [1, -1], "x": [0.5, None], "city": ["Paris", "Oslo"]})
+    >>> b = batch_from_arrow(t, FeatureSpec(bits=10))
+    >>> b.labels.tolist(), b.indptr.tolist()
+    ([1.0, -1.0], [0, 3, 5])
+    """
+    import pyarrow as pa
+
+    from shoal.data.arrow import TablePlan
+
+    if isinstance(data, pa.Table):
+        arrays = [
+            pa.concat_arrays(c.chunks) if c.num_chunks else pa.array([], type=c.type)
+            for c in data.columns
+        ]
+        data = pa.RecordBatch.from_arrays(arrays, schema=data.schema)
+    if not isinstance(data, pa.RecordBatch):
+        raise ConfigError("data", f"expected a pyarrow Table or RecordBatch, not {type(data)}")
+    plan = TablePlan.build(spec, data.schema, "<table>")
+    y = _given(labels, data.num_rows, "labels")
+    w = _given(weights, data.num_rows, "weights")
+    return plan.convert(data, "<table>", 1, False, y, w)[0]
+
+
+def batch_from_pandas(df: Any, spec: FeatureSpec, labels: Any = None, weights: Any = None) -> Batch:
+    """One batch from a pandas DataFrame, through ``pyarrow.Table.from_pandas`` (index dropped).
+
+    Column types map as Arrow maps them: numbers and booleans numeric, strings and
+    ``category`` columns categorical (``arrow.infer_schema``); NaN and None are missing.
+    """
+    import pyarrow as pa
+
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ConfigError("data", f"cannot convert the DataFrame to Arrow: {exc}") from None
+    return batch_from_arrow(table, spec, labels, weights)
+
+
+def batch_from_frame(
+    data: Any, spec: FeatureSpec, labels: Any = None, weights: Any = None
+) -> Batch:
+    """``batch_from_pandas`` for a DataFrame, ``batch_from_arrow`` for an Arrow table."""
+    if type(data).__module__.split(".")[0] == "pandas":
+        return batch_from_pandas(data, spec, labels, weights)
+    return batch_from_arrow(data, spec, labels, weights)

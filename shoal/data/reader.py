@@ -1,7 +1,12 @@
-"""Streaming readers of text records: files in, hashed ``Batch``es out, with bounded memory.
+"""Streaming readers: files in, hashed ``Batch``es out, with bounded memory, for every format.
 
-A reader reads a file in blocks of whole lines (``block_bytes`` at a time, gzip decompressed
-on the fly), hands each block to the compiled parser, and yields one ``Batch`` per block.
+Line formats (VW text, svmlight, CSV/TSV under a column schema, JSON lines) are read in blocks
+of whole lines (``block_bytes`` at a time, gzip decompressed on the fly); each block goes to
+its parser and comes out as one ``Batch``. Parquet is streamed by record batches
+(``parquet.py``). A directory stands for the data files under it. Whatever the format, the
+same records give the same batches: a numeric value ``x`` of ``NAME`` in namespace ``NS`` is
+VW's ``|NS NAME:x``, a categorical value ``v`` is ``|NS NAME=v``.
+
 What happens to a bad record is a policy: ``stop`` raises a ``DataError`` naming the file,
 line and problem; ``skip`` skips the line and counts it in ``ReadStats``.
 """
@@ -11,24 +16,31 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import numpy as np
 
-from shoal.data import delimited, textparse
+from shoal.data import delimited, files, jsonl, textparse
 from shoal.data.batch import Batch
+from shoal.data.blocks import (
+    SKIP_HINT,
+    Parsed,
+    blocks,
+    count_lines,
+    open_file,
+    ordered_map,
+    seek_record,
+)
 from shoal.data.columns import ColumnPlan
 from shoal.errors import ConfigError, DataError, ShoalError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 
-Format = Literal["vw", "svmlight", "csv", "tsv"]
-FORMATS: tuple[str, ...] = ("vw", "svmlight", "csv", "tsv")
+Format = Literal["vw", "svmlight", "csv", "tsv", "jsonl", "parquet"]
+FORMATS: tuple[str, ...] = ("vw", "svmlight", "csv", "tsv", "jsonl", "parquet")
 BadRecordPolicy = Literal["stop", "skip"]
 DEFAULT_BLOCK_BYTES = 4 << 20
 
@@ -39,6 +51,10 @@ _SUFFIXES = {
     ".libsvm": "svmlight",
     ".csv": "csv",
     ".tsv": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 
 _PROBLEMS = {
@@ -55,7 +71,7 @@ _PROBLEMS = {
     delimited.BAD_CSV_LABEL: "label '{tok}' is not a number",
     delimited.BAD_CSV_WEIGHT: "weight '{tok}' is not a non-negative number",
 }
-SKIP_HINT = "use --on-bad-record skip to skip such lines"
+__all__ = ["FORMATS", "SKIP_HINT", "ReadStats", "TextReader", "count_lines", "guess_format"]
 
 
 @dataclass
@@ -80,20 +96,29 @@ class ReadStats:
 
 
 def guess_format(path: str | os.PathLike[str]) -> Format:
-    """The format named by the file's suffix, else sniffed from its first non-blank line."""
+    """The format named by the file's suffix, else sniffed from its first bytes.
+
+    A directory, and a URI without a known suffix, is taken for Parquet (a data set).
+    """
     p = Path(path)
     name = p.name[:-3] if p.name.endswith(".gz") else p.name
     suffix = Path(name).suffix.lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]  # type: ignore[return-value]
-    with _open(p) as f:
+    if files.is_uri(path) or p.is_dir():
+        return "parquet"
+    with open_file(p) as f:
         try:
             head = f.read(1 << 16)
         except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
             raise ShoalError(f"{p}: cannot read: {exc}") from None
+    if head.startswith(b"PAR1"):
+        return "parquet"
     for raw in head.splitlines():
         line = raw.strip()
         if line:
+            if line.startswith(b"{"):
+                return "jsonl"
             if b"|" in line:
                 return "vw"
             line = line.split(b"#", 1)[0]  # an svmlight comment, or a whole comment line
@@ -103,128 +128,9 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
             if all(b":" in t for t in tokens[1:]):
                 return "svmlight"
             break
-    raise ConfigError("format", f"cannot tell the format of {p}; pass --format vw or svmlight")
-
-
-def _open(path: Path) -> BinaryIO:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(2)
-        if magic == b"\x1f\x8b":
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise ShoalError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ShoalError(f"{path}: is a directory, not a data file") from None
-    except PermissionError:
-        raise ShoalError(f"{path}: permission denied") from None
-
-
-def _read(f: BinaryIO, n: int, path: str) -> bytes:
-    try:
-        return f.read(n)
-    except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
-        raise ShoalError(f"{path}: cannot read: {exc}") from None
-
-
-def _seek_record(f: BinaryIO, start: int, path: str) -> None:
-    """Position ``f`` at the first record that begins at or after byte ``start``.
-
-    A record begins at 0 or right after a newline: look at byte start-1 and, unless it is a
-    newline, skip to the end of the record that crosses ``start``.
-    """
-    if start <= 0:
-        return
-    f.seek(start - 1)
-    if _read(f, 1, path) == b"\n":
-        return
-    while True:
-        chunk = _read(f, 1 << 16, path)
-        if not chunk:
-            return
-        nl = chunk.find(b"\n")
-        if nl >= 0:
-            f.seek(nl + 1 - len(chunk), os.SEEK_CUR)
-            return
-
-
-def _blocks(
-    f: BinaryIO, block_bytes: int, path: str, start: int = 0, end: int | None = None
-) -> Iterator[bytes]:
-    """Blocks of whole lines; the last block may lack its final newline.
-
-    With a byte range, the blocks hold exactly the records that begin in ``[start, end)``: from
-    the first record starting at or after ``start`` to the end of the record that crosses
-    ``end``. Every record of a file cut into adjacent ranges is thus read exactly once.
-    """
-    _seek_record(f, start, path)
-    pos = f.tell()  # file offset of data[0]
-    tail = b""
-    while True:
-        chunk = _read(f, block_bytes, path)
-        if not chunk:
-            if tail and (end is None or pos < end):
-                yield tail
-            return
-        data = tail + chunk if tail else chunk
-        if end is not None and pos + len(data) >= end:
-            # the record holding byte end-1 is the last one: it ends at the next newline
-            cut = data.find(b"\n", max(0, end - 1 - pos))
-            if cut >= 0:
-                if end > pos:
-                    yield data[: cut + 1]
-                return
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            tail = data  # a line longer than a block: keep reading
-            continue
-        tail = data[cut + 1 :]
-        pos += cut + 1
-        yield data[: cut + 1]
-
-
-def count_lines(path: str | os.PathLike[str], upto: int) -> int:
-    """Number of newlines in the first ``upto`` bytes of an uncompressed file."""
-    n = 0
-    with _open(Path(path)) as f:
-        left = upto
-        while left > 0:
-            chunk = _read(f, min(left, 1 << 22), str(path))
-            if not chunk:
-                break
-            n += chunk.count(b"\n")
-            left -= len(chunk)
-    return n
-
-
-def _ordered_map(
-    fn: Callable[[bytes], tuple], items: Iterator[bytes], threads: int
-) -> Iterator[tuple[bytes, tuple]]:
-    """``(item, fn(item))`` in input order, computed by ``threads`` threads a few items ahead.
-
-    The parser kernel releases the GIL, so blocks are parsed in parallel on several cores while
-    the consumer (the learner) works on earlier ones. Memory stays bounded: at most
-    ``2 * threads`` blocks are in flight.
-    """
-    if threads <= 1:
-        for item in items:
-            yield item, fn(item)
-        return
-    pending: deque[tuple[bytes, Future[tuple]]] = deque()
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shoal-parse") as pool:
-        try:
-            for item in items:
-                pending.append((item, pool.submit(fn, item)))
-                if len(pending) >= 2 * threads:
-                    head, fut = pending.popleft()
-                    yield head, fut.result()
-            while pending:
-                head, fut = pending.popleft()
-                yield head, fut.result()
-        finally:
-            for _, fut in pending:
-                fut.cancel()
+    raise ConfigError(
+        "format", f"cannot tell the format of {p}; pass --format ({', '.join(FORMATS)})"
+    )
 
 
 def _describe(code: int, buf: np.ndarray, s: int, e: int, delim: int = 0, expected: int = 0) -> str:
@@ -241,15 +147,15 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
     A file whose first line names the columns (or any file, when the schema says it has a
     header) maps fields to columns by name; otherwise by position.
     """
-    with _open(Path(path)) as f:
+    with open_file(Path(path)) as f:
         first = f.readline()
     names = [
         t.strip().strip('"') for t in first.decode("utf-8", "replace").rstrip("\r\n").split(delim)
     ]
     by_name = {c.name: i for i, c in enumerate(schema.columns)}
     header = schema.header
-    if header is None:
-        header = set(schema.names) <= set(names)
+    if header is None:  # a header names most of the schema's columns (a missing one is an error)
+        header = 2 * len(set(schema.names) & set(names)) > len(schema.names)
     if not header:
         return np.arange(len(schema.columns), dtype=np.int64), 0
     missing = [n for n in schema.names if n not in names]
@@ -258,10 +164,21 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
     return np.array([by_name.get(n, -1) for n in names], dtype=np.int64), len(first)
 
 
+def _parsed(out: tuple, buf: np.ndarray, delim: int = 0, expected: int = 0) -> Parsed:
+    """A compiled parser's tuple as ``Parsed``, its error code turned into words."""
+    code, err_line, es, ee = out[10:]
+    problem = _describe(code, buf, es, ee, delim, expected) if code else ""
+    return Parsed._make((*out[:10], err_line, problem))
+
+
 @dataclass(frozen=True, kw_only=True)
 class TextReader:
-    """Reads VW, svmlight or delimited (CSV/TSV, with the spec's column schema) text files into
-    hashed ``Batch``es.
+    """Reads files of any format (VW, svmlight, CSV/TSV with the spec's column schema, JSON
+    lines, Parquet) into hashed ``Batch``es.
+
+    ``block_bytes`` is how much text a batch holds; Parquet batches hold ``batch_rows`` rows
+    (0: about ``block_bytes`` of the file's uncompressed data). ``threads`` parse ahead of
+    the consumer.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "tiny.vw"
@@ -275,6 +192,7 @@ class TextReader:
     on_bad_record: BadRecordPolicy = "stop"
     block_bytes: int = DEFAULT_BLOCK_BYTES
     threads: int = 1
+    batch_rows: int = 0
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in FORMATS:
@@ -285,6 +203,8 @@ class TextReader:
             raise ConfigError("block_bytes", "must be positive")
         if self.threads < 1:
             raise ConfigError("threads", f"must be at least 1, got {self.threads!r}")
+        if not isinstance(self.batch_rows, int) or self.batch_rows < 0:
+            raise ConfigError("batch_rows", f"must be an integer >= 0, got {self.batch_rows!r}")
 
     def read(
         self,
@@ -295,94 +215,118 @@ class TextReader:
         end: int | None = None,
         first_line: int | None = None,
     ) -> Iterator[Batch]:
-        """Yield the batches of one file, or of the records that begin in bytes [start, end).
+        """Yield the batches of one file (or directory), or of the records that begin in bytes
+        [start, end) of a file.
 
         ``stats`` (if given) is updated as blocks are read. ``first_line`` is the number of
         lines before the range (counted here if not given) so that messages name real lines.
+        For Parquet a record is a row group: those that begin in the range are read, and a
+        line number is a 1-based row number.
         """
-        fmt = self.format or guess_format(path)
         name = str(path)
         st = stats if stats is not None else ReadStats()
+        if files.is_dir(name):
+            if start > 0 or end is not None:
+                raise ConfigError("start", f"{name} is a directory: only files have byte ranges")
+            for item in files.list_dir(name):
+                yield from self.read(item, st)
+            return
+        fmt = self.format or guess_format(path)
         st.files.append(name)
-        offsets, letters = self.spec.interaction_arrays()
-        ignore = self.spec.ignore_array()
-        svmlight = fmt == "svmlight"
-        skip = self.on_bad_record == "skip"
-        delim = 0
-        nfields = 0
+        if fmt == "parquet":
+            from shoal.data import parquet  # imports pyarrow: only when needed
 
-        def parse_text(block: bytes) -> tuple:
-            buf = np.frombuffer(block, dtype=np.uint8)
-            return textparse.parse_block(
-                buf, len(buf), svmlight, self.spec.seed, self.spec.mask, self.spec.constant,
-                ignore, offsets, letters, skip,
+            yield from parquet.read(
+                name, self.spec, st, start=start, end=end, skip_bad=self.on_bad_record == "skip",
+                block_bytes=self.block_bytes, batch_rows=self.batch_rows, threads=self.threads,
             )  # fmt: skip
-
-        if fmt in ("csv", "tsv"):
-            schema = self.spec.schema
-            if schema is None:
-                raise ConfigError(
-                    "schema", f"{name} is {fmt}: give its columns with --schema (see --help)"
-                )
-            sep = "\t" if fmt == "tsv" else schema.delimiter
-            delim = ord(sep)
-            fieldmap, header_len = _header_map(name, schema, sep)
-            nfields = len(fieldmap)
-            if start < header_len:  # the header is not a record
-                start, first_line = header_len, 1
-            cp = ColumnPlan.build(schema, self.spec)
-
-            def parse_table(block: bytes) -> tuple:
-                buf = np.frombuffer(block, dtype=np.uint8)
-                return delimited.parse_delimited(
-                    buf, len(buf), delim, fieldmap, cp.roles, cp.hashes, cp.letters, cp.log1p,
-                    cp.fills, cp.prefix, cp.prefix_off, self.spec.mask, self.spec.constant,
-                    offsets, letters, skip,
-                )  # fmt: skip
-
-        with _open(Path(path)) as f:
+            return
+        if files.is_uri(name):
+            raise ConfigError(
+                "format", f"{name}: only Parquet is read from URIs; copy {fmt} files to a path"
+            )
+        parse, header_len = self._parser(fmt, name)
+        if start < header_len:  # the header is not a record
+            start, first_line = header_len, 1
+        with open_file(Path(path)) as f:
             if start > 0 and isinstance(f, gzip.GzipFile):
                 raise ConfigError("start", f"{name} is gzip-compressed: it can only be read whole")
-            blocks = _blocks(f, self.block_bytes, name, start, end)
+            chunks = blocks(f, self.block_bytes, name, start, end)
             if start > 0 and first_line is None:
-                _seek_record(f, start, name)
+                seek_record(f, start, name)
                 first_line = count_lines(path, f.tell())
                 f.seek(0)
             file_lines = first_line or 0
-            parse = parse_table if delim else parse_text
-            for block, out in _ordered_map(parse, blocks, self.threads):
-                buf = np.frombuffer(block, dtype=np.uint8)
-                (indptr, indices, values, labels, weights, tag_off, tag_bytes, row_lines) = out[:8]
-                n_lines, skipped, code, err_line, es, ee = out[8:]
+            # json.loads holds the GIL: more threads would only contend for it
+            threads = 1 if fmt == "jsonl" else self.threads
+            for block, out in ordered_map(parse, chunks, threads):
                 base = file_lines + 1
-                if code:
-                    where = f"line {base + err_line} of {name}"
-                    problem = _describe(code, buf, es, ee, delim, nfields)
+                if out.problem:
                     if self.on_bad_record == "stop":
-                        raise DataError(name, base + err_line, problem, SKIP_HINT)
+                        raise DataError(name, base + out.err_line, out.problem, SKIP_HINT)
                     if not st.first_skipped:
-                        st.first_skipped = f"{where}: {problem}"
-                st.skipped += skipped
-                file_lines += n_lines
-                st.lines += n_lines
+                        st.first_skipped = f"line {base + out.err_line} of {name}: {out.problem}"
+                st.skipped += out.skipped
+                file_lines += out.n_lines
+                st.lines += out.n_lines
                 st.bytes_read += len(block)
-                st.rows += len(labels)
-                if len(labels):
+                st.rows += len(out.labels)
+                if len(out.labels):
                     yield Batch(
-                        indptr=indptr,
-                        indices=indices,
-                        values=values,
-                        labels=labels,
-                        weights=weights,
-                        tag_offsets=tag_off,
-                        tag_bytes=tag_bytes,
-                        lines=row_lines + base,
+                        indptr=out.indptr,
+                        indices=out.indices,
+                        values=out.values,
+                        labels=out.labels,
+                        weights=out.weights,
+                        tag_offsets=out.tag_offsets,
+                        tag_bytes=out.tag_bytes,
+                        lines=out.lines + base,
                         source=name,
                     )
+
+    def _parser(self, fmt: str, name: str) -> tuple[Callable[[bytes], Parsed], int]:
+        """The block parser of a line format, and the length of the file's header (CSV)."""
+        spec = self.spec
+        skip = self.on_bad_record == "skip"
+        offsets, letters = spec.interaction_arrays()
+        if fmt == "jsonl":
+            return (lambda block: jsonl.parse_block(block, spec, skip)), 0
+        if fmt in ("vw", "svmlight"):
+            ignore = spec.ignore_array()
+            svmlight = fmt == "svmlight"
+
+            def parse_text(block: bytes) -> Parsed:
+                buf = np.frombuffer(block, dtype=np.uint8)
+                out = textparse.parse_block(
+                    buf, len(buf), svmlight, spec.seed, spec.mask, spec.constant, ignore,
+                    offsets, letters, skip,
+                )  # fmt: skip
+                return _parsed(out, buf)
+
+            return parse_text, 0
+        schema = spec.schema
+        if schema is None:
+            raise ConfigError(
+                "schema", f"{name} is {fmt}: give its columns with --schema (see --help)"
+            )
+        sep = "\t" if fmt == "tsv" else schema.delimiter
+        fieldmap, header_len = _header_map(name, schema, sep)
+        cp = ColumnPlan.build(schema, spec)
+
+        def parse_table(block: bytes) -> Parsed:
+            buf = np.frombuffer(block, dtype=np.uint8)
+            out = delimited.parse_delimited(
+                buf, len(buf), ord(sep), fieldmap, cp.roles, cp.hashes, cp.letters, cp.log1p,
+                cp.fills, cp.prefix, cp.prefix_off, spec.mask, spec.constant, offsets, letters,
+                skip,
+            )  # fmt: skip
+            return _parsed(out, buf, ord(sep), len(fieldmap))
+
+        return parse_table, header_len
 
     def read_all(
         self, paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None
     ) -> Iterator[Batch]:
-        """Yield the batches of several files in order."""
+        """Yield the batches of several files (or directories) in order."""
         for p in paths:
             yield from self.read(p, stats)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from shoal.data import frames
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError, DataError
 from shoal.features.spec import FeatureSpec
@@ -57,7 +60,7 @@ class Model:
     """A linear model over hashed features, learned online.
 
     >>> from shoal.data import Batch
-    >>> m = Model(FeatureSpec(bits=8), LearnerConfig(loss="logistic"))
+    >>> m = Model(FeatureSpec(bits=8), LearnerConfig(loss="logistic", learning_rate=0.5))
     >>> b = Batch.from_rows([([1, 2], [1.0, 1.0]), ([3], [1.0])], labels=[1, -1])
     >>> for _ in range(20):
     ...     _ = m.learn(b)
@@ -153,6 +156,16 @@ class Model:
                 f"label {y[i]:g} is not valid for {loss} loss: expected {allowed}",
             )
 
+    def _check_indices(self, batch: Batch) -> None:
+        """Refuse a batch hashed for more weights than this model has (the kernels index the
+        weight arrays directly: an index out of range would write past them)."""
+        if batch.nnz and int(batch.indices.max()) >= self.spec.size:
+            raise ConfigError(
+                "batch",
+                f"feature index {int(batch.indices.max())} is beyond this model's "
+                f"2**{self.spec.bits} weights: read the data with the model's spec",
+            )
+
     def learn(
         self, batch: Batch, *, holdout_period: int = 0, progress: Progress | None = None
     ) -> Progress:
@@ -161,6 +174,7 @@ class Model:
         Returns ``progress`` (a new one if not given) updated with the progressive loss.
         """
         self.check_labels(batch)
+        self._check_indices(batch)
         prog = progress if progress is not None else Progress()
         cfg = self.config
         s1 = s2 = _EMPTY
@@ -196,6 +210,7 @@ class Model:
 
     def decision_function(self, batch: Batch) -> np.ndarray:
         """Margins ``w . x``: shape (n,) for one output, (n, K) for multiclass."""
+        self._check_indices(batch)
         k = self.config.outputs
         out = np.empty((len(batch), k), dtype=np.float64)
         kernels.predict_margins(batch.indptr, batch.indices, batch.values, self.weights, k, out)
@@ -206,7 +221,7 @@ class Model:
         multiclass."""
         m = self.decision_function(batch)
         if self.config.loss == "logistic":
-            return 1.0 / (1.0 + np.exp(-m))
+            return np.exp(-np.logaddexp(0.0, -m))  # the sigmoid, without overflow
         if self.config.loss == "multiclass":
             z = np.exp(m - m.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
@@ -220,3 +235,31 @@ class Model:
         if self.config.loss == "multiclass":
             return np.argmax(m, axis=1) + 1
         return m
+
+    # -- records and tables: conversion lives in ``shoal.data.frames`` ------------------------
+
+    def learn_one(self, x: Mapping[str, Any], y: float, weight: float = 1.0) -> None:
+        """Learn one record, River's style: ``x`` is ``{"name": value}`` or ``{"ns": {...}}``.
+
+        Hashes as the same record in JSON lines or VW text (``frames.batch_from_dicts``);
+        learning records one by one equals learning them as one batch.
+        """
+        self.learn(frames.batch_from_dicts([x], self.spec, labels=[y], weights=[weight]))
+
+    def predict_one(self, x: Mapping[str, Any]) -> float:
+        """``predict`` of one record (a dict, as in ``learn_one``)."""
+        return self.predict(frames.batch_from_dicts([x], self.spec))[0].item()
+
+    def learn_frame(
+        self, data: Any, y: Any = None, weight: Any = None, *, progress: Progress | None = None
+    ) -> Progress:
+        """Learn the rows of a pandas DataFrame or pyarrow Table/RecordBatch, in order.
+
+        Labels are ``y`` or else the table's label column (the spec's schema, or a column named
+        ``label``: ``frames.batch_from_frame``); the table hashes as the same Parquet file.
+        """
+        return self.learn(frames.batch_from_frame(data, self.spec, y, weight), progress=progress)
+
+    def predict_frame(self, data: Any) -> np.ndarray:
+        """``predict`` of every row of a pandas DataFrame or pyarrow Table/RecordBatch."""
+        return self.predict(frames.batch_from_frame(data, self.spec))

@@ -87,6 +87,11 @@ class LocalExecutor:
             while not all(w.ready for w in self._pool):
                 if time.monotonic() > limit:
                     raise ShoalError(f"local workers not ready after {deadline:g} s")
+                if any(not w.ready and not w.process.is_alive() for w in self._pool):
+                    raise ShoalError(
+                        "a worker process died while starting; in a script, start training "
+                        'under `if __name__ == "__main__":` (worker processes import it)'
+                    )
                 self.poll(timeout=0.1)
         except BaseException:
             self.close()

@@ -700,8 +700,8 @@ def test_missing_file_and_directory(tmp_path: pathlib.Path, fmt: str | None) -> 
     with pytest.raises(ShoalError, match=re.escape(f"{missing}: no such file")):
         read(missing, fmt=fmt)
     folder = tmp_path / "folder.vw"
-    folder.mkdir()
-    with pytest.raises(ShoalError, match=re.escape(f"{folder}: is a directory")):
+    folder.mkdir()  # a directory stands for its files: here, none
+    with pytest.raises(ShoalError, match=re.escape(f"{folder}: directory holds no files")):
         read(folder, fmt=fmt)
 
 

@@ -1,0 +1,166 @@
+"""Text files in blocks of whole lines: gzip on the fly, byte ranges cut at record boundaries,
+and parsing a few blocks ahead on threads.
+
+Every line-oriented format (VW, svmlight, CSV/TSV, JSON lines) is read this way, so each of
+them can be cut into byte ranges by the planner and read with bounded memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple, TypeVar
+
+import numpy as np
+
+from shoal.errors import ShoalError
+
+T = TypeVar("T")
+SKIP_HINT = "use --on-bad-record skip to skip such lines"
+
+
+class Parsed(NamedTuple):
+    """What a block parser returns: the rows of a ``Batch`` and the first bad line, if any.
+
+    ``lines`` are 0-based line numbers within the block; ``n_lines`` counts every line of the
+    block (blank and skipped ones too); ``problem`` describes line ``err_line`` ("" if none).
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    tag_offsets: np.ndarray
+    tag_bytes: np.ndarray
+    lines: np.ndarray
+    n_lines: int
+    skipped: int
+    err_line: int
+    problem: str
+
+
+def open_file(path: Path) -> BinaryIO:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        if magic == b"\x1f\x8b":
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise ShoalError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ShoalError(f"{path}: is a directory, not a data file") from None
+    except PermissionError:
+        raise ShoalError(f"{path}: permission denied") from None
+
+
+def read_bytes(f: BinaryIO, n: int, path: str) -> bytes:
+    try:
+        return f.read(n)
+    except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
+        raise ShoalError(f"{path}: cannot read: {exc}") from None
+
+
+def seek_record(f: BinaryIO, start: int, path: str) -> None:
+    """Position ``f`` at the first record that begins at or after byte ``start``.
+
+    A record begins at 0 or right after a newline: look at byte start-1 and, unless it is a
+    newline, skip to the end of the record that crosses ``start``.
+    """
+    if start <= 0:
+        return
+    f.seek(start - 1)
+    if read_bytes(f, 1, path) == b"\n":
+        return
+    while True:
+        chunk = read_bytes(f, 1 << 16, path)
+        if not chunk:
+            return
+        nl = chunk.find(b"\n")
+        if nl >= 0:
+            f.seek(nl + 1 - len(chunk), os.SEEK_CUR)
+            return
+
+
+def blocks(
+    f: BinaryIO, block_bytes: int, path: str, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Blocks of whole lines; the last block may lack its final newline.
+
+    With a byte range, the blocks hold exactly the records that begin in ``[start, end)``: from
+    the first record starting at or after ``start`` to the end of the record that crosses
+    ``end``. Every record of a file cut into adjacent ranges is thus read exactly once.
+    """
+    seek_record(f, start, path)
+    pos = f.tell()  # file offset of data[0]
+    tail = b""
+    while True:
+        chunk = read_bytes(f, block_bytes, path)
+        if not chunk:
+            if tail and (end is None or pos < end):
+                yield tail
+            return
+        data = tail + chunk if tail else chunk
+        if end is not None and pos + len(data) >= end:
+            # the record holding byte end-1 is the last one: it ends at the next newline
+            cut = data.find(b"\n", max(0, end - 1 - pos))
+            if cut >= 0:
+                if end > pos:
+                    yield data[: cut + 1]
+                return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            tail = data  # a line longer than a block: keep reading
+            continue
+        tail = data[cut + 1 :]
+        pos += cut + 1
+        yield data[: cut + 1]
+
+
+def count_lines(path: str | os.PathLike[str], upto: int) -> int:
+    """Number of newlines in the first ``upto`` bytes of an uncompressed file."""
+    n = 0
+    with open_file(Path(path)) as f:
+        left = upto
+        while left > 0:
+            chunk = read_bytes(f, min(left, 1 << 22), str(path))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            left -= len(chunk)
+    return n
+
+
+def ordered_map(
+    fn: Callable[[T], Any], items: Iterator[T], threads: int
+) -> Iterator[tuple[T, Any]]:
+    """``(item, fn(item))`` in input order, computed by ``threads`` threads a few items ahead.
+
+    The parser kernels release the GIL, so blocks are parsed in parallel on several cores while
+    the consumer (the learner) works on earlier ones. Memory stays bounded: at most
+    ``2 * threads`` blocks are in flight.
+    """
+    if threads <= 1:
+        for item in items:
+            yield item, fn(item)
+        return
+    pending: deque[tuple[T, Future[Any]]] = deque()
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shoal-parse") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(fn, item)))
+                if len(pending) >= 2 * threads:
+                    head, fut = pending.popleft()
+                    yield head, fut.result()
+            while pending:
+                head, fut = pending.popleft()
+                yield head, fut.result()
+        finally:
+            for _, fut in pending:
+                fut.cancel()

@@ -1,0 +1,159 @@
+"""shoal's own JSON API: predict, learn, feedback, and the model's versions.
+
+Every route names its model (``/v1/models/{name}/...``) and its access: ``open`` routes answer
+anyone, ``predict`` routes need the token only with ``--token-for-predict``, ``admin`` routes
+(learning and versions) need it whenever the server has one. Handlers raise; ``app.py`` maps the
+errors to status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from shoal.serve.body import authorize, field, read_json, records, result, wants_wait
+from shoal.serve.config import HttpConfig
+from shoal.serve.errors import RequestError, Unavailable, UnknownModel
+from shoal.serve.service import ModelService
+from shoal.serve.snapshots import Version
+
+Access = Literal["open", "predict", "admin"]
+Handler = Callable[[Request], Awaitable[JSONResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    method: str
+    handler: Handler
+    access: Access
+
+
+class JsonApi:
+    """The ``/v1`` routes over a set of services (one per served model)."""
+
+    def __init__(self, services: Mapping[str, ModelService], http: HttpConfig) -> None:
+        self.services = services
+        self.http = http
+
+    def endpoints(self) -> list[Endpoint]:
+        m = "/v1/models/{name}"
+        return [
+            Endpoint("/v1/models", "GET", self.list_models, "open"),
+            Endpoint(m, "GET", self.info, "open"),
+            Endpoint(f"{m}/versions", "GET", self.versions, "open"),
+            Endpoint(f"{m}/predict", "POST", self.predict, "predict"),
+            Endpoint(f"{m}/learn", "POST", self.learn, "admin"),
+            Endpoint(f"{m}/feedback", "POST", self.feedback, "admin"),
+            Endpoint(f"{m}/snapshot", "POST", self.snapshot, "admin"),
+            Endpoint(f"{m}/rollback", "POST", self.rollback, "admin"),
+            Endpoint(f"{m}/load", "POST", self.load, "admin"),
+        ]
+
+    def guard(self, endpoint: Endpoint) -> Handler:
+        """The handler, behind the token check its access asks for."""
+        needs = endpoint.access == "admin" or (
+            endpoint.access == "predict" and self.http.token_for_predict
+        )
+        if not needs:
+            return endpoint.handler
+
+        async def guarded(request: Request) -> JSONResponse:
+            authorize(request, self.http.token)
+            return await endpoint.handler(request)
+
+        return guarded
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _service(self, request: Request) -> ModelService:
+        name = request.path_params["name"]
+        service = self.services.get(name)
+        if service is None:
+            served = ", ".join(repr(n) for n in self.services) or "none"
+            raise UnknownModel(f"no model named {name!r} is served here (served: {served})")
+        return service
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        return await read_json(request, self.http.max_body_bytes)
+
+    async def _applied(self, service: ModelService, seq: int) -> bool:
+        """Wait (up to the wait timeout) for the learner to apply ``seq``. The event is durable
+        already, so running out of time is ``applied: false`` in a 200, never an error that a
+        client might answer by sending the event again."""
+        try:
+            await result(service.wait_applied(seq), self.http.wait_timeout, "waiting")
+        except Unavailable:
+            return False
+        return True
+
+    async def _admin(self, fut: Future[Version], what: str) -> Version:
+        """A learner command's version; past the wait timeout a 503 (the command still runs)."""
+        return await result(fut, self.http.wait_timeout, f"{what} (it goes on; see /versions)")
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    async def list_models(self, request: Request) -> JSONResponse:
+        return JSONResponse({"models": [s.info() for s in self.services.values()]})
+
+    async def info(self, request: Request) -> JSONResponse:
+        return JSONResponse(self._service(request).info())
+
+    async def versions(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        return JSONResponse({
+            "current": service.learner.live.version,
+            "versions": [v.to_dict() for v in service.versions()],
+        })  # fmt: skip
+
+    async def predict(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        recs = records(await self._body(request), self.http.max_records)
+        out = await run_in_threadpool(service.predict, recs)
+        return JSONResponse({
+            "model": service.name, "version": out.version,
+            "predictions": out.values, "event_ids": out.event_ids,
+        })  # fmt: skip
+
+    async def learn(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        wait = wants_wait(request)
+        recs = records(await self._body(request), self.http.max_records)
+        seqs = await result(await run_in_threadpool(service.learn, recs))
+        applied = wait and await self._applied(service, seqs[-1])
+        return JSONResponse({"seqs": seqs, "applied": applied})
+
+    async def feedback(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        wait = wants_wait(request)
+        body = await self._body(request)
+        unknown = set(body) - {"event_id", "label", "weight"}
+        if unknown:
+            raise RequestError("body", f"unknown fields {sorted(unknown)}")
+        fut = service.feedback(field(body, "event_id"), field(body, "label"), body.get("weight"))
+        seq = await result(fut)
+        applied = wait and await self._applied(service, seq)
+        return JSONResponse({"seq": seq, "applied": applied})
+
+    async def snapshot(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        return JSONResponse((await self._admin(service.snapshot(), "the snapshot")).to_dict())
+
+    async def rollback(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        version = field(await self._body(request), "version")
+        return JSONResponse(
+            (await self._admin(service.rollback(version), "the rollback")).to_dict()
+        )
+
+    async def load(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        path = field(await self._body(request), "path")
+        fut = await run_in_threadpool(service.load, path)
+        return JSONResponse((await self._admin(fut, "the load")).to_dict())

@@ -1,0 +1,137 @@
+"""The HTTP app: routes, the table from errors to status codes, request metrics.
+
+``build_app`` takes running services and returns a Starlette (ASGI) app; the server (or a test)
+owns the services' lifecycles, so the app has no lifespan of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
+from shoal.serve import openapi
+from shoal.serve.api import JsonApi
+from shoal.serve.config import HttpConfig
+from shoal.serve.errors import (
+    EventExpired,
+    FeedbackConflict,
+    NotFound,
+    PayloadTooLarge,
+    RequestError,
+    StateDirError,
+    Unauthorized,
+    Unavailable,
+)
+from shoal.serve.metrics import Metrics
+from shoal.serve.service import ModelService
+
+# The one place where errors become HTTP statuses (the most specific class in an error's MRO
+# wins). Bad input of any kind is a 4xx; a bare ShoalError here is a bug in typing an error.
+ERROR_STATUS: dict[type[Exception], int] = {
+    RequestError: 400,
+    DataError: 400,
+    ConfigError: 400,
+    ModelFileError: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    FeedbackConflict: 409,
+    EventExpired: 410,
+    PayloadTooLarge: 413,
+    Unavailable: 503,
+    StateDirError: 503,
+    ShoalError: 500,
+}
+
+
+def status_of(exc: Exception) -> int:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_STATUS:
+            return ERROR_STATUS[cls]
+    return 500
+
+
+async def _shoal_error(request: Request, exc: Exception) -> Response:
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
+class _Observe:
+    """Counts and times every request under its route's path template (bounded labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, names: dict[Any, str]) -> None:
+        self.app, self.metrics, self.names = app, metrics, names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            name = self.names.get(scope.get("endpoint"), "other")  # the router set "endpoint"
+            self.metrics.observe(name, scope["method"], status, time.perf_counter() - start)
+
+
+def build_app(services: Mapping[str, ModelService], http: HttpConfig) -> Starlette:
+    api = JsonApi(services, http)
+    metrics = Metrics(services)
+
+    async def live(request: Request) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    async def ready(request: Request) -> JSONResponse:
+        ok = bool(services) and all(s.ready for s in services.values())
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def spec(request: Request) -> JSONResponse:
+        return JSONResponse(openapi.document())
+
+    routes = [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        Route("/openapi.json", spec, methods=["GET"]),
+    ]
+    routes += [Route(e.path, api.guard(e), methods=[e.method]) for e in api.endpoints()]
+    names = {r.endpoint: r.path for r in routes}
+    handlers: dict[Any, Any] = {cls: _shoal_error for cls in ERROR_STATUS}
+    handlers[HTTPException] = _http_error
+    handlers[Exception] = _internal_error
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_Observe, metrics=metrics, names=names)],
+        exception_handlers=handlers,
+    )

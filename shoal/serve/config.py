@@ -1,0 +1,108 @@
+"""The server's settings: what the service keeps and learns (``ServiceConfig``) and how HTTP
+exposes it (``HttpConfig``). Frozen, keyword-only, validated once."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.errors import ConfigError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _positive(field: str, value: object, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+        raise ConfigError(field, f"must be a positive {'integer' if integer else 'number'}")
+    if not math.isfinite(value):
+        raise ConfigError(field, "must be finite")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """One served model: where it starts from, where its state lives, how often it snapshots.
+
+    >>> ServiceConfig(model_path="ads/ctr.shoal", state_dir="state").served_name
+    'ctr'
+    """
+
+    model_path: str
+    state_dir: str
+    name: str = ""  # default: the model file's stem
+    snapshot_every_events: int = 10_000
+    snapshot_every_seconds: float = 300.0
+    keep_versions: int = 5
+    feedback_ttl: float = 3600.0  # seconds a prediction's features are kept for its feedback
+    learn_batch: int = 1024  # most events the learner applies in one step
+
+    def __post_init__(self) -> None:
+        if not self.model_path:
+            raise ConfigError("model", "a model file is required")
+        if not self.state_dir:
+            raise ConfigError("--state-dir", "a state directory is required")
+        if not _NAME.fullmatch(self.served_name):
+            raise ConfigError(
+                "--name",
+                f"{self.served_name!r} cannot name a model in a URL: use letters, digits, '.', '_'"
+                " and '-' (up to 128)",
+            )
+        _positive("--snapshot-every-events", self.snapshot_every_events, integer=True)
+        _positive("--snapshot-every-seconds", self.snapshot_every_seconds)
+        _positive("--keep-versions", self.keep_versions, integer=True)
+        _positive("--feedback-ttl", self.feedback_ttl)
+        _positive("learn_batch", self.learn_batch, integer=True)
+
+    @property
+    def served_name(self) -> str:
+        return self.name or Path(self.model_path).stem
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpConfig:
+    """Where the HTTP server listens, who may call what, and how much one request may carry.
+
+    A non-loopback address needs a token (or ``allow_insecure``): the learn and admin endpoints
+    change the model, and nothing else protects them.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    token_for_predict: bool = False
+    allow_insecure: bool = False
+    max_body_bytes: int = 8 << 20
+    max_records: int = 10_000
+    wait_timeout: float = 30.0  # seconds ``?wait=true`` waits for the learner
+    graceful_timeout: float = 30.0  # seconds in-flight requests get at shutdown
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ConfigError("--http", f"port must be from 0 to 65535, got {self.port!r}")
+        if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
+            raise ConfigError("--token", "must be a non-empty string without spaces")
+        if self.token is None and self.token_for_predict:
+            raise ConfigError("--token-for-predict", "needs --token")
+        if not is_loopback(self.host) and self.token is None and not self.allow_insecure:
+            raise ConfigError(
+                "--http",
+                f"{self.host} is not a loopback address: anyone who reaches it could change the "
+                "model; give --token TOKEN (or --allow-insecure if the network is trusted)",
+            )
+        _positive("--max-body-bytes", self.max_body_bytes, integer=True)
+        _positive("--max-records", self.max_records, integer=True)
+        _positive("wait_timeout", self.wait_timeout)
+        _positive("graceful_timeout", self.graceful_timeout)

@@ -1,0 +1,339 @@
+"""The durable event log: every learn event is committed to SQLite before it is acknowledged.
+
+One writer thread owns the write connection and commits in groups: the operations queued while
+one commit's fsync runs go into the next transaction, so many concurrent learn requests share
+one fsync (group commit) and each is acknowledged when its transaction is durable (WAL mode,
+``synchronous=FULL``). Sequence numbers come from ``AUTOINCREMENT``: they only grow, even after
+old events are pruned.
+
+The same database keeps, for ``feedback_ttl`` seconds, the features of each prediction under
+its event id; feedback joins a label to them and logs the labeled record as a learn event in one
+transaction, so an event id is learned at most once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoal.errors import ShoalError
+from shoal.serve.errors import EventExpired, FeedbackConflict, Unavailable, UnknownEvent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    record TEXT NOT NULL,
+    feedback_id TEXT UNIQUE,
+    logged_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    event_id TEXT PRIMARY KEY,
+    features TEXT NOT NULL,
+    expires REAL NOT NULL,
+    feedback_seq INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS predictions_expiry ON predictions (expires);
+"""
+_MAX_GROUP = 512  # operations in one transaction
+_MAX_QUEUED = 100_000  # operations waiting for the writer before predictions' features are dropped
+log = logging.getLogger("shoal.serve")
+
+
+def id_time(event_id: str) -> float | None:
+    """When an event id was made (its first 12 hex digits are Unix milliseconds)."""
+    try:
+        return int(event_id[:12], 16) / 1000.0 if len(event_id) == 28 else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Op:
+    future: Future[Any] | None = field(default=None, kw_only=True)
+
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> Any:
+        raise NotImplementedError
+
+    def seqs(self, result: Any) -> list[int]:
+        """The events this operation logged, given what ``apply`` returned."""
+        return []
+
+
+@dataclass
+class _Append(_Op):
+    records: Sequence[str]
+
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> list[int]:
+        now = log.clock()
+        return [log.insert(db, r, None, now) for r in self.records]
+
+    def seqs(self, result: Any) -> list[int]:
+        return list(result)
+
+
+@dataclass
+class _Feedback(_Op):
+    event_id: str
+    label: str  # VW label text ("1" or "1 2.5" with an importance weight)
+
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> int:
+        now = log.clock()
+        row = db.execute(
+            "SELECT features, expires, feedback_seq FROM predictions WHERE event_id = ?",
+            (self.event_id,),
+        ).fetchone()
+        made = id_time(self.event_id)
+        if row is None:
+            if made is not None and made + log.ttl <= now:
+                raise EventExpired(f"event {self.event_id}: its features expired (--feedback-ttl)")
+            raise UnknownEvent(f"event {self.event_id}: no prediction was made with this id")
+        features, expires, done = row
+        if expires <= now:
+            raise EventExpired(f"event {self.event_id}: its features expired (--feedback-ttl)")
+        if done is not None:
+            raise FeedbackConflict(
+                f"event {self.event_id} already has its feedback (learn event seq {done})"
+            )
+        try:
+            seq = log.insert(db, f"{self.label} {features}", self.event_id, now)
+        except sqlite3.IntegrityError:  # its feedback was logged, and the event pruned since
+            raise FeedbackConflict(f"event {self.event_id} already has its feedback") from None
+        db.execute("UPDATE predictions SET feedback_seq = ? WHERE event_id = ?",
+                   (seq, self.event_id))  # fmt: skip
+        return seq
+
+    def seqs(self, result: Any) -> list[int]:
+        return [int(result)]
+
+
+@dataclass
+class _Remember(_Op):
+    rows: Sequence[tuple[str, str]]  # (event id, features)
+    expires: float
+
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO predictions (event_id, features, expires) VALUES (?, ?, ?)",
+            [(i, f, self.expires) for i, f in self.rows],
+        )
+
+
+@dataclass
+class _Prune(_Op):
+    upto_seq: int
+
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM events WHERE seq <= ?", (self.upto_seq,))
+
+
+@dataclass
+class _Barrier(_Op):
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> None:
+        return None
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+class EventLog:
+    """``open()``, then ``append``/``feedback``/``remember`` from any thread; ``close()``.
+
+    ``on_commit(last_seq)`` is called by the writer after each commit that logged events.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        ttl: float,
+        clock: Callable[[], float],
+        on_commit: Callable[[int], None] = lambda seq: None,
+    ) -> None:
+        self.path = path
+        self.ttl = ttl
+        self.clock = clock
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._closed = False
+        self._next_purge = 0.0
+        self.last_seq = 0
+        self.events_logged = 0  # since open()
+        self.features_dropped = 0  # predictions whose features were not kept (queue full)
+
+    def open(self) -> None:
+        self._db = _connect(self.path)
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        self.last_seq = int(row[0]) if row else 0
+        self._reader = _connect(self.path)
+        self._thread = threading.Thread(target=self._run, name="shoal-eventlog", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close the database."""
+        if self._thread is not None:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        # operations that raced with close: fail them rather than leave them hanging
+        self._fail_queued(Unavailable("the event log is closed (shutting down)"))
+        for db in (self._db, self._reader):
+            if db is not None:
+                db.close()
+        self._db = self._reader = None
+
+    # -- operations (any thread) ---------------------------------------------------------------
+
+    def _submit(self, op: _Op) -> Future[Any]:
+        op.future = Future()
+        if self._closed:
+            op.future.set_exception(Unavailable("the event log is closed (shutting down)"))
+        else:
+            self._queue.put(op)
+        return op.future
+
+    def append(self, records: Sequence[str]) -> Future[list[int]]:
+        """Log learn records; the future gives their sequence numbers once durable."""
+        return self._submit(_Append(records))
+
+    def feedback(self, event_id: str, label: str) -> Future[int]:
+        """Log the features kept for ``event_id`` with ``label``; the future gives its seq."""
+        return self._submit(_Feedback(event_id, label))
+
+    def remember(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
+        """Keep predictions' features (event id, features) until ``expires``; not waited for.
+
+        Past ``_MAX_QUEUED`` waiting operations (the disk cannot keep up) they are dropped and
+        counted: memory stays bounded, and their feedback gets 404.
+        """
+        if self._closed:
+            return
+        if self._queue.qsize() > _MAX_QUEUED:
+            self.features_dropped += len(rows)
+            return
+        self._queue.put(_Remember(rows, expires))
+
+    def prune(self, upto_seq: int) -> None:
+        """Drop events up to ``upto_seq`` (the oldest kept snapshot holds them)."""
+        if not self._closed:
+            self._queue.put(_Prune(upto_seq))
+
+    def flush(self) -> Future[None]:
+        """Resolves when everything queued before it is committed."""
+        return self._submit(_Barrier())
+
+    def read(self, after_seq: int, limit: int) -> list[tuple[int, str]]:
+        """Events after ``after_seq`` in order (one reader: the learner thread)."""
+        assert self._reader is not None, "EventLog.open() first"
+        rows = self._reader.execute(
+            "SELECT seq, record FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        ).fetchall()
+        return [(int(s), str(r)) for s, r in rows]
+
+    def first_seq(self) -> int:
+        """The oldest event kept (0 if none)."""
+        assert self._reader is not None, "EventLog.open() first"
+        row = self._reader.execute("SELECT min(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def insert(
+        self, db: sqlite3.Connection, record: str, feedback_id: str | None, now: float
+    ) -> int:
+        cur = db.execute(
+            "INSERT INTO events (record, feedback_id, logged_at) VALUES (?, ?, ?)",
+            (record, feedback_id, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug: refuse new work and fail what waits, never hang
+            log.exception("the event log writer stopped")
+            self._closed = True
+            self._fail_queued(Unavailable(f"the event log stopped: {exc}"))
+
+    def _fail_queued(self, error: ShoalError) -> None:
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if op is not None and op.future is not None and not op.future.done():
+                op.future.set_exception(error)
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            ops: list[_Op] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    stop = True
+                else:
+                    ops.append(item)
+                if stop or len(ops) >= _MAX_GROUP:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if ops:
+                self._commit(ops)
+
+    def _commit(self, ops: list[_Op]) -> None:
+        db = self._db
+        assert db is not None
+        results: list[tuple[Any, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    results.append((op.apply(self, db), None))
+                except ShoalError as exc:
+                    db.execute("ROLLBACK TO op")
+                    results.append((None, exc))
+                db.execute("RELEASE op")
+            now = self.clock()
+            if now >= self._next_purge:
+                db.execute("DELETE FROM predictions WHERE expires <= ?", (now,))
+                self._next_purge = now + min(self.ttl, 60.0)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
+                db.execute("ROLLBACK")
+            error = Unavailable(f"the event log could not commit ({exc}); nothing was logged")
+            results = [(None, error)] * len(ops)
+        logged = [s for op, (r, e) in zip(ops, results, strict=True) if e is None
+                  for s in op.seqs(r)]  # fmt: skip
+        self.events_logged += len(logged)
+        last = max(logged, default=0)
+        if last:
+            self.last_seq = last
+            self.on_commit(last)
+        for op, (result, failure) in zip(ops, results, strict=True):
+            if op.future is None:
+                continue
+            if failure is None:
+                op.future.set_result(result)
+            else:
+                op.future.set_exception(failure)

@@ -1,0 +1,90 @@
+"""Prometheus metrics: HTTP requests and latency by endpoint, and each model's learning.
+
+The models' numbers are read from the services when ``/metrics`` is scraped (a custom
+collector), so the services keep plain counters and know nothing of Prometheus.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shoal.serve.errors import Unavailable
+from shoal.serve.service import ModelService
+
+# name, help, counter?  -- keys of ModelService.stats()
+_MODEL_METRICS = {
+    "events_logged": ("shoal_events_logged", "Learn events made durable in the event log", True),
+    "events_learned": ("shoal_events_learned", "Events applied to the live model", True),
+    "events_rejected": ("shoal_events_rejected", "Logged events the model could not learn", True),
+    "predictions": ("shoal_predictions", "Records predicted", True),
+    "features_dropped": (
+        "shoal_feedback_features_dropped",
+        "Predictions whose features were not kept for feedback (event log queue full)",
+        True,
+    ),
+    "snapshots": ("shoal_snapshots", "Snapshots (versions) written", True),
+    "learner_lag": ("shoal_learner_lag_events", "Events logged but not yet learned", False),
+    "applied_seq": ("shoal_applied_seq", "Sequence number of the last event learned", False),
+    "model_version": ("shoal_model_version", "Snapshot version the live model grew from", False),
+    "progressive_loss": (
+        "shoal_progressive_loss",
+        "Progressive validation loss of the labeled events learned since start",
+        False,
+    ),
+    "progressive_examples": (
+        "shoal_progressive_examples",
+        "Labeled events behind shoal_progressive_loss",
+        False,
+    ),
+}
+
+
+class _ModelCollector(Collector):
+    def __init__(self, services: Mapping[str, ModelService]) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        stats = {}
+        for name, service in self.services.items():
+            try:
+                stats[name] = service.stats()
+            except Unavailable:
+                continue  # shutting down
+        for key, (metric, text, counter) in _MODEL_METRICS.items():
+            family = (CounterMetricFamily if counter else GaugeMetricFamily)(
+                metric, text, labels=["model"]
+            )
+            for name, s in stats.items():
+                if not math.isnan(s[key]):
+                    family.add_metric([name], s[key])
+            yield family
+
+
+class Metrics:
+    """One registry per app: request metrics plus the served models' numbers."""
+
+    def __init__(self, services: Mapping[str, ModelService]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "shoal_http_requests",
+            "HTTP requests by endpoint, method and status",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "shoal_http_request_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.registry.register(_ModelCollector(services))
+
+    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)

@@ -1,0 +1,278 @@
+"""``ModelService``: one served model -- its live weights, event log, learner and versions.
+
+The service knows nothing of HTTP: the JSON app calls it, and so will the Open Inference
+Protocol routes, the TCP line server and a dynamic batcher. Its methods take records as clients
+send them (VW lines or JSON objects) and raise ``ShoalError``s that say what is wrong.
+
+Lifecycle: ``start()`` locks the state directory, restores the newest snapshot, replays the
+event log after it and starts the writer and learner threads; ``close()`` refuses new work,
+commits what is queued, lets the learner drain, writes a snapshot and releases the directory.
+
+>>> import tempfile, pathlib
+>>> from shoal import FeatureSpec, Model
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> Model(FeatureSpec(bits=8)).save(d / "m.shoal")
+>>> with ModelService(ServiceConfig(model_path=str(d / "m.shoal"), state_dir=str(d / "s"))) as s:
+...     seqs = s.learn(["1 | a b", "-1 | c"]).result()
+...     s.wait_applied(seqs[-1]).result()
+...     s.info()["applied_seq"], len(s.predict([{"a": 1}]).values)
+(2, 1)
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.data.batch import Batch
+from shoal.errors import ConfigError, DataError
+from shoal.model.model import Model
+from shoal.serve.config import ServiceConfig
+from shoal.serve.errors import RequestError, StateDirError, Unavailable
+from shoal.serve.eventlog import EventLog
+from shoal.serve.learner import Learner, Live
+from shoal.serve.records import (
+    check_line,
+    data_error_field,
+    features_line,
+    features_part,
+    labeled_line,
+    number_text,
+    parse_lines,
+    weight_text,
+)
+from shoal.serve.snapshots import SnapshotStore, Version
+from shoal.serve.statedir import StateDir
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predictions of one request, the event ids their feedback names, the model version."""
+
+    values: list[Any]
+    event_ids: list[str]
+    version: int
+
+
+class ModelService:
+    """One served model; thread-safe: any number of callers, one learner thread writing."""
+
+    def __init__(self, config: ServiceConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.name = config.served_name
+        self._clock = clock  # wall time: event ids and feedback expiry (tests inject one)
+        self._state = StateDir(config.state_dir)
+        self._store = SnapshotStore(self._state.snapshots, config.keep_versions)
+        self._events = EventLog(self._state.events, ttl=config.feedback_ttl, clock=clock)
+        self._learner: Learner | None = None
+        self._lock = threading.Lock()
+        self.predictions = 0
+        self.replayed = 0  # events replayed at start
+
+    def __enter__(self) -> ModelService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._state.open(self.config.model_path)
+        try:
+            self._store.open()
+            self._events.open()
+            found = self._store.latest()
+            if found is None:
+                if self._events.first_seq() > 1:
+                    raise StateDirError(
+                        f"{self._state.path}: no readable snapshot, and the event log no longer "
+                        "starts at the first event: the model cannot be rebuilt"
+                    )
+                model = Model.load(self.config.model_path)
+                source = str(Path(self.config.model_path).resolve())
+                found = (
+                    model,
+                    self._store.write(model, applied_seq=0, reason="initial", source=source),
+                )
+            model, version = found
+            learner = Learner(
+                Live(model, version.version), version.applied_seq, self._events, self._store,
+                self.config,
+            )  # fmt: skip
+            self._events.on_commit = learner.notify
+            self.replayed = learner.catch_up()
+            learner.start()
+            self._learner = learner
+        except BaseException:
+            self._events.close()
+            self._state.close()
+            raise
+
+    def close(self) -> None:
+        learner, self._learner = self._learner, None
+        if learner is None:
+            return
+        try:
+            try:
+                self._events.flush().result()
+            finally:
+                learner.stop()  # drains what is logged, writes the shutdown snapshot
+        finally:
+            self._events.close()
+            self._state.close()
+        if learner.failure is not None:
+            raise Unavailable(
+                f"the learner had stopped ({learner.failure}); the event log holds every "
+                "acknowledged event, and a restart replays them"
+            )
+
+    @property
+    def learner(self) -> Learner:
+        learner = self._learner
+        if learner is None:
+            raise Unavailable(f"model {self.name!r} is not being served (shutting down)")
+        return learner
+
+    @property
+    def ready(self) -> bool:
+        return self._learner is not None and self._learner.failure is None
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
+        if isinstance(record, str):
+            return check_line(record, field)
+        if isinstance(record, Mapping) and model.spec.schema is not None:
+            raise RequestError(
+                field, "this model reads columns through a schema: send VW lines, not objects"
+            )
+        return labeled_line(record, field) if labeled else features_line(record, field)
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def predict(self, records: Sequence[Any]) -> Prediction:
+        """Score records; each prediction's features are kept for its feedback."""
+        live = self.learner.live
+        lines = [self._line(r, f"records[{i}]", live.model, False) for i, r in enumerate(records)]
+        values = live.model.predict(parse_lines(live.model.spec, lines)).tolist()
+        now = self._clock()
+        ids = [f"{int(now * 1000):012x}{secrets.token_hex(8)}" for _ in lines]
+        self._events.remember(
+            [(i, features_part(x)) for i, x in zip(ids, lines, strict=True)],
+            now + self.config.feedback_ttl,
+        )
+        with self._lock:
+            self.predictions += len(lines)
+        return Prediction(values, ids, live.version)
+
+    def learn(self, records: Sequence[Any]) -> Future[list[int]]:
+        """Check labeled records and log them; the future gives their seqs once durable."""
+        model = self.learner.live.model
+        lines = [self._line(r, f"records[{i}]", model, True) for i, r in enumerate(records)]
+        batch = parse_lines(model.spec, lines)
+        missing = np.flatnonzero(np.isnan(batch.labels))
+        if len(missing):
+            raise RequestError(
+                f"records[{missing[0]}]",
+                "has no label: learning needs one before the first '|' (or an object with "
+                "'label' and 'features')",
+            )
+        self._check_labels(model, batch)
+        return self._events.append(lines)
+
+    def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
+        """Learn a prediction's features with ``label``, as if the labeled record were sent."""
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+            raise RequestError("event_id", "must be the event id string that predict returned")
+        text = number_text(label, "label")
+        if weight is not None:
+            text += " " + weight_text(weight, "weight")
+        model = self.learner.live.model
+        self._check_labels(model, Batch.from_rows([([], [])], labels=[float(label)]), "label")
+        return self._events.feedback(event_id, text)
+
+    @staticmethod
+    def _check_labels(model: Model, batch: Batch, field: str = "") -> None:
+        try:
+            model.check_labels(batch)
+        except DataError as exc:
+            raise (RequestError(field, exc.problem) if field else data_error_field(exc)) from None
+
+    def wait_applied(self, seq: int) -> Future[None]:
+        """Resolves once event ``seq`` is in the live model (predictions reflect it)."""
+        return self.learner.wait_applied(seq)
+
+    def snapshot(self) -> Future[Version]:
+        """A new version of the live model, holding every event acknowledged before the call."""
+        return self.learner.snapshot("manual")
+
+    def rollback(self, version: Any) -> Future[Version]:
+        """Make a kept version live again (as a new version); events after it are not re-applied."""
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise RequestError("version", "must be a version number (see /versions)")
+        return self.learner.rollback(version)
+
+    def load(self, path: Any) -> Future[Version]:
+        """Swap in the model file at ``path`` (same loss and classes) as a new version."""
+        if not isinstance(path, str) or not path:
+            raise RequestError("path", "must be the path of a model file on the server")
+        model = Model.load(path)
+        current = self.learner.live.model.config
+        if (model.config.loss, model.config.outputs) != (current.loss, current.outputs):
+            raise ConfigError(
+                "path",
+                f"{path} learns {model.config.loss} loss with {model.config.outputs} output(s); "
+                f"the served model learns {current.loss} with {current.outputs}: labels in the "
+                "log would not fit it",
+            )
+        return self.learner.install(model, "load", str(Path(path).resolve()))
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def versions(self) -> list[Version]:
+        return self._store.versions()
+
+    def info(self) -> dict[str, Any]:
+        learner = self.learner
+        live = learner.live
+        return {
+            "name": self.name,
+            "version": live.version,
+            "applied_seq": learner.applied_seq,
+            "logged_seq": self._events.last_seq,
+            "examples_learned": live.model.examples_learned,
+            "progressive_loss": _finite(learner.progress.loss),
+            "spec": live.model.spec.to_dict(),
+            "config": live.model.config.to_dict(),
+        }
+
+    def stats(self) -> dict[str, float]:
+        """Counters and gauges for monitoring (see ``metrics.py``)."""
+        learner = self.learner
+        return {
+            "events_logged": float(self._events.events_logged),
+            "events_learned": float(learner.events_learned),
+            "events_rejected": float(learner.events_rejected),
+            "predictions": float(self.predictions),
+            "features_dropped": float(self._events.features_dropped),
+            "snapshots": float(learner.snapshots_written),
+            "learner_lag": float(learner.lag),
+            "applied_seq": float(learner.applied_seq),
+            "model_version": float(learner.live.version),
+            "progressive_loss": learner.progress.loss,
+            "progressive_examples": float(learner.progress.examples),
+        }
+
+
+def _finite(x: float) -> float | None:
+    return x if np.isfinite(x) else None

@@ -1,0 +1,105 @@
+"""The service: a served model taught e1..en equals ``shoal train`` on its base data then e1..en,
+through snapshots, restarts, rollbacks and swaps."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from shoal import FeatureSpec, LearnerConfig, Model
+from shoal.errors import ConfigError
+from shoal.serve import ModelService, ServiceConfig
+from shoal.serve.errors import RequestError
+from shoal.serve.eventlog import EventLog
+from tests.serve.helpers import event, offline
+
+
+def service(base: Path, state: Path, **kw: object) -> ModelService:
+    s = ModelService(ServiceConfig(model_path=str(base), state_dir=str(state), **kw))  # type: ignore[arg-type]
+    s.start()
+    return s
+
+
+def drained(s: ModelService) -> Model:
+    s.wait_applied(s.info()["logged_seq"]).result(timeout=20)
+    return s.learner.live.model
+
+
+def test_served_model_equals_offline_training(base_model: Path, tmp_path: Path) -> None:
+    s = service(base_model, tmp_path / "state", snapshot_every_events=7, learn_batch=5)
+    records = [event(i) for i in range(40)]
+    seqs = []
+    for i in range(0, 40, 3):  # requests of 1 to 3 records; batches of 5; snapshots every 7
+        seqs += s.learn(records[i : i + 3]).result()
+    assert seqs == list(range(1, 41))
+    assert drained(s).to_bytes() == offline(base_model, records, tmp_path).to_bytes()
+    periodic = [v.applied_seq for v in s.versions() if v.reason == "periodic"]
+    assert len(periodic) >= 4 and periodic == sorted(periodic)  # about one per 7 events
+    s.close()
+    # the close wrote a snapshot holding everything: nothing to replay
+    again = service(base_model, tmp_path / "state")
+    assert again.replayed == 0 and again.info()["applied_seq"] == 40
+    again.close()
+
+
+def test_restart_replays_the_log_after_the_last_snapshot(base_model: Path, tmp_path: Path) -> None:
+    s = service(base_model, tmp_path / "state", snapshot_every_events=1000)
+    records = [event(i) for i in range(25)]
+    s.learn(records[:20]).result()
+    s.close()
+    # events logged but never applied, as after a crash between commit and learning
+    log = EventLog(tmp_path / "state" / "events.sqlite", ttl=60, clock=time.time)
+    log.open()
+    assert log.append(records[20:]).result() == [21, 22, 23, 24, 25]
+    log.close()
+    again = service(base_model, tmp_path / "state")
+    assert again.replayed == 5 and again.info()["applied_seq"] == 25
+    assert drained(again).to_bytes() == offline(base_model, records, tmp_path).to_bytes()
+    again.close()
+
+
+def test_rollback_restores_a_version_and_learning_goes_on_from_it(
+    base_model: Path, tmp_path: Path
+) -> None:
+    s = service(base_model, tmp_path / "state")
+    s.learn([event(i) for i in range(10)]).result()
+    drained(s)
+    v = s.rollback(1).result()
+    assert (v.version, v.reason, v.source, v.applied_seq) == (2, "rollback", "v1", 10)
+    assert drained(s).to_bytes() == Model.load(base_model).to_bytes()
+    s.learn([event(99)]).result()
+    expected = offline(base_model, [event(99)], tmp_path).to_bytes()
+    assert drained(s).to_bytes() == expected
+    s.close()
+    again = service(base_model, tmp_path / "state")  # rolled back for good: nothing re-applied
+    assert drained(again).to_bytes() == expected
+    again.close()
+
+
+def test_load_swaps_in_a_compatible_model(base_model: Path, tmp_path: Path) -> None:
+    s = service(base_model, tmp_path / "state")
+    other = tmp_path / "other.shoal"
+    Model(FeatureSpec(bits=12), LearnerConfig(loss="logistic", optimizer="ftrl")).save(other)
+    v = s.load(str(other)).result()
+    assert v.reason == "load" and v.source == str(other)
+    s.learn([event(1)]).result()
+    assert drained(s).to_bytes() == offline(other, [event(1)], tmp_path).to_bytes()
+    squared = tmp_path / "squared.shoal"
+    Model(FeatureSpec(bits=4), LearnerConfig(loss="squared")).save(squared)
+    with pytest.raises(ConfigError, match="squared loss"):
+        s.load(str(squared))
+    s.close()
+
+
+def test_learn_refuses_unlabeled_records_and_bad_labels(base_model: Path, tmp_path: Path) -> None:
+    s = service(base_model, tmp_path / "state")
+    with pytest.raises(RequestError, match=r"records\[1\]: has no label"):
+        s.learn(["1 | a", "| b"])
+    with pytest.raises(RequestError, match=r"records\[0\]: label 3 is not valid for logistic"):
+        s.learn(["3 | a"])
+    with pytest.raises(RequestError, match=r"label: label 2 is not valid"):
+        s.feedback("0" * 28, 2)
+    assert s.info()["logged_seq"] == 0
+    s.close()
