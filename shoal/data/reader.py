@@ -58,14 +58,7 @@ _SUFFIXES = {
 }
 
 _PROBLEMS = {
-    textparse.BAD_LABEL: "label '{tok}' is not a number",
-    textparse.BAD_WEIGHT: "importance weight '{tok}' is not a non-negative number",
-    textparse.BAD_VALUE: "feature value in '{tok}' is not a finite number",
-    textparse.EMPTY_NAME: "feature '{tok}' has an empty name",
-    textparse.BAD_SCALE: "namespace scale in '{tok}' is not a finite number",
-    textparse.BAD_LABEL_TOKEN: "unexpected token '{tok}' before the first '|'",
-    textparse.SVM_NO_COLON: "svmlight feature '{tok}' is not index:value",
-    textparse.SVM_BAD_INDEX: "svmlight feature index in '{tok}' is not a non-negative integer",
+    **textparse.PROBLEMS,
     delimited.WRONG_FIELDS: "the line has {fields} fields; the schema expects {expected}",
     delimited.BAD_NUMBER: "numeric field '{tok}' is not a finite number",
     delimited.BAD_CSV_LABEL: "label '{tok}' is not a number",

@@ -31,6 +31,17 @@ BAD_LABEL_TOKEN = 6
 SVM_NO_COLON = 7
 SVM_BAD_INDEX = 8
 NEED_ROOM = 99  # internal: grow the output arrays and parse the line again
+# What each code means, for messages ("{tok}" is the offending token).
+PROBLEMS = {
+    BAD_LABEL: "label '{tok}' is not a number",
+    BAD_WEIGHT: "importance weight '{tok}' is not a non-negative number",
+    BAD_VALUE: "feature value in '{tok}' is not a finite number",
+    EMPTY_NAME: "feature '{tok}' has an empty name",
+    BAD_SCALE: "namespace scale in '{tok}' is not a finite number",
+    BAD_LABEL_TOKEN: "unexpected token '{tok}' before the first '|'",
+    SVM_NO_COLON: "svmlight feature '{tok}' is not index:value",
+    SVM_BAD_INDEX: "svmlight feature index in '{tok}' is not a non-negative integer",
+}
 
 _MANT_MAX = 100_000_000_000_000_000  # 10**17: more digits would overflow int64
 _P10 = np.array([10.0**i for i in range(23)], dtype=np.float64)

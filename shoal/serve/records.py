@@ -31,15 +31,7 @@ from shoal.serve.errors import RequestError
 
 _FORBIDDEN = frozenset(" \t\r\n|:")
 _F32_MAX = float(np.finfo(np.float32).max)
-# The parser's error codes for VW text, in words (its file reader has its own, longer table).
-_PROBLEMS = {
-    textparse.BAD_LABEL: "label '{tok}' is not a number",
-    textparse.BAD_WEIGHT: "importance weight '{tok}' is not a non-negative number",
-    textparse.BAD_VALUE: "feature value in '{tok}' is not a finite number",
-    textparse.EMPTY_NAME: "feature '{tok}' has an empty name",
-    textparse.BAD_SCALE: "namespace scale in '{tok}' is not a finite number",
-    textparse.BAD_LABEL_TOKEN: "unexpected token '{tok}' before the first '|'",
-}
+_PROBLEMS = textparse.PROBLEMS  # the parser's error codes, in words
 
 
 def number_text(value: Any, field: str) -> str:
