@@ -229,6 +229,12 @@ def _schema(text: str, delimiter: str) -> ColumnSchema:
 
 
 def _print_report(report: TrainReport, out: Path | None) -> None:
+    if report.seconds == 0 and report.examples and math.isnan(report.progressive_loss):
+        print(f"nothing left to train: the checkpoint holds the finished run "
+              f"({report.examples:,} examples)")  # fmt: skip
+        if out is not None:
+            print(f"model written to {out}")
+        return
     line = (
         f"trained on {report.examples:,} examples in {report.passes} pass(es), "
         f"{report.seconds:.2f}s ({report.examples_per_second:,.0f} examples/s); "
