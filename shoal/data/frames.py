@@ -45,8 +45,14 @@ def _no_tags(n: int) -> dict[str, np.ndarray]:
 def batch_from_csr(
     matrix: Any, spec: FeatureSpec, labels: Any = None, weights: Any = None
 ) -> Batch:
-    """A batch from a scipy sparse matrix (any format; converted to CSR) or a dense array."""
-    import scipy.sparse as sp
+    """A batch from a scipy sparse matrix (any format; converted to CSR) or a dense array.
+
+    Needs scipy (``pip install 'shoal[scipy]'``).
+    """
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        raise ConfigError("X", "matrices need scipy: pip install 'shoal[scipy]'") from None
 
     m = sp.csr_matrix(matrix, dtype=np.float64)
     m.sum_duplicates()
