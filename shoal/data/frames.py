@@ -42,6 +42,22 @@ def _no_tags(n: int) -> dict[str, np.ndarray]:
     return {"tag_offsets": np.zeros(n + 1, dtype=np.int64), "tag_bytes": np.zeros(0, np.uint8)}
 
 
+def _untagged(spec: FeatureSpec, base: tuple, y: np.ndarray, w: np.ndarray, source: str) -> Batch:
+    """The batch of rows given as base features (see ``columns.assemble``), without tags."""
+    indptr, indices, values = assemble_for(spec, *base)
+    n = len(y)
+    return Batch(
+        indptr=indptr,
+        indices=indices,
+        values=values,
+        labels=y,
+        weights=w,
+        lines=np.arange(1, n + 1, dtype=np.int64),
+        source=source,
+        **_no_tags(n),
+    )
+
+
 def batch_from_csr(
     matrix: Any, spec: FeatureSpec, labels: Any = None, weights: Any = None
 ) -> Batch:
@@ -64,19 +80,8 @@ def batch_from_csr(
     # the all-digit rule of feature hashing: name str(j) hashes to j + namespace hash (the seed)
     h32 = (m.indices.astype(np.int64) + spec.seed) & 0xFFFFFFFF
     letters = np.full(len(h32), 32, dtype=np.uint8)
-    indptr, indices, values = assemble_for(
-        spec, m.indptr.astype(np.int64), h32, letters, m.data.astype(np.float32)
-    )
-    return Batch(
-        indptr=indptr,
-        indices=indices,
-        values=values,
-        labels=y,
-        weights=w,
-        lines=np.arange(1, n + 1, dtype=np.int64),
-        source="<matrix>",
-        **_no_tags(n),
-    )
+    base = (m.indptr.astype(np.int64), h32, letters, m.data.astype(np.float32))
+    return _untagged(spec, base, y, w, "<matrix>")
 
 
 def batch_from_dicts(
@@ -100,17 +105,7 @@ def batch_from_dicts(
             raise DataError("<records>", i + 1, str(exc)) from None
     n = len(enc)
     y, w = _rows_meta(n, labels, weights)
-    indptr, indices, values = assemble_for(spec, *enc.build())
-    return Batch(
-        indptr=indptr,
-        indices=indices,
-        values=values,
-        labels=y,
-        weights=w,
-        lines=np.arange(1, n + 1, dtype=np.int64),
-        source="<records>",
-        **_no_tags(n),
-    )
+    return _untagged(spec, enc.build(), y, w, "<records>")
 
 
 def _given(values: Any, n: int, what: str) -> np.ndarray | None:
