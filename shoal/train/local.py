@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
-import multiprocessing.forkserver
 import os
 import shutil
 import tempfile
@@ -72,9 +71,6 @@ class LocalExecutor:
         self.workers = workers
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["shoal.train._warm"])
-        # Start the fork server now: it imports shoal and loads the kernels while the
-        # coordinator plans the shards, instead of after.
-        mp.forkserver.ensure_running()
         self._pool: list[_Worker] = []
         self._dir = ""
         self._last_step: int | None = None
