@@ -79,6 +79,35 @@ class Batch:
             lines=np.arange(1, n + 1, dtype=np.int64),
         )
 
+    @classmethod
+    def concat(cls, batches: list[Batch], source: str = "") -> Batch:
+        """The rows of ``batches``, one after another, as one batch (line numbers kept).
+
+        >>> a = Batch.from_rows([([1], [1.0])], labels=[1.0], tags=["x"])
+        >>> b = Batch.concat([a, Batch.from_rows([([2, 3], [1.0, 2.0])])])
+        >>> b.indptr.tolist(), b.indices.tolist(), b.tags()
+        ([0, 1, 3], [1, 2, 3], ['x', ''])
+        """
+        if len(batches) == 1 and batches[0].source == (source or batches[0].source):
+            return batches[0]
+
+        def offsets(parts: list[np.ndarray]) -> np.ndarray:
+            ends = np.cumsum([0] + [int(p[-1]) for p in parts[:-1]])
+            shifted = (p[1:] + e for p, e in zip(parts, ends, strict=True))
+            return np.concatenate([parts[0][:1], *shifted])
+
+        return cls(
+            indptr=offsets([b.indptr for b in batches]),
+            indices=np.concatenate([b.indices for b in batches]),
+            values=np.concatenate([b.values for b in batches]),
+            labels=np.concatenate([b.labels for b in batches]),
+            weights=np.concatenate([b.weights for b in batches]),
+            tag_offsets=offsets([b.tag_offsets for b in batches]),
+            tag_bytes=np.concatenate([b.tag_bytes for b in batches]),
+            lines=np.concatenate([b.lines for b in batches]),
+            source=source or batches[0].source,
+        )
+
     def slice(self, start: int, stop: int) -> Batch:
         """Rows ``start:stop`` as a new batch sharing memory where it can."""
         a, b = int(self.indptr[start]), int(self.indptr[stop])

@@ -157,7 +157,7 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
     return np.array([by_name.get(n, -1) for n in names], dtype=np.int64), len(first)
 
 
-def _parsed(out: tuple, buf: np.ndarray, delim: int = 0, expected: int = 0) -> Parsed:
+def as_parsed(out: tuple, buf: np.ndarray, delim: int = 0, expected: int = 0) -> Parsed:
     """A compiled parser's tuple as ``Parsed``, its error code turned into words."""
     code, err_line, es, ee = out[10:]
     problem = _describe(code, buf, es, ee, delim, expected) if code else ""
@@ -294,7 +294,7 @@ class TextReader:
                     buf, len(buf), svmlight, spec.seed, spec.mask, spec.constant, ignore,
                     offsets, letters, skip,
                 )  # fmt: skip
-                return _parsed(out, buf)
+                return as_parsed(out, buf)
 
             return parse_text, 0
         schema = spec.schema
@@ -313,7 +313,7 @@ class TextReader:
                 cp.fills, cp.prefix, cp.prefix_off, spec.mask, spec.constant, offsets, letters,
                 skip,
             )  # fmt: skip
-            return _parsed(out, buf, ord(sep), len(fieldmap))
+            return as_parsed(out, buf, ord(sep), len(fieldmap))
 
         return parse_table, header_len
 

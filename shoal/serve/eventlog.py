@@ -26,6 +26,7 @@ from typing import Any
 
 from shoal.errors import ShoalError
 from shoal.serve.errors import EventExpired, FeedbackConflict, Unavailable, UnknownEvent
+from shoal.serve.records import with_label
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -103,7 +104,7 @@ class _Feedback(_Op):
                 f"event {self.event_id} already has its feedback (learn event seq {done})"
             )
         try:
-            seq = log.insert(db, f"{self.label} {features}", self.event_id, now)
+            seq = log.insert(db, with_label(features, self.label), self.event_id, now)
         except sqlite3.IntegrityError:  # its feedback was logged, and the event pruned since
             raise FeedbackConflict(f"event {self.event_id} already has its feedback") from None
         db.execute("UPDATE predictions SET feedback_seq = ? WHERE event_id = ?",

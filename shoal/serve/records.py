@@ -1,22 +1,32 @@
-"""Records as clients send them (VW lines or JSON objects) to VW lines, and VW lines to a Batch.
+"""Records as clients send them to event lines, and event lines to a Batch.
 
-Everything the server learns travels as one VW text line per record: the event log stores that
-line, and the learner parses it with the same compiled parser as ``shoal train``, so a served
-model and an offline one learn from the same bytes and end with the same tensors.
+Everything the server learns travels as one line of text per record: the event log stores that
+line, and the learner parses it with the same parsers as ``shoal train``, so a served model and
+an offline one learn from the same records and end with the same tensors. A line is one of:
 
-A JSON record becomes a line by Vowpal Wabbit's own rules: a number ``x`` under key ``NAME`` is
-the feature ``NAME:x``, a string ``v`` is ``NAME=v`` (value 1), a nested object is a namespace
-(``{"ns": {"a": 2}}`` is ``|ns a:2``), and ``null`` is a missing value. Names and strings that
-VW text cannot hold (blanks, ``|``, ``:``) are refused with the field they are in.
+- a **VW line**, as clients send them, or made from a JSON object by Vowpal Wabbit's own rules:
+  a number ``x`` under key ``NAME`` is the feature ``NAME:x``, a string ``v`` is ``NAME=v``
+  (value 1), a nested object is a namespace (``{"ns": {"a": 2}}`` is ``|ns a:2``), and ``null``
+  is a missing value. Names and strings that VW text cannot hold (blanks, ``|``, ``:``) are
+  refused with the field they are in.
+- a **JSON line** ``{"label": y, "weight": w, "features": {...}}`` (label and weight optional),
+  for JSON objects sent to a model with a column schema (trained on CSV, Parquet...): the schema
+  decides how its columns hash (``shoal.data.records``), exactly as for a row of its table, and
+  any string a column holds is kept as it is.
 
 >>> features_line({"user": {"id": "u7", "age": 31}, "hour": 14})
 '| hour:14 |user id=u7 age:31'
 >>> labeled_line({"label": 1, "features": {"x": 0.5}}, "records[0]")
 '1 | x:0.5'
+>>> with_label(json_line({"city": "New York"}, "records[0]"), "1 2.5")
+'{"label": 1, "weight": 2.5, "features": {"city": "New York"}}'
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,13 +35,14 @@ import numpy as np
 
 from shoal.data import textparse
 from shoal.data.batch import Batch
+from shoal.data.frames import batch_from_dicts
+from shoal.data.reader import as_parsed
 from shoal.errors import DataError
 from shoal.features.spec import FeatureSpec
 from shoal.serve.errors import RequestError
 
 _FORBIDDEN = frozenset(" \t\r\n|:")
 _F32_MAX = float(np.finfo(np.float32).max)
-_PROBLEMS = textparse.PROBLEMS  # the parser's error codes, in words
 
 
 def number_text(value: Any, field: str) -> str:
@@ -90,6 +101,12 @@ def features_line(record: Any, field: str = "record") -> str:
 
 def labeled_line(record: Any, field: str) -> str:
     """A VW line from ``{"label": y, "features": {...}, "weight": w}`` (weight optional)."""
+    head = label_text(record, field)
+    return f"{head} {features_line(record['features'], f'{field}.features')}"
+
+
+def label_text(record: Any, field: str) -> str:
+    """The VW label text (``"1"``, ``"1 2.5"``) of a labeled object, its fields checked."""
     if not isinstance(record, Mapping):
         raise RequestError(field, f"must be a VW line or an object, got {type(record).__name__}")
     unknown = set(record) - {"label", "features", "weight"}
@@ -103,7 +120,7 @@ def labeled_line(record: Any, field: str) -> str:
     head = number_text(record["label"], f"{field}.label")
     if "weight" in record:
         head += " " + weight_text(record["weight"], f"{field}.weight")
-    return f"{head} {features_line(record['features'], f'{field}.features')}"
+    return head
 
 
 def weight_text(value: Any, field: str) -> str:
@@ -124,39 +141,98 @@ def check_line(line: Any, field: str) -> str:
     return line
 
 
+def json_line(record: Any, field: str, *, labeled: bool = False) -> str:
+    """The JSON line of an object sent to a model with a column schema (see the module's doc).
+
+    Labeled records come as ``{"label": y, "features": {...}, "weight": w}``; others are the
+    features themselves. Values are checked when the line is parsed (``parse_lines``).
+    """
+    if not isinstance(record, Mapping):
+        kind = type(record).__name__
+        raise RequestError(field, f"must be a JSON object or a VW line, got {kind}")
+    if not labeled:
+        return json.dumps({"features": record})
+    label = label_text(record, field)
+    return with_label(json_line(record["features"], f"{field}.features"), label)
+
+
+def _is_json(line: str) -> bool:
+    return line.startswith("{")  # no VW line does: a label is a number
+
+
 def features_part(line: str) -> str:
-    """The features of a VW line: from its first ``|`` on (label, weight and tag dropped)."""
+    """The features of a line, label and weight dropped (VW: its tag too), for feedback."""
+    if _is_json(line):
+        return json.dumps({"features": json.loads(line)["features"]})
     return line[line.index("|") :] if "|" in line else "|"
 
 
+def with_label(features: str, label: str) -> str:
+    """The line that learns ``features`` (from ``features_part``) with ``label``.
+
+    ``label`` is VW label text: a label and, optionally, an importance weight (``"1 2.5"``).
+    """
+    if not _is_json(features):
+        return f"{label} {features}"
+    y, _, w = label.partition(" ")
+    head = f'"label": {y}, ' + (f'"weight": {w}, ' if w else "")
+    return "{" + head + features[1:]
+
+
 def parse_lines(spec: FeatureSpec, lines: Sequence[str], field: str = "records") -> Batch:
-    """Hash checked VW lines into a Batch of one row per line, with the training parser."""
+    """Hash checked lines (VW and JSON) into a Batch of one row per line, in order.
+
+    VW lines go through the training parser; JSON lines through the record encoder of
+    ``shoal.data.records``, as in JSON-lines files and ``Model.learn_frame``.
+    """
+    parts: list[Batch] = []
+    first = 0
+    for is_json, group in itertools.groupby(lines, key=_is_json):
+        run = list(group)
+        parse = _parse_json if is_json else _parse_vw
+        batch = parse(spec, run, field, first)
+        if len(batch) != len(run):  # cannot happen for checked lines; never learn a shifted row
+            raise RequestError(field, f"{len(run)} records parsed into {len(batch)} rows")
+        parts.append(batch)
+        first += len(run)
+    return Batch.concat(parts, source=field) if parts else _parse_vw(spec, [], field, 0)
+
+
+def _parse_vw(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Batch:
     block = "\n".join(lines).encode("utf-8")
     buf = np.frombuffer(block, dtype=np.uint8)
     offsets, letters = spec.interaction_arrays()
-    out = textparse.parse_block(
+    out = as_parsed(textparse.parse_block(
         buf, len(buf), False, spec.seed, spec.mask, spec.constant, spec.ignore_array(),
         offsets, letters, False,
-    )  # fmt: skip
-    indptr, indices, values, labels, weights, tag_off, tag_bytes, row_lines = out[:8]
-    code, err_line, es, ee = out[10:]
-    if code:
-        tok = bytes(buf[es : min(ee, es + 60)]).decode("utf-8", "replace")
-        problem = _PROBLEMS.get(code, "malformed record near '{tok}'").format(tok=tok)
-        raise RequestError(f"{field}[{err_line}]", problem)
-    if len(labels) != len(lines):  # cannot happen for checked lines; never learn a shifted row
-        raise RequestError(field, f"{len(lines)} records parsed into {len(labels)} rows")
+    ), buf)  # fmt: skip
+    if out.problem:
+        raise RequestError(f"{field}[{first + out.err_line}]", out.problem)
     return Batch(
-        indptr=indptr,
-        indices=indices,
-        values=values,
-        labels=labels,
-        weights=weights,
-        tag_offsets=tag_off,
-        tag_bytes=tag_bytes,
-        lines=row_lines + 1,
+        indptr=out.indptr,
+        indices=out.indices,
+        values=out.values,
+        labels=out.labels,
+        weights=out.weights,
+        tag_offsets=out.tag_offsets,
+        tag_bytes=out.tag_bytes,
+        lines=out.lines + first + 1,
         source=field,
     )
+
+
+def _parse_json(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Batch:
+    events = [json.loads(line) for line in lines]
+    try:
+        batch = batch_from_dicts(
+            [e["features"] for e in events],
+            spec,
+            labels=[e.get("label", math.nan) for e in events],
+            weights=[e.get("weight", 1.0) for e in events],
+        )
+    except DataError as exc:
+        raise RequestError(f"{field}[{first + exc.line - 1}]", exc.problem) from None
+    return dataclasses.replace(batch, lines=batch.lines + first, source=field)
 
 
 def data_error_field(exc: DataError) -> RequestError:

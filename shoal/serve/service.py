@@ -24,7 +24,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ from shoal.serve.records import (
     data_error_field,
     features_line,
     features_part,
+    json_line,
     labeled_line,
     number_text,
     parse_lines,
@@ -152,10 +153,8 @@ class ModelService:
     def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
         if isinstance(record, str):
             return check_line(record, field)
-        if isinstance(record, Mapping) and model.spec.schema is not None:
-            raise RequestError(
-                field, "this model reads columns through a schema: send VW lines, not objects"
-            )
+        if model.spec.schema is not None:  # its columns hash as the schema says
+            return json_line(record, field, labeled=labeled)
         return labeled_line(record, field) if labeled else features_line(record, field)
 
     # -- operations ------------------------------------------------------------------------------

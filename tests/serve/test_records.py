@@ -104,3 +104,19 @@ def test_parse_errors_name_the_record() -> None:
 def test_features_part_drops_label_weight_and_tag() -> None:
     assert features_part("1 2.0 'tag |u a |v b:2") == "|u a |v b:2"
     assert same_rows(["1 " + features_part("-1 'x |u a |v b:2")], ["1 |u a |v b:2"])
+
+
+def test_vw_and_json_lines_parse_in_order_into_one_batch() -> None:
+    json_rows = [
+        '{"label": 1, "weight": 2, "features": {"u": {"a": "x"}}}',
+        '{"features": {"b": 3}}',
+    ]
+    mixed = parse_lines(SPEC, ["-1 |u a=x", *json_rows, "1 |v c"])
+    alone = [parse_lines(SPEC, [r]) for r in ("-1 |u a=x", "1 |u a=x", "| b:3", "1 |v c")]
+    assert mixed.indptr.tolist() == [0, 2, 4, 6, 8]  # a feature and the constant
+    assert mixed.indices.tolist() == [i for b in alone for i in b.indices.tolist()]
+    assert mixed.labels[[0, 1, 3]].tolist() == [-1, 1, 1] and np.isnan(mixed.labels[2])
+    assert mixed.weights.tolist() == [1, 2, 1, 1] and mixed.lines.tolist() == [1, 2, 3, 4]
+    with pytest.raises(RequestError, match=r"records\[2\]: feature 'b': list value"):
+        parse_lines(SPEC, ["| a", '{"features": {}}', '{"features": {"b": [1]}}'])
+    assert features_part(json_rows[0]) == '{"features": {"u": {"a": "x"}}}'

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal import FeatureSpec, LearnerConfig, Model
+from shoal import ColumnSchema, FeatureSpec, LearnerConfig, Model, TrainOptions, train
+from shoal.data.frames import batch_from_dicts
 from shoal.errors import ConfigError
 from shoal.serve import ModelService, ServiceConfig
 from shoal.serve.errors import RequestError
@@ -102,4 +103,39 @@ def test_learn_refuses_unlabeled_records_and_bad_labels(base_model: Path, tmp_pa
     with pytest.raises(RequestError, match=r"label: label 2 is not valid"):
         s.feedback("0" * 28, 2)
     assert s.info()["logged_seq"] == 0
+    s.close()
+
+
+def test_objects_sent_to_a_schema_model_hash_through_its_schema(tmp_path: Path) -> None:
+    """A model trained on CSV serves JSON objects as rows of its table: same features, same
+    updates (learn and feedback), and strings VW text could not hold are kept as they are."""
+    schema = ColumnSchema.parse(
+        "clicked:label,city:cat,age:num:log1p,hour:num:fill=12,site:cat:ns=s"
+    )
+    spec = FeatureSpec(bits=12, schema=schema, interactions=("s ",))
+    table = tmp_path / "base.csv"
+    rows = [f"{i % 2},c{i % 5},{i % 40},{'' if i % 3 else i % 24},site{i % 4}" for i in range(80)]
+    table.write_text("clicked,city,age,hour,site\n" + "\n".join(rows) + "\n")
+    model = Model(spec, LearnerConfig(loss="logistic"))
+    train(model, [table], TrainOptions(parse_threads=1))
+    model.save(tmp_path / "csv.shoal")
+    records = [
+        {"city": "New York", "age": 31, "hour": None, "site": "a b|c:d"},
+        {"city": 7, "age": 0.5, "hour": 3, "extra": "ignored", "s": {"site": "x"}},
+    ]
+    reference = Model.load(tmp_path / "csv.shoal")
+    s = service(tmp_path / "csv.shoal", tmp_path / "state")
+    got = s.predict(records)
+    assert got.values == reference.predict(batch_from_dicts(records, spec)).tolist()
+    s.learn(
+        [{"label": 1, "features": records[0]}, {"label": 0, "weight": 2, "features": records[1]}]
+    )
+    s.feedback(got.event_ids[1], 1, 0.5).result()
+    reference.learn(batch_from_dicts(records, spec, labels=[1, 0], weights=[1, 2]))
+    reference.learn(batch_from_dicts(records[1:], spec, labels=[1], weights=[0.5]))
+    assert drained(s).to_bytes() == reference.to_bytes()
+    with pytest.raises(RequestError, match=r"records\[0\]: .*column 'age' is numeric"):
+        s.predict([{"age": "old"}])
+    with pytest.raises(RequestError, match=r"records\[1\].features: must be a JSON object"):
+        s.learn([{"label": 1, "features": {}}, {"label": 1, "features": [1, 2]}])
     s.close()
