@@ -500,6 +500,20 @@ def _add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--max-records", type=int, default=10_000, metavar="N",
                    help="most records in one request (default 10000; 413 beyond)")  # fmt: skip
+    s.add_argument(
+        "--batch-max-records",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="most records of concurrent predictions scored in one batch (default 1024)",
+    )
+    s.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="how long a batch waits for more predictions (default 0: batch what is queued)",
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -525,6 +539,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         snapshot_every_seconds=args.snapshot_every_seconds,
         keep_versions=args.keep_versions,
         feedback_ttl=args.feedback_ttl,
+        batch_max_records=args.batch_max_records,
+        batch_wait=args.batch_wait_ms / 1000,
     )
 
     def ready(service: ModelService, url: str) -> None:

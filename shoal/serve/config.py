@@ -38,6 +38,8 @@ class ServiceConfig:
     keep_versions: int = 5
     feedback_ttl: float = 3600.0  # seconds a prediction's features are kept for its feedback
     learn_batch: int = 1024  # most events the learner applies in one step
+    batch_max_records: int = 1024  # most records scored in one batch of concurrent predictions
+    batch_wait: float = 0.0  # seconds a batch waits for more predictions (0: no waiting)
 
     def __post_init__(self) -> None:
         if not self.model_path:
@@ -55,6 +57,9 @@ class ServiceConfig:
         _positive("--keep-versions", self.keep_versions, integer=True)
         _positive("--feedback-ttl", self.feedback_ttl)
         _positive("learn_batch", self.learn_batch, integer=True)
+        _positive("--batch-max-records", self.batch_max_records, integer=True)
+        if not (isinstance(self.batch_wait, int | float) and 0 <= self.batch_wait <= 1):
+            raise ConfigError("--batch-wait-ms", "must be from 0 to 1000 milliseconds")
 
     @property
     def served_name(self) -> str:

@@ -10,7 +10,12 @@ import math
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from shoal.serve.errors import Unavailable
@@ -63,6 +68,16 @@ class _ModelCollector(Collector):
                 if not math.isnan(s[key]):
                     family.add_metric([name], s[key])
             yield family
+        batches = HistogramMetricFamily(
+            "shoal_predict_batch_records",
+            "Records per batch of concurrent predictions scored together",
+            labels=["model"],
+        )
+        for name, service in self.services.items():
+            counts, total = service.batch_sizes()
+            buckets = [("+Inf" if math.isinf(b) else str(b), n) for b, n in counts]
+            batches.add_metric([name], buckets, total)
+        yield batches
 
 
 class Metrics:

@@ -35,6 +35,7 @@ import numpy as np
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError, DataError
 from shoal.model.model import Model
+from shoal.serve.batcher import Batcher, split
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError, StateDirError, Unavailable
 from shoal.serve.eventlog import EventLog
@@ -75,6 +76,12 @@ class ModelService:
         self._events = EventLog(self._state.events, ttl=config.feedback_ttl, clock=clock)
         self._learner: Learner | None = None
         self._lock = threading.Lock()
+        self._batcher: Batcher[list[str], Prediction] = Batcher(
+            self._predict_batch,
+            size=len,
+            max_rows=config.batch_max_records,
+            max_wait=config.batch_wait,
+        )
         self.predictions = 0
         self.replayed = 0  # events replayed at start
 
@@ -160,19 +167,35 @@ class ModelService:
     # -- operations ------------------------------------------------------------------------------
 
     def predict(self, records: Sequence[Any]) -> Prediction:
-        """Score records; each prediction's features are kept for its feedback."""
+        """Score records; each prediction's features are kept for its feedback.
+
+        Concurrent calls are scored together (``batcher.py``): one parse, one kernel call and
+        one write of their features for all of them.
+        """
+        model = self.learner.live.model
+        lines = [self._line(r, f"records[{i}]", model, False) for i, r in enumerate(records)]
+        return self._batcher.submit(lines)
+
+    def _predict_batch(self, requests: list[list[str]]) -> list[Prediction | Exception]:
         live = self.learner.live
-        lines = [self._line(r, f"records[{i}]", live.model, False) for i, r in enumerate(records)]
-        values = live.model.predict(parse_lines(live.model.spec, lines)).tolist()
+        try:
+            batch = parse_lines(live.model.spec, [x for lines in requests for x in lines])
+        except RequestError as exc:
+            if len(requests) == 1:
+                return [exc]
+            return [self._predict_batch([lines])[0] for lines in requests]  # whose error is it?
+        values = split(live.model.predict(batch).tolist(), [len(x) for x in requests])
         now = self._clock()
-        ids = [f"{int(now * 1000):012x}{secrets.token_hex(8)}" for _ in lines]
+        expires = now + self.config.feedback_ttl
+        ids = [[f"{int(now * 1000):012x}{secrets.token_hex(8)}" for _ in x] for x in requests]
         self._events.remember(
-            [(i, features_part(x)) for i, x in zip(ids, lines, strict=True)],
-            now + self.config.feedback_ttl,
-        )
+            [(i, features_part(x)) for r, q in zip(ids, requests, strict=True)
+             for i, x in zip(r, q, strict=True)],
+            expires,
+        )  # fmt: skip
         with self._lock:
-            self.predictions += len(lines)
-        return Prediction(values, ids, live.version)
+            self.predictions += len(batch)
+        return [Prediction(v, i, live.version) for v, i in zip(values, ids, strict=True)]
 
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
@@ -240,6 +263,11 @@ class ModelService:
 
     def versions(self) -> list[Version]:
         return self._store.versions()
+
+    def batch_sizes(self) -> tuple[list[tuple[float, int]], float]:
+        """Prediction batches by records per batch (cumulative, see ``Batcher.histogram``) and
+        the records scored in them."""
+        return self._batcher.histogram(), float(self._batcher.rows)
 
     def info(self) -> dict[str, Any]:
         learner = self.learner
