@@ -60,6 +60,35 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_model_args(p: Any) -> None:  # a parser or an argument group
+    """The flags that make a new model: its loss, optimizer and feature spec."""
+    p.add_argument("--loss", choices=LOSSES, help="loss (default logistic)")
+    p.add_argument("--classes", type=int, help="number of classes for --loss multiclass")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adagrad)")
+    p.add_argument("--learning-rate", type=float, help="base learning rate (FTRL's alpha)")
+    p.add_argument("--power-t", type=float, help="SGD's decay exponent (default 0.5)")
+    p.add_argument("--l1", type=float, help="L1 regularisation")
+    p.add_argument("--l2", type=float, help="L2 regularisation")
+    p.add_argument("--ftrl-beta", type=float, help="FTRL-Proximal's beta (default 1)")
+    p.add_argument("--bits", type=int, help="hash bits: 2**bits weights (default 18)")
+    p.add_argument("--seed", type=int, help="hash seed (default 0)")
+    p.add_argument(
+        "-q",
+        "--interactions",
+        nargs="+",
+        metavar="NS",
+        help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples)",
+    )
+    p.add_argument("--ignore", help="namespace letters whose features are dropped")
+    p.add_argument(
+        "--schema",
+        help="columns of CSV/TSV input (and of Parquet/JSON, instead of their own types), e.g. "
+        "'label,I1..I13:num,C1..C26:cat', or a schema file",
+    )
+    p.add_argument("--delimiter", default=",", help="CSV field delimiter (default ',')")
+    p.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
+
+
 def _parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="shoal", description=__doc__.splitlines()[0])
     top.add_argument("--version", action="version", version=f"shoal {__version__}")
@@ -69,31 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on data files")
     _add_data_args(t)
     t.add_argument("-o", "--output", required=True, help="model file to write")
-    t.add_argument("--loss", choices=LOSSES, help="loss (default logistic)")
-    t.add_argument("--classes", type=int, help="number of classes for --loss multiclass")
-    t.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adagrad)")
-    t.add_argument("--learning-rate", type=float, help="base learning rate (FTRL's alpha)")
-    t.add_argument("--power-t", type=float, help="SGD's decay exponent (default 0.5)")
-    t.add_argument("--l1", type=float, help="L1 regularisation")
-    t.add_argument("--l2", type=float, help="L2 regularisation")
-    t.add_argument("--ftrl-beta", type=float, help="FTRL-Proximal's beta (default 1)")
-    t.add_argument("--bits", type=int, help="hash bits: 2**bits weights (default 18)")
-    t.add_argument("--seed", type=int, help="hash seed (default 0)")
-    t.add_argument(
-        "-q",
-        "--interactions",
-        nargs="+",
-        metavar="NS",
-        help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples)",
-    )
-    t.add_argument("--ignore", help="namespace letters whose features are dropped")
-    t.add_argument(
-        "--schema",
-        help="columns of CSV/TSV input (and of Parquet/JSON, instead of their own types), e.g. "
-        "'label,I1..I13:num,C1..C26:cat', or a schema file",
-    )
-    t.add_argument("--delimiter", default=",", help="CSV field delimiter (default ',')")
-    t.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
+    _add_model_args(t)
     t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
     t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
     t.add_argument("--initial-model", help="continue training this model file")
@@ -194,8 +199,9 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 def _build_model(args: argparse.Namespace) -> Model:
     spec_args = _given(args, _SPEC_FLAGS)
     cfg_args = _given(args, _CONFIG_FLAGS)
-    if args.initial_model:
-        model = Model.load(args.initial_model)
+    initial = getattr(args, "initial_model", None)  # serve --new has none
+    if initial:
+        model = Model.load(initial)
         current = {**model.spec.to_dict(), **model.config.to_dict()}
         current["no_constant"] = not model.spec.constant
         for name, value in {**spec_args, **cfg_args}.items():
@@ -452,6 +458,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_serve_parser(sub: Any) -> None:
     s = sub.add_parser("serve", help="serve a model over HTTP and keep learning from feedback")
     s.add_argument("model", help="model file to start from (the state dir wins after a restart)")
+    s.add_argument(
+        "--new", action="store_true", help="start from a new model made from the flags below"
+    )
     s.add_argument("--state-dir", required=True, help="event log, snapshots; rerun to resume")
     s.add_argument(
         "--http",
@@ -500,6 +509,7 @@ def _add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--max-records", type=int, default=10_000, metavar="N",
                    help="most records in one request (default 10000; 413 beyond)")  # fmt: skip
+    _add_model_args(s.add_argument_group("a new model (--new; as in shoal train)"))
     s.add_argument(
         "--batch-max-records",
         type=int,
@@ -516,8 +526,31 @@ def _add_serve_parser(sub: Any) -> None:
     )
 
 
+def _new_model(args: argparse.Namespace) -> None:
+    """``serve --new``: write MODEL from the model flags; a restart finds it already made."""
+    given = [n for n in (*_SPEC_FLAGS, *_CONFIG_FLAGS) if getattr(args, n) is not None]
+    if not args.new:
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(flag, "makes a new model: add --new (or train one with shoal train)")
+        return
+    model = _build_model(args)
+    path = Path(args.model)
+    if not path.exists():
+        model.save(path)
+        return
+    made = Model.load(path)
+    if (made.spec, made.config) != (model.spec, model.config):
+        raise ConfigError(
+            "--new", f"{path} exists and is not the model these flags make: remove it, or drop "
+            "--new to serve it as it is",
+        )  # fmt: skip
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shoal.serve import HttpConfig, ModelService, ServiceConfig, serve
+
+    _new_model(args)
 
     host, sep, port = args.http.rpartition(":")
     if not sep or not host or not port.isdigit():

@@ -18,6 +18,7 @@ import pytest
 
 from shoal import Model
 from shoal.cli import main
+from shoal.serve.records import parse_lines
 from tests.serve.helpers import event, offline, wait_until
 
 
@@ -194,3 +195,28 @@ def test_command_line_refusals(
     assert server.stop(signal.SIGTERM) == 0
     assert main(["serve", str(other), "--state-dir", state, "--http", "127.0.0.1:0"]) == 2
     assert "was made for model file" in capsys.readouterr().err
+
+
+def test_a_new_model_from_flags_serves_learns_and_restarts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], serve_process: Callable[..., ServeProcess]
+) -> None:
+    model, state = tmp_path / "fresh.shoal", str(tmp_path / "state")
+    args = [str(model), "--new", "--loss", "squared", "--bits", "12", "-q", "uv",
+            "--state-dir", state, "--http", "127.0.0.1:0"]  # fmt: skip
+    server = serve_process(*args)
+    assert Model.load(model).config.loss == "squared" and Model.load(model).spec.bits == 12
+    r = httpx.post(f"{server.url}/v1/models/fresh/learn?wait=true",
+                   json={"records": ["2.5 |u a |v b", "-1 |u c"]})  # fmt: skip
+    assert r.json()["applied"] is True
+    assert server.stop(signal.SIGTERM) == 0
+    restarted = serve_process(*args)  # the same command line: the file made first is kept
+    info = httpx.get(f"{restarted.url}/v1/models/fresh").json()
+    assert info["applied_seq"] == 2 and info["config"]["loss"] == "squared"
+    assert restarted.stop(signal.SIGTERM) == 0
+    expected = Model.load(model)
+    expected.learn(parse_lines(expected.spec, ["2.5 |u a |v b", "-1 |u c"]))
+    assert Model.load(newest_snapshot(Path(state))).to_bytes() == expected.to_bytes()
+    assert main(["serve", *args[:2], "--bits", "14", *args[6:]]) == 2
+    assert "fresh.shoal exists and is not the model these flags make" in capsys.readouterr().err
+    assert main(["serve", args[0], "--bits", "14", *args[6:]]) == 2
+    assert "--bits: makes a new model: add --new" in capsys.readouterr().err
