@@ -13,7 +13,7 @@ that arrive while a batch runs form the next one.
 >>> b = Batcher(lambda requests: [sum(r) for r in requests], size=len, max_rows=64)
 >>> b.submit([1, 2, 3])
 6
->>> b.batches, b.histogram()[-1]
+>>> b.batches, b.sizes.cumulative()[-1]
 (1, (inf, 1))
 """
 
@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from shoal.serve.histogram import Histogram
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
@@ -73,8 +75,7 @@ class Batcher(Generic[Request, Result]):
         self._queue: deque[_Call[Request, Result]] = deque()
         self._leading = False
         self.batches = 0
-        self.rows = 0
-        self._counts = [0] * len(BUCKETS)
+        self.sizes = Histogram(BUCKETS)  # records per batch
 
     def submit(self, request: Request) -> Result:
         """Run ``request`` in the next batch; returns its result (or raises its error)."""
@@ -125,19 +126,8 @@ class Batcher(Generic[Request, Result]):
                     call.result = result
                 call.done = True
             self.batches += 1
-            self.rows += rows
-            self._counts[next(i for i, b in enumerate(BUCKETS) if rows <= b)] += 1
             self._cond.notify_all()
-
-    def histogram(self) -> list[tuple[float, int]]:
-        """Cumulative counts of batches by records per batch: ``[(upper bound, count), ...]``."""
-        with self._cond:
-            counts = list(self._counts)
-        total, out = 0, []
-        for bound, n in zip(BUCKETS, counts, strict=True):
-            total += n
-            out.append((bound, total))
-        return out
+        self.sizes.observe(rows)
 
 
 def split(values: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:

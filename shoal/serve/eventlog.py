@@ -247,6 +247,12 @@ class EventLog:
         ).fetchall()
         return [(int(s), str(r)) for s, r in rows]
 
+    def logged_at(self, seq: int) -> float:
+        """When event ``seq`` was logged (the log's clock), for the learner's delay metric."""
+        assert self._reader is not None, "EventLog.open() first"
+        row = self._reader.execute("SELECT logged_at FROM events WHERE seq = ?", (seq,)).fetchone()
+        return float(row[0]) if row else self.clock()
+
     def first_seq(self) -> int:
         """The oldest event kept (0 if none)."""
         assert self._reader is not None, "EventLog.open() first"

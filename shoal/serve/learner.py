@@ -29,12 +29,14 @@ from shoal.model.model import Model, Progress
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import Unavailable
 from shoal.serve.eventlog import EventLog
+from shoal.serve.histogram import Histogram
 from shoal.serve.records import parse_lines
 from shoal.serve.snapshots import SnapshotStore, Version
 
 log = logging.getLogger("shoal.serve")
 T = TypeVar("T")
 _RETRY_SECONDS = 10.0
+DELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, float("inf"))
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Learner:
         self.events_learned = 0
         self.events_rejected = 0
         self.snapshots_written = 0
+        self.delays = Histogram(DELAY_BUCKETS)  # seconds from logging to learning (see metrics)
         self.failure: BaseException | None = None
         self._events = events
         self._store = store
@@ -130,7 +133,7 @@ class Learner:
 
     def catch_up(self) -> int:
         """Apply every logged event (the replay after a restart); returns how many."""
-        return self._apply_available()
+        return self._apply_available(replay=True)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="shoal-learner", daemon=True)
@@ -184,13 +187,16 @@ class Learner:
         for fut in pending:
             fut.set_exception(Unavailable(f"the learner stopped: {exc}"))
 
-    def _apply_available(self) -> int:
+    def _apply_available(self, replay: bool = False) -> int:
         n = 0
         while True:
             rows = self._events.read(self.applied_seq, self._config.learn_batch)
             if not rows:
                 return n
+            logged = self._events.logged_at(rows[0][0])
             self._learn([r for _, r in rows])
+            if not replay:  # a replayed event was logged before this process started
+                self.delays.observe(max(0.0, self._events.clock() - logged))
             n += len(rows)
             self.events_learned += len(rows)
             self._since_snapshot += len(rows)

@@ -48,16 +48,29 @@ _MODEL_METRICS = {
     ),
 }
 
+# key of ModelService.histograms(): name, help
+_HISTOGRAMS = {
+    "batch_records": (
+        "shoal_predict_batch_records",
+        "Records per batch of concurrent predictions scored together",
+    ),
+    "visible_seconds": (
+        "shoal_learn_visible_seconds",
+        "Seconds from logging a learn event to the live model holding it (the oldest event of "
+        "each learned batch; replays at start left out)",
+    ),
+}
+
 
 class _ModelCollector(Collector):
     def __init__(self, services: Mapping[str, ModelService]) -> None:
         self.services = services
 
     def collect(self) -> Iterator[Metric]:
-        stats = {}
+        stats, histograms = {}, {}
         for name, service in self.services.items():
             try:
-                stats[name] = service.stats()
+                stats[name], histograms[name] = service.stats(), service.histograms()
             except Unavailable:
                 continue  # shutting down
         for key, (metric, text, counter) in _MODEL_METRICS.items():
@@ -68,16 +81,12 @@ class _ModelCollector(Collector):
                 if not math.isnan(s[key]):
                     family.add_metric([name], s[key])
             yield family
-        batches = HistogramMetricFamily(
-            "shoal_predict_batch_records",
-            "Records per batch of concurrent predictions scored together",
-            labels=["model"],
-        )
-        for name, service in self.services.items():
-            counts, total = service.batch_sizes()
-            buckets = [("+Inf" if math.isinf(b) else str(b), n) for b, n in counts]
-            batches.add_metric([name], buckets, total)
-        yield batches
+        for key, (metric, text) in _HISTOGRAMS.items():
+            hist = HistogramMetricFamily(metric, text, labels=["model"])
+            for name, h in histograms.items():
+                buckets = [("+Inf" if math.isinf(b) else str(b), n) for b, n in h[key].cumulative()]
+                hist.add_metric([name], buckets, h[key].sum)
+            yield hist
 
 
 class Metrics:

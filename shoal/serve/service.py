@@ -39,6 +39,7 @@ from shoal.serve.batcher import Batcher, split
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError, StateDirError, Unavailable
 from shoal.serve.eventlog import EventLog
+from shoal.serve.histogram import Histogram
 from shoal.serve.learner import Learner, Live
 from shoal.serve.records import (
     check_line,
@@ -264,10 +265,9 @@ class ModelService:
     def versions(self) -> list[Version]:
         return self._store.versions()
 
-    def batch_sizes(self) -> tuple[list[tuple[float, int]], float]:
-        """Prediction batches by records per batch (cumulative, see ``Batcher.histogram``) and
-        the records scored in them."""
-        return self._batcher.histogram(), float(self._batcher.rows)
+    def histograms(self) -> dict[str, Histogram]:
+        """Records per prediction batch; seconds from logging an event to predicting with it."""
+        return {"batch_records": self._batcher.sizes, "visible_seconds": self.learner.delays}
 
     def info(self) -> dict[str, Any]:
         learner = self.learner

@@ -271,6 +271,7 @@ def test_health_metrics_and_openapi(start: Start) -> None:
         'shoal_predict_batch_records_bucket{le="1",model="ctr"} 0.0',
         'shoal_predict_batch_records_bucket{le="2",model="ctr"} 1.0',
         'shoal_predict_batch_records_sum{model="ctr"} 2.0',
+        'shoal_learn_visible_seconds_count{model="ctr"} 1.0',
     ]:
         assert line in text, line
     assert "shoal_progressive_loss{" in text and "shoal_http_request_seconds_bucket{" in text

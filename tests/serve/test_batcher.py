@@ -42,8 +42,8 @@ def test_calls_that_queue_while_a_batch_runs_form_the_next_batch() -> None:
             threading.Event().wait(0.001)
         run.gate.set()
         assert first.result() == 0 and [f.result() for f in rest] == [2 * i for i in range(1, 8)]
-    assert [len(x) for x in run.batches] == [1, 7] and b.batches == 2 and b.rows == 15
-    assert b.histogram()[4] == (16, 2) and b.histogram()[3] == (8, 1)
+    assert [len(x) for x in run.batches] == [1, 7] and b.batches == 2 and b.sizes.sum == 15
+    assert b.sizes.cumulative()[4] == (16, 2) and b.sizes.cumulative()[3] == (8, 1)
 
 
 def test_batches_hold_at_most_max_rows_and_a_larger_request_runs_alone() -> None:
@@ -88,5 +88,6 @@ def test_concurrent_predictions_equal_the_model_and_bad_records_fail_alone(
         alone = s.predict(lines).values  # one request, one batch of its own
         assert [v for r in results for v in r.values] == alone
         assert len({i for r in results for i in r.event_ids}) == 200
-        sizes, rows = s.batch_sizes()
-        assert rows == 200 + 2 + 1 + 200 and sizes[-1][1] < len(requests) + 2  # some batched
+        sizes = s.histograms()["batch_records"]
+        assert sizes.sum == 200 + 2 + 1 + 200
+        assert sizes.cumulative()[-1][1] < len(requests) + 3  # some requests were batched
