@@ -23,6 +23,7 @@ from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
 from shoal.serve import openapi
 from shoal.serve.api import JsonApi
 from shoal.serve.config import HttpConfig
+from shoal.serve.endpoints import guard
 from shoal.serve.errors import (
     EventExpired,
     FeedbackConflict,
@@ -125,7 +126,7 @@ def build_app(services: Mapping[str, ModelService], http: HttpConfig) -> Starlet
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
     ]
-    routes += [Route(e.path, api.guard(e), methods=[e.method]) for e in api.endpoints()]
+    routes += [Route(e.path, guard(e, http), methods=[e.method]) for e in api.endpoints()]
     names = {r.endpoint: r.path for r in routes}
     handlers: dict[Any, Any] = {cls: _shoal_error for cls in ERROR_STATUS}
     handlers[HTTPException] = _http_error
