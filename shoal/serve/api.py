@@ -1,38 +1,26 @@
 """shoal's own JSON API: predict, learn, feedback, and the model's versions.
 
-Every route names its model (``/v1/models/{name}/...``) and its access: ``open`` routes answer
-anyone, ``predict`` routes need the token only with ``--token-for-predict``, ``admin`` routes
-(learning and versions) need it whenever the server has one. Handlers raise; ``app.py`` maps the
-errors to status codes.
+Every route names its model (``/v1/models/{name}/...``) and its access (``endpoints.py``):
+predicting is a ``predict`` route, learning and versions are ``admin`` routes. Handlers raise;
+``app.py`` maps the errors to status codes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from shoal.serve.body import authorize, field, read_json, records, result, wants_wait
+from shoal.serve.body import field, read_json, records, result, wants_wait
 from shoal.serve.config import HttpConfig
-from shoal.serve.errors import RequestError, Unavailable, UnknownModel
+from shoal.serve.endpoints import Endpoint, find_service
+from shoal.serve.errors import RequestError, Unavailable
 from shoal.serve.service import ModelService
 from shoal.serve.snapshots import Version
-
-Access = Literal["open", "predict", "admin"]
-Handler = Callable[[Request], Awaitable[JSONResponse]]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    path: str
-    method: str
-    handler: Handler
-    access: Access
 
 
 class JsonApi:
@@ -56,29 +44,10 @@ class JsonApi:
             Endpoint(f"{m}/load", "POST", self.load, "admin"),
         ]
 
-    def guard(self, endpoint: Endpoint) -> Handler:
-        """The handler, behind the token check its access asks for."""
-        needs = endpoint.access == "admin" or (
-            endpoint.access == "predict" and self.http.token_for_predict
-        )
-        if not needs:
-            return endpoint.handler
-
-        async def guarded(request: Request) -> JSONResponse:
-            authorize(request, self.http.token)
-            return await endpoint.handler(request)
-
-        return guarded
-
     # -- helpers ---------------------------------------------------------------------------------
 
     def _service(self, request: Request) -> ModelService:
-        name = request.path_params["name"]
-        service = self.services.get(name)
-        if service is None:
-            served = ", ".join(repr(n) for n in self.services) or "none"
-            raise UnknownModel(f"no model named {name!r} is served here (served: {served})")
-        return service
+        return find_service(self.services, request)
 
     async def _body(self, request: Request) -> dict[str, Any]:
         return await read_json(request, self.http.max_body_bytes)

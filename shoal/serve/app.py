@@ -23,6 +23,7 @@ from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
 from shoal.serve import openapi
 from shoal.serve.api import JsonApi
 from shoal.serve.config import HttpConfig
+from shoal.serve.endpoints import guard
 from shoal.serve.errors import (
     EventExpired,
     FeedbackConflict,
@@ -34,6 +35,7 @@ from shoal.serve.errors import (
     Unavailable,
 )
 from shoal.serve.metrics import Metrics
+from shoal.serve.oip import OpenInference
 from shoal.serve.service import ModelService
 
 # The one place where errors become HTTP statuses (the most specific class in an error's MRO
@@ -103,7 +105,7 @@ class _Observe:
 
 
 def build_app(services: Mapping[str, ModelService], http: HttpConfig) -> Starlette:
-    api = JsonApi(services, http)
+    endpoints = [*JsonApi(services, http).endpoints(), *OpenInference(services, http).endpoints()]
     metrics = Metrics(services)
 
     async def live(request: Request) -> JSONResponse:
@@ -125,7 +127,7 @@ def build_app(services: Mapping[str, ModelService], http: HttpConfig) -> Starlet
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
     ]
-    routes += [Route(e.path, api.guard(e), methods=[e.method]) for e in api.endpoints()]
+    routes += [Route(e.path, guard(e, http), methods=[e.method]) for e in endpoints]
     names = {r.endpoint: r.path for r in routes}
     handlers: dict[Any, Any] = {cls: _shoal_error for cls in ERROR_STATUS}
     handlers[HTTPException] = _http_error

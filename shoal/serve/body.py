@@ -1,4 +1,5 @@
-"""Reading HTTP requests: the JSON body under a size limit, its fields, the bearer token.
+"""Reading HTTP requests: the body under a size limit (plain or compressed), JSON, its fields,
+the bearer token.
 
 Everything here raises the server's typed errors; ``app.py`` turns them into responses.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import zlib
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -18,12 +20,13 @@ from shoal.serve.errors import PayloadTooLarge, RequestError, Unauthorized, Unav
 T = TypeVar("T")
 
 
-def _no_constants(name: str) -> Any:
-    raise RequestError("body", f"{name} is not a JSON number")
+def _no_constants(name: str, field: str) -> Any:
+    raise RequestError(field, f"{name} is not a JSON number")
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes (read no further than that)."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body's bytes, decoded from its Content-Encoding; 413 past ``limit`` bytes as sent or
+    as decoded (read no further than that, so a client cannot make the server hold more)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes: the limit is {limit} (--max-body-bytes)")
@@ -32,19 +35,57 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         body += chunk
         if len(body) > limit:
             raise PayloadTooLarge(f"body over {limit} bytes (--max-body-bytes)")
-    if not body.strip():
-        raise RequestError("body", "empty: expected a JSON object")
+    return _decoded(bytes(body), request.headers.get("content-encoding", ""), limit)
+
+
+# Content codings a client may compress a body with (RFC 9110 8.4.1), as zlib's window bits.
+_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+
+
+def _decoded(body: bytes, coding: str, limit: int) -> bytes:
+    """``body`` inflated per its Content-Encoding, never past ``limit`` bytes (a zip bomb is
+    a 413 after ``limit + 1`` bytes of work, not an exhausted server)."""
+    coding = coding.strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding not in _WBITS:
+        raise RequestError(
+            "Content-Encoding", f"{coding!r} is not supported: send gzip, deflate or identity"
+        )
+    inflater = zlib.decompressobj(_WBITS[coding])
     try:
-        value = json.loads(body, parse_constant=_no_constants)
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise RequestError("body", f"not valid {coding} data ({exc})") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"body over {limit} bytes once decompressed (--max-body-bytes)")
+    if not inflater.eof or inflater.unused_data:
+        raise RequestError("body", f"{coding} data is truncated or followed by other bytes")
+    return out
+
+
+def parse_json(data: bytes, field: str = "body", *, constants: bool = False) -> dict[str, Any]:
+    """``data`` as a JSON object; RequestError naming ``field`` otherwise. NaN and Infinity,
+    which JSON lacks, are refused unless ``constants`` (Triton's client writes them)."""
+    parse_constant = float if constants else (lambda name: _no_constants(name, field))
+    if not data.strip():
+        raise RequestError(field, "empty: expected a JSON object")
+    try:
+        value = json.loads(data, parse_constant=parse_constant)
     except UnicodeDecodeError:
-        raise RequestError("body", "not UTF-8 text") from None
+        raise RequestError(field, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise RequestError("body", f"not valid JSON ({exc})") from None
+        raise RequestError(field, f"not valid JSON ({exc})") from None
     except RecursionError:
-        raise RequestError("body", "nested too deeply") from None
+        raise RequestError(field, "nested too deeply") from None
     if not isinstance(value, dict):
-        raise RequestError("body", f"expected a JSON object, got {type(value).__name__}")
+        raise RequestError(field, f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object; 413 past ``limit`` bytes."""
+    return parse_json(await read_body(request, limit))
 
 
 def field(body: dict[str, Any], name: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal._version import __version__
+from shoal.serve.tensors import DATATYPES, HEADER
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NAME = {
@@ -84,7 +85,7 @@ def _op(
 _ERRORS = {
     400: "malformed request: the message names the field",
     401: "the server has a token and the request lacks 'Authorization: Bearer TOKEN'",
-    404: "no such model, event id or kept version",
+    404: "no such model, event id or kept version (or the URL's version is not the live one)",
     409: "the event already received its feedback",
     410: "the event's features expired (--feedback-ttl)",
     413: "body over --max-body-bytes or more records than --max-records",
@@ -92,6 +93,148 @@ _ERRORS = {
 }
 _BODY_ERRORS = (400, 404, 413, 503)
 _ADMIN_ERRORS = (400, 401, 404, 413, 503)
+
+# -- the Open Inference Protocol (v2) ------------------------------------------------------------
+
+_MODEL_VERSION = {
+    "name": "version",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "must be the live version: only it answers (POST .../rollback makes a kept "
+    "version live again)",
+}
+_HEADER_LENGTH = {
+    "name": HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "binary tensor data extension: the body is this many bytes of JSON, then the "
+    "binary data of the inputs that give parameters.binary_data_size, in order",
+}
+_TENSOR_META = _obj(
+    ["name", "datatype", "shape"],
+    name={"type": "string"},
+    datatype={"enum": list(DATATYPES)},
+    shape={"type": "array", "items": {"type": "integer"}, "description": "-1: any length"},
+)
+_SHAPE = {
+    "type": "array",
+    "items": {"type": "integer", "minimum": 0},
+    "description": "[N] or [N, 1]: one element per record, the same N in every input",
+}
+_ELEMENTS = {
+    "type": "array",
+    "description": "the elements, flat or nested as the shape; BYTES elements are strings",
+}
+_INFER_REQUEST = _obj(
+    ["inputs"],
+    id={"type": "string", "description": "echoed in the response"},
+    parameters=_obj([], binary_data_output={"type": "boolean", "default": False}),
+    inputs={
+        "type": "array",
+        "minItems": 1,
+        "items": _obj(
+            ["name", "shape", "datatype"],
+            name={
+                "type": "string",
+                "description": "'lines' (BYTES, alone): whole VW lines; else a feature: NAME, "
+                "NS.NAME (namespace NS), or a column of the model's schema. A number x is "
+                "NAME:x, a string v is NAME=v; an empty string or NaN is missing",
+            },
+            shape=_SHAPE,
+            datatype={"enum": list(DATATYPES)},
+            parameters=_obj([], binary_data_size={"type": "integer", "minimum": 0}),
+            data=_ELEMENTS,
+        ),
+    },
+    outputs={
+        "type": "array",
+        "description": "the outputs to send (default: all of them)",
+        "items": _obj(
+            ["name"],
+            name={"enum": ["probability", "class", "prediction", "event_id"]},
+            parameters=_obj([], binary_data={"type": "boolean"}),
+        ),
+    },
+)
+_INFER_RESPONSE = _obj(
+    ["model_name", "model_version", "outputs"],
+    model_name={"type": "string"},
+    model_version={"type": "string"},
+    id={"type": "string"},
+    outputs={
+        "type": "array",
+        "description": "probability (FP32, logistic loss), class (INT64 1..K, multiclass) or "
+        "prediction (FP32, other losses); event_id (BYTES): the id that .../feedback takes",
+        "items": _obj(
+            ["name", "datatype", "shape"],
+            name={"type": "string"},
+            datatype={"enum": ["FP32", "INT64", "BYTES"]},
+            shape=_SHAPE,
+            parameters=_obj([], binary_data_size={"type": "integer"}),
+            data=_ELEMENTS,
+        ),
+    },
+)
+_BINARY_BODY = {"schema": {"description": f"{HEADER} bytes of JSON, then the tensors' binary data"}}
+
+
+def _infer(params: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The inference operation: a JSON body, or JSON then binary tensor data, each way."""
+    op = _op(
+        "predict: Open Inference Protocol tensors in, tensors out",
+        _INFER_RESPONSE,
+        (*_BODY_ERRORS, 401),
+        body=_INFER_REQUEST,
+        params=(*params, _HEADER_LENGTH),
+    )
+    op["requestBody"]["content"]["application/octet-stream"] = _BINARY_BODY
+    ok = op["responses"]["200"]
+    ok["content"]["application/octet-stream"] = _BINARY_BODY
+    ok["headers"] = {
+        HEADER: {
+            "schema": {"type": "integer"},
+            "description": "with binary outputs: the length of the JSON before their data",
+        }
+    }
+    return op
+
+
+def _oip_paths() -> dict[str, Any]:
+    m = "/v2/models/{name}"
+    v = f"{m}/versions/{{version}}"
+    model = _obj(
+        ["name", "versions", "platform", "inputs", "outputs"],
+        name={"type": "string"},
+        versions={"type": "array", "items": {"type": "string"}, "description": "the live one"},
+        platform={"const": "shoal"},
+        inputs={"type": "array", "items": _TENSOR_META},
+        outputs={"type": "array", "items": _TENSOR_META},
+    )
+    ready = _obj(["name", "ready"], name={"type": "string"}, ready={"type": "boolean"})
+    paths: dict[str, Any] = {
+        "/v2": {
+            "get": _op(
+                "server metadata",
+                _obj(
+                    ["name", "version", "extensions"],
+                    name={"const": "shoal"},
+                    version={"type": "string"},
+                    extensions={"type": "array", "items": {"type": "string"}},
+                ),
+                (),
+                params=(),
+            )
+        }
+    }
+    for path, params in ((m, (_NAME,)), (v, (_NAME, _MODEL_VERSION))):
+        paths[path] = {"get": _op("model metadata", model, (404, 503), params=params)}
+        paths[f"{path}/ready"] = {
+            "get": _op("200 when the model answers, else 503", ready, (404, 503), params=params)
+        }
+        paths[f"{path}/infer"] = {"post": _infer(params)}
+    return paths
 
 
 def document() -> dict[str, Any]:
@@ -243,6 +386,7 @@ def document() -> dict[str, Any]:
             )
         },
     }
+    paths.update(_oip_paths())
     return {
         "openapi": "3.1.0",
         "info": {

@@ -60,7 +60,8 @@ def number_text(value: Any, field: str) -> str:
     return repr(x)
 
 
-def _word(text: str, field: str, what: str) -> str:
+def check_word(text: str, field: str, what: str) -> str:
+    """``text`` if VW text can hold it as one word (a name, a namespace, ``name=value``)."""
     if not text:
         raise RequestError(field, f"empty {what}")
     bad = _FORBIDDEN.intersection(text)
@@ -74,11 +75,11 @@ def _tokens(features: Mapping[str, Any], field: str) -> list[str]:
     out = []
     for name, value in features.items():
         where = f"{field}.{name}"
-        _word(name, where, "feature name")
+        check_word(name, where, "feature name")
         if value is None:
             continue
         if isinstance(value, str):
-            out.append(_word(f"{name}={value}", where, "feature"))
+            out.append(check_word(f"{name}={value}", where, "feature"))
         else:
             out.append(f"{name}:{number_text(value, where)}")
     return out
@@ -94,7 +95,7 @@ def features_line(record: Any, field: str = "record") -> str:
     parts = ["| " + " ".join(_tokens(plain, field))] if plain else []
     for ns, inner in record.items():
         if isinstance(inner, Mapping):
-            _word(ns, f"{field}.{ns}", "namespace name")
+            check_word(ns, f"{field}.{ns}", "namespace name")
             parts.append(" ".join([f"|{ns}", *_tokens(inner, f"{field}.{ns}")]))
     return " ".join(parts) if parts else "|"
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -182,6 +185,19 @@ def test_limits_answer_413(start: Start) -> None:
     many = r.post("/learn", {"records": ["1 | a"] * 6})
     assert many.status_code == 413 and "--max-records" in many.json()["error"]
     assert r.post("/learn", {"records": ["1 | a"] * 5}).status_code == 200
+
+
+def test_compressed_bodies(start: Start) -> None:
+    r = start()
+    body = json.dumps({"records": ["| a", "| b"]}).encode()
+    for coding, compress in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+        headers = {"Content-Encoding": coding}
+        resp = r.client.post("/v1/models/ctr/predict", content=compress(body), headers=headers)
+        assert resp.status_code == 200 and len(resp.json()["predictions"]) == 2
+    for coding, sent, field in (("br", body, "Content-Encoding"), ("gzip", body, "body")):
+        headers = {"Content-Encoding": coding}
+        resp = r.client.post("/v1/models/ctr/predict", content=sent, headers=headers)
+        assert resp.status_code == 400 and resp.json()["error"].startswith(f"{field}: ")
 
 
 MALFORMED = [

@@ -1,0 +1,274 @@
+"""The Open Inference Protocol (v2, KServe and Triton's REST API) over the served models.
+
+Routes: server metadata (``GET /v2``), model metadata, model readiness and inference
+(``/v2/models/{name}[/versions/{version}][/ready|/infer]``), with the binary tensor data
+extension (``tensors.py``), so that Triton's and KServe's clients work as they are.
+
+How shoal reads tensors (each holds one element per record, shape ``[N]`` or ``[N, 1]``):
+
+- the BYTES input ``lines`` holds whole records in Vowpal Wabbit text, and comes alone;
+- any other input is a feature named after it, as the JSON API's objects are: a number ``x``
+  in input ``NAME`` is the feature ``NAME:x``, a string ``v`` is ``NAME=v``; ``NS.NAME`` is that
+  feature in namespace ``NS``; an input named after a column of the model's schema is that
+  column. Tensors cannot hold null, so an empty string or a NaN is a missing value.
+
+Outputs: the prediction (``probability`` FP32 for logistic loss, ``class`` INT64 1..K for
+multiclass, else ``prediction`` FP32) and ``event_id`` (BYTES), the id that the JSON API's
+``/feedback`` takes. Only the live version answers: a version in the URL must be it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shoal._version import __version__
+from shoal.features.spec import FeatureSpec
+from shoal.model.config import LearnerConfig
+from shoal.serve.body import read_body
+from shoal.serve.config import HttpConfig
+from shoal.serve.endpoints import Endpoint, find_service
+from shoal.serve.errors import RequestError, UnknownVersion
+from shoal.serve.records import check_word
+from shoal.serve.service import ModelService, Prediction
+from shoal.serve.tensors import (
+    HEADER,
+    InferRequest,
+    Output,
+    Tensor,
+    decode_request,
+    encode_response,
+)
+
+LINES = "lines"  # the input of whole VW lines
+EVENT_ID = "event_id"  # the output of event ids
+_PREDICTION = {"logistic": ("probability", "FP32"), "multiclass": ("class", "INT64")}
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class OpenInference:
+    """The ``/v2`` routes over a set of services (one per served model)."""
+
+    def __init__(self, services: Mapping[str, ModelService], http: HttpConfig) -> None:
+        self.services = services
+        self.http = http
+
+    def endpoints(self) -> list[Endpoint]:
+        m = "/v2/models/{name}"
+        v = f"{m}/versions/{{version}}"
+        return [
+            Endpoint("/v2", "GET", self.server_metadata, "open"),
+            Endpoint(m, "GET", self.model_metadata, "open"),
+            Endpoint(v, "GET", self.model_metadata, "open"),
+            Endpoint(f"{m}/ready", "GET", self.model_ready, "open"),
+            Endpoint(f"{v}/ready", "GET", self.model_ready, "open"),
+            Endpoint(f"{m}/infer", "POST", self.infer, "predict"),
+            Endpoint(f"{v}/infer", "POST", self.infer, "predict"),
+        ]
+
+    def _service(self, request: Request) -> ModelService:
+        """The named model, whose live version must be the URL's version if it gives one."""
+        service = find_service(self.services, request)
+        asked = request.path_params.get("version")
+        live = service.learner.live.version
+        if asked is None or (asked.isascii() and asked.isdigit() and int(asked) == live):
+            return service
+        if any(str(v.version) == asked for v in service.versions()):
+            raise UnknownVersion(
+                f"version {asked} of model {service.name!r} is kept but not live: only the live "
+                f"version {live} answers (POST /v1/models/{service.name}/rollback makes a kept "
+                "version live again)"
+            )
+        raise UnknownVersion(
+            f"model {service.name!r} has no version {asked!r}: the live version is {live}"
+        )
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    async def server_metadata(self, request: Request) -> JSONResponse:
+        return JSONResponse({"name": "shoal", "version": __version__, "extensions": EXTENSIONS})
+
+    async def model_metadata(self, request: Request) -> JSONResponse:
+        service = self._service(request)
+        live = service.learner.live
+        return JSONResponse(
+            {
+                "name": service.name,
+                "versions": [str(live.version)],
+                "platform": "shoal",
+                "inputs": model_inputs(live.model.spec),
+                "outputs": [_meta(n, d) for n, d in model_outputs(live.model.config)],
+            }
+        )
+
+    async def model_ready(self, request: Request) -> JSONResponse:
+        """200 when the model answers, else 503 (as ``/v2/health/ready``)."""
+        service = find_service(self.services, request)
+        if not service.ready:
+            return JSONResponse({"name": service.name, "ready": False}, status_code=503)
+        self._service(request)  # a version that does not answer is a 404
+        return JSONResponse({"name": service.name, "ready": True})
+
+    async def infer(self, request: Request) -> Response:
+        service = self._service(request)
+        body = await read_body(request, self.http.max_body_bytes)
+        infer = decode_request(body, request.headers.get(HEADER), self.http.max_records)
+        model = service.learner.live.model
+        wanted = _wanted(infer, model.config)  # before predicting: a typo costs no event ids
+        recs = tensor_records(infer.inputs, _columns(model.spec))
+        try:
+            out = await run_in_threadpool(service.predict, recs)
+        except RequestError as exc:
+            raise _tensor_error(exc, infer.inputs) from None
+        return _response(service.name, infer, out, wanted)
+
+
+# -- metadata ------------------------------------------------------------------------------------
+
+
+def _meta(name: str, datatype: str) -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": [-1]}
+
+
+def model_inputs(spec: FeatureSpec) -> list[dict[str, Any]]:
+    """The inputs that metadata can name: ``lines``, and a model's schema columns. A model
+    without a schema takes any feature, so its other inputs cannot be listed."""
+    columns = spec.schema.columns if spec.schema is not None else ()
+    return [_meta(LINES, "BYTES")] + [
+        _meta(c.name, "FP32" if c.role == "num" else "BYTES") for c in columns if c.is_feature
+    ]
+
+
+def model_outputs(config: LearnerConfig) -> list[tuple[str, str]]:
+    """Names and datatypes of a model's outputs: its prediction, then the event ids."""
+    return [_PREDICTION.get(config.loss, ("prediction", "FP32")), (EVENT_ID, "BYTES")]
+
+
+def _columns(spec: FeatureSpec) -> frozenset[str]:
+    return frozenset(spec.schema.names if spec.schema is not None else ())
+
+
+# -- tensors to records --------------------------------------------------------------------------
+
+
+def tensor_records(tensors: list[Tensor], columns: frozenset[str]) -> list[Any]:
+    """One record per row for ``ModelService.predict``: the row's VW line, or the JSON API's
+    object of the row's elements keyed by input name (``{"NS": {"NAME": x}}`` for ``NS.NAME``).
+
+    >>> u = Tensor("u.id", "BYTES", 2, ["a7", ""])
+    >>> tensor_records([u, Tensor("hour", "INT32", 2, [14, 2])], columns=frozenset())
+    [{'u': {'id': 'a7'}, 'hour': 14}, {'u': {'id': None}, 'hour': 2}]
+    """
+    for k, t in enumerate(tensors):
+        if t.name == LINES:
+            return _lines(tensors, k)
+    keys = [_key(t.name, f"inputs[{k}].name", columns) for k, t in enumerate(tensors)]
+    plain = {key[0] for key in keys if len(key) == 1}
+    for k, key in enumerate(keys):
+        if len(key) == 2 and key[0] in plain:
+            raise RequestError(
+                f"inputs[{k}].name",
+                f"namespace {key[0]!r} is also the name of another input's feature",
+            )
+    columns_of_values = [_feature_values(t) for t in tensors]
+    return [_record(keys, row) for row in zip(*columns_of_values, strict=True)]
+
+
+def _lines(tensors: list[Tensor], k: int) -> list[Any]:
+    if len(tensors) > 1:
+        raise RequestError(
+            f"inputs[{k}].name",
+            f"{LINES!r} holds whole VW lines: send it alone (every other input is a feature)",
+        )
+    if tensors[k].datatype != "BYTES":
+        raise RequestError(
+            f"inputs[{k}].datatype", f"{LINES!r} holds VW lines: BYTES, not {tensors[k].datatype}"
+        )
+    return tensors[k].values
+
+
+def _key(name: str, field: str, columns: frozenset[str]) -> tuple[str, ...]:
+    """Where an input's elements go in a record: a column, ``NS.NAME``, or a plain feature."""
+    if name in columns:
+        return (name,)
+    ns, dot, feature = name.partition(".")
+    if not dot:
+        return (check_word(name, field, "feature name"),)
+    return (check_word(ns, field, "namespace name"), check_word(feature, field, "feature name"))
+
+
+def _feature_values(tensor: Tensor) -> list[Any]:
+    """Elements as the JSON API's values: booleans as 0 and 1, empty strings and NaN as null."""
+    if tensor.datatype == "BOOL":
+        return [int(v) for v in tensor.values]
+    if tensor.datatype == "BYTES":
+        return [v or None for v in tensor.values]
+    if tensor.datatype.startswith("FP"):
+        return [None if math.isnan(v) else v for v in tensor.values]
+    return tensor.values
+
+
+def _record(keys: list[tuple[str, ...]], row: tuple[Any, ...]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for key, value in zip(keys, row, strict=True):
+        if len(key) == 1:
+            record[key[0]] = value
+        else:
+            record.setdefault(key[0], {})[key[1]] = value
+    return record
+
+
+_RECORD_FIELD = re.compile(r"records\[(\d+)\](?:\.(.+))?")
+
+
+def _tensor_error(exc: RequestError, tensors: list[Tensor]) -> RequestError:
+    """The service's ``records[i].NAME: ...`` as the element of the input it came from."""
+    m = _RECORD_FIELD.fullmatch(exc.field)
+    if m is None:
+        return exc
+    row, name = m[1], m[2] or LINES
+    k = next((k for k, t in enumerate(tensors) if t.name == name), None)
+    return RequestError(
+        f"inputs[{k}].data[{row}]" if k is not None else f"inputs, row {row}", exc.problem
+    )
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+
+def _wanted(infer: InferRequest, config: LearnerConfig) -> list[tuple[str, str, bool]]:
+    """Name, datatype and binary flag of each output to send, in the request's order."""
+    offered = dict(model_outputs(config))
+    if infer.outputs is None:
+        return [(name, datatype, infer.binary_output) for name, datatype in offered.items()]
+    for k, o in enumerate(infer.outputs):
+        if o.name not in offered:
+            raise RequestError(
+                f"outputs[{k}].name",
+                f"{o.name!r} is not an output of this model (its outputs: {', '.join(offered)})",
+            )
+    return [(o.name, offered[o.name], o.binary) for o in infer.outputs]
+
+
+def _response(
+    name: str, infer: InferRequest, out: Prediction, wanted: list[tuple[str, str, bool]]
+) -> Response:
+    head: dict[str, Any] = {"model_name": name, "model_version": str(out.version)}
+    if infer.id is not None:
+        head["id"] = infer.id
+    outputs = [
+        Output(n, d, out.event_ids if n == EVENT_ID else out.values, binary)
+        for n, d, binary in wanted
+    ]  # every output but the event ids is the prediction
+    body, header_length = encode_response(head, outputs)
+    if header_length is None:
+        return Response(body, media_type="application/json")
+    return Response(
+        body, media_type="application/octet-stream", headers={HEADER: str(header_length)}
+    )
