@@ -28,6 +28,7 @@ from shoal.features.spec import FeatureSpec
 from shoal.model.config import LOSSES, OPTIMIZERS, LearnerConfig
 from shoal.model.evaluate import evaluate
 from shoal.model.model import Model, Progress
+from shoal.model.output import prediction_line
 from shoal.train.single import TrainOptions, TrainReport, train
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
@@ -351,13 +352,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         for batch in _reader(model, args).read_all(args.data, stats):
-            pred = model.predict(batch)
-            text = [repr(v) for v in pred.tolist()]
-            if args.tags:
-                text = [
-                    f"{t} {tag}" if tag else t for t, tag in zip(text, batch.tags(), strict=True)
-                ]
-            out.write("\n".join(text))
+            values = model.predict(batch).tolist()
+            tags = batch.tags() if args.tags else [""] * len(values)
+            out.write("\n".join(map(prediction_line, values, tags)))
             out.write("\n")
     finally:
         if out is not sys.stdout:

@@ -55,11 +55,15 @@ from shoal.serve.statedir import StateDir
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predictions of one request, the event ids their feedback names, the model version."""
+    """Predictions of one request, the event ids their feedback names, the model version; and
+    what VW lines carry besides features: each record's tag ('' if none) and whether it has a
+    label (the TCP line protocol learns those)."""
 
     values: list[Any]
-    event_ids: list[str]
+    event_ids: list[str]  # empty when the features were not kept (``remember=False``)
     version: int
+    tags: list[str]
+    labeled: list[bool]
 
 
 class ModelService:
@@ -160,20 +164,29 @@ class ModelService:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def predict(self, records: Sequence[Any]) -> Prediction:
-        """Score records; each prediction's features are kept for its feedback."""
+    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
+        """Score records. Each prediction's features are kept for its feedback unless
+        ``remember`` is false: a client that never sees event ids (the TCP line protocol)
+        would only fill the event log with features no feedback can name."""
         live = self.learner.live
         lines = [self._line(r, f"records[{i}]", live.model, False) for i, r in enumerate(records)]
-        values = live.model.predict(parse_lines(live.model.spec, lines)).tolist()
+        batch = parse_lines(live.model.spec, lines)
+        values = live.model.predict(batch).tolist()
+        ids = self._remember(lines) if remember else []
+        with self._lock:
+            self.predictions += len(lines)
+        labeled = (~np.isnan(batch.labels)).tolist()
+        return Prediction(values, ids, live.version, batch.tags(), labeled)
+
+    def _remember(self, lines: Sequence[str]) -> list[str]:
+        """New event ids for predictions, their features kept for ``--feedback-ttl``."""
         now = self._clock()
         ids = [f"{int(now * 1000):012x}{secrets.token_hex(8)}" for _ in lines]
         self._events.remember(
             [(i, features_part(x)) for i, x in zip(ids, lines, strict=True)],
             now + self.config.feedback_ttl,
         )
-        with self._lock:
-            self.predictions += len(lines)
-        return Prediction(values, ids, live.version)
+        return ids
 
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
