@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +28,11 @@ from shoal.features.spec import FeatureSpec
 from shoal.model.config import LOSSES, OPTIMIZERS, LearnerConfig
 from shoal.model.evaluate import evaluate
 from shoal.model.model import Model, Progress
+from shoal.model.output import prediction_line
 from shoal.train.single import TrainOptions, TrainReport, train
+
+if TYPE_CHECKING:  # shoal.serve imports the web stack: only `shoal serve` loads it
+    from shoal.serve.config import HttpConfig, TcpConfig
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
 _SPEC_FLAGS = ("bits", "seed", "interactions", "no_constant", "ignore", "schema")
@@ -357,13 +361,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     try:
         for batch in _reader(model, args).read_all(args.data, stats):
-            pred = model.predict(batch)
-            text = [repr(v) for v in pred.tolist()]
-            if args.tags:
-                text = [
-                    f"{t} {tag}" if tag else t for t, tag in zip(text, batch.tags(), strict=True)
-                ]
-            out.write("\n".join(text))
+            values = model.predict(batch).tolist()
+            tags = batch.tags() if args.tags else [""] * len(values)
+            out.write("\n".join(map(prediction_line, values, tags)))
             out.write("\n")
     finally:
         if out is not sys.stdout:
@@ -454,9 +454,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- serve ---------------------------------------------------------------------------------
 
+_HTTP = "127.0.0.1:8080"
+_TCP = "127.0.0.1:26542"  # Vowpal Wabbit's daemon port
+
 
 def _add_serve_parser(sub: Any) -> None:
-    s = sub.add_parser("serve", help="serve a model over HTTP and keep learning from feedback")
+    s = sub.add_parser(
+        "serve", help="serve a model over HTTP and TCP and keep learning from feedback"
+    )
     s.add_argument("model", help="model file to start from (the state dir wins after a restart)")
     s.add_argument(
         "--new", action="store_true", help="start from a new model made from the flags below"
@@ -464,9 +469,16 @@ def _add_serve_parser(sub: Any) -> None:
     s.add_argument("--state-dir", required=True, help="event log, snapshots; rerun to resume")
     s.add_argument(
         "--http",
-        default="127.0.0.1:8080",
         metavar="HOST:PORT",
-        help="where to listen (default 127.0.0.1:8080; port 0: any free port)",
+        help=f"where to listen (default {_HTTP}, unless --tcp alone is given; port 0: any free "
+        "port)",
+    )
+    s.add_argument(
+        "--tcp",
+        nargs="?",
+        const=_TCP,
+        metavar="HOST:PORT",
+        help=f"answer VW lines over TCP as VW's daemon does (alone: TCP only; default {_TCP})",
     )
     s.add_argument("--name", help="name in the URLs (default: the model file's stem)")
     s.add_argument(
@@ -476,7 +488,9 @@ def _add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--token-for-predict", action="store_true", help="predict needs it too")
     s.add_argument(
-        "--allow-insecure", action="store_true", help="allow a non-loopback address without a token"
+        "--allow-insecure",
+        action="store_true",
+        help="allow a non-loopback --http address without a token, and any --tcp address",
     )
     s.add_argument(
         "--snapshot-every-events",
@@ -509,7 +523,14 @@ def _add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--max-records", type=int, default=10_000, metavar="N",
                    help="most records in one request (default 10000; 413 beyond)")  # fmt: skip
-    _add_model_args(s.add_argument_group("a new model (--new; as in shoal train)"))
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        metavar="N",
+        help="connections at once, per protocol (default 256; beyond, HTTP answers 503 and TCP "
+        "an error line)",
+    )
     s.add_argument(
         "--batch-max-records",
         type=int,
@@ -524,6 +545,23 @@ def _add_serve_parser(sub: Any) -> None:
         metavar="MS",
         help="how long a batch waits for more predictions (default 0: batch what is queued)",
     )
+    t = s.add_argument_group("TCP line protocol (--tcp)")
+    t.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=1 << 20,
+        metavar="N",
+        help="longest line (default 1 MiB; a longer one gets an error line and its connection "
+        "is closed)",
+    )
+    t.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="close a connection silent this long (default 300)",
+    )
+    _add_model_args(s.add_argument_group("a new model (--new; as in shoal train)"))
 
 
 def _new_model(args: argparse.Namespace) -> None:
@@ -547,23 +585,54 @@ def _new_model(args: argparse.Namespace) -> None:
         )  # fmt: skip
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from shoal.serve import HttpConfig, ModelService, ServiceConfig, serve
-
-    _new_model(args)
-
-    host, sep, port = args.http.rpartition(":")
+def _address(flag: str, text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise ConfigError("--http", f"expected HOST:PORT, got {args.http!r}")
-    http = HttpConfig(
+        raise ConfigError(flag, f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _http_config(args: argparse.Namespace) -> HttpConfig | None:
+    """``--http``'s settings; None when ``--tcp`` is given alone (HTTP is not served)."""
+    from shoal.serve import HttpConfig
+
+    if args.http is None and args.tcp is not None:
+        return None
+    host, port = _address("--http", args.http or _HTTP)
+    return HttpConfig(
         host=host,
-        port=int(port),
+        port=port,
         token=args.token,
         token_for_predict=args.token_for_predict,
         allow_insecure=args.allow_insecure,
         max_body_bytes=args.max_body_bytes,
         max_records=args.max_records,
+        max_connections=args.max_connections,
     )
+
+
+def _tcp_config(args: argparse.Namespace) -> TcpConfig | None:
+    """``--tcp``'s settings; None without ``--tcp``."""
+    from shoal.serve import TcpConfig
+
+    if args.tcp is None:
+        return None
+    host, port = _address("--tcp", args.tcp)
+    return TcpConfig(
+        host=host,
+        port=port,
+        allow_insecure=args.allow_insecure,
+        max_line_bytes=args.max_line_bytes,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from shoal.serve import ModelService, ServiceConfig, serve
+
+    http, tcp = _http_config(args), _tcp_config(args)
+    _new_model(args)
     config = ServiceConfig(
         model_path=args.model,
         state_dir=args.state_dir,
@@ -576,13 +645,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_wait=args.batch_wait_ms / 1000,
     )
 
-    def ready(service: ModelService, url: str) -> None:
+    def ready(service: ModelService, urls: list[str]) -> None:
         info = service.info()
         print(f"shoal: serving {service.name!r} (version {info['version']}, event seq "
-              f"{info['applied_seq']}, {service.replayed} replayed) on {url}",
+              f"{info['applied_seq']}, {service.replayed} replayed) on {' and '.join(urls)}",
               file=sys.stderr, flush=True)  # fmt: skip
 
-    serve(config, http, on_ready=ready)
+    serve(config, http, tcp, on_ready=ready)
     print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
     return 0
 

@@ -4,7 +4,8 @@ Each page is one test case. Its blocks run in a fresh temporary directory, in th
 appear, so that a page reads like one session:
 
 - ``python`` blocks share one namespace per page and run as a script would
-  (``__name__ == "__main__"``); their ``assert`` lines are the checks.
+  (``__name__ == "__main__"``), with this virtual environment's ``bin/`` first on ``PATH`` too
+  (a block may start ``shoal``); their ``assert`` lines are the checks.
 - ``sh`` blocks run with ``bash`` under ``set -euo pipefail``, with this virtual environment's
   ``bin/`` first on ``PATH`` (so ``shoal`` is the one under test); a block passes when bash
   exits 0. A block that shows a failure tests the exit status itself.
@@ -126,6 +127,7 @@ def run_python(block: Block, namespace: dict[str, object]) -> None:
 def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (BIN / "shoal").exists(), f"no shoal command next to {sys.executable}"
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     namespace: dict[str, object] = {"__name__": "__main__"}
     for block in blocks(page):
         assert block.lang not in REFUSED, (

@@ -104,9 +104,12 @@ class _Observe:
             self.metrics.observe(name, scope["method"], status, time.perf_counter() - start)
 
 
-def build_app(services: Mapping[str, ModelService], http: HttpConfig) -> Starlette:
+def build_app(
+    services: Mapping[str, ModelService], http: HttpConfig, metrics: Metrics | None = None
+) -> Starlette:
+    """The app over running services; ``metrics`` when another server (TCP) counts in them too."""
     endpoints = [*JsonApi(services, http).endpoints(), *OpenInference(services, http).endpoints()]
-    metrics = Metrics(services)
+    metrics = metrics or Metrics(services)
 
     async def live(request: Request) -> JSONResponse:
         return JSONResponse({"live": True})

@@ -1,5 +1,6 @@
-"""The server's settings: what the service keeps and learns (``ServiceConfig``) and how HTTP
-exposes it (``HttpConfig``). Frozen, keyword-only, validated once."""
+"""The server's settings: what the service keeps and learns (``ServiceConfig``), how HTTP
+exposes it (``HttpConfig``) and how the TCP line protocol does (``TcpConfig``). Frozen,
+keyword-only, validated once."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ def _positive(field: str, value: object, *, integer: bool = False) -> None:
         raise ConfigError(field, f"must be a positive {'integer' if integer else 'number'}")
     if not math.isfinite(value):
         raise ConfigError(field, "must be finite")
+
+
+def _port(flag: str, port: object) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(flag, f"port must be from 0 to 65535, got {port!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,12 +97,12 @@ class HttpConfig:
     allow_insecure: bool = False
     max_body_bytes: int = 8 << 20
     max_records: int = 10_000
+    max_connections: int = 256  # beyond, requests get 503 (uvicorn's concurrency limit)
     wait_timeout: float = 30.0  # seconds ``?wait=true`` waits for the learner
     graceful_timeout: float = 30.0  # seconds in-flight requests get at shutdown
 
     def __post_init__(self) -> None:
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise ConfigError("--http", f"port must be from 0 to 65535, got {self.port!r}")
+        _port("--http", self.port)
         if self.token is not None and (not self.token or any(c.isspace() for c in self.token)):
             raise ConfigError("--token", "must be a non-empty string without spaces")
         if self.token is None and self.token_for_predict:
@@ -109,5 +115,38 @@ class HttpConfig:
             )
         _positive("--max-body-bytes", self.max_body_bytes, integer=True)
         _positive("--max-records", self.max_records, integer=True)
+        _positive("--max-connections", self.max_connections, integer=True)
         _positive("wait_timeout", self.wait_timeout)
+        _positive("graceful_timeout", self.graceful_timeout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpConfig:
+    """Where the TCP line server listens (VW's daemon port by default) and its limits.
+
+    The line protocol has no authentication -- any client may learn -- so a non-loopback
+    address needs ``allow_insecure``; a token does not help, as no line can carry it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 26542
+    allow_insecure: bool = False
+    max_line_bytes: int = 1 << 20  # a longer line closes its connection
+    max_connections: int = 256  # connections beyond are refused at once
+    idle_timeout: float = 300.0  # seconds without a line (or a read of replies) before closing
+    graceful_timeout: float = 30.0  # seconds connections get at shutdown to receive replies
+
+    def __post_init__(self) -> None:
+        _port("--tcp", self.port)
+        if not is_loopback(self.host) and not self.allow_insecure:
+            raise ConfigError(
+                "--tcp",
+                f"{self.host} is not a loopback address, and the line protocol has no "
+                "authentication (--token does not guard it): anyone who reaches it could change "
+                "the model; listen on 127.0.0.1, or give --allow-insecure if the network is "
+                "trusted",
+            )
+        _positive("--max-line-bytes", self.max_line_bytes, integer=True)
+        _positive("--max-connections", self.max_connections, integer=True)
+        _positive("--idle-timeout", self.idle_timeout)
         _positive("graceful_timeout", self.graceful_timeout)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: HTTP requests and latency by endpoint, and each model's learning.
+"""Prometheus metrics: HTTP requests and latency by endpoint, TCP connections and lines, and
+each model's learning.
 
 The models' numbers are read from the services when ``/metrics`` is scraped (a custom
 collector), so the services keep plain counters and know nothing of Prometheus.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -90,7 +91,8 @@ class _ModelCollector(Collector):
 
 
 class Metrics:
-    """One registry per app: request metrics plus the served models' numbers."""
+    """One registry per server: request metrics of HTTP and TCP plus the served models' numbers
+    (``/metrics`` shows the TCP server's too: ``serve()`` hands both the same ``Metrics``)."""
 
     def __init__(self, services: Mapping[str, ModelService]) -> None:
         self.registry = CollectorRegistry()
@@ -106,6 +108,21 @@ class Metrics:
             ["endpoint"],
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )
+        self.tcp_connections = Counter(
+            "shoal_tcp_connections",
+            "TCP line protocol connections: accepted, or refused over --max-connections",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.tcp_open = Gauge(
+            "shoal_tcp_open_connections", "TCP connections open now", registry=self.registry
+        )
+        self.tcp_lines = Counter(
+            "shoal_tcp_lines",
+            "TCP lines answered: predicted (unlabeled), learned (labeled, durable), error",
+            ["result"],
+            registry=self.registry,
         )
         self.registry.register(_ModelCollector(services))
 

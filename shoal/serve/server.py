@@ -1,90 +1,96 @@
-"""Running the app: uvicorn on a socket bound first, and the service's lifecycle around it.
+"""Running the front ends -- HTTP (uvicorn) and the TCP line server -- on one event loop, with
+the service's lifecycle around them.
 
-``serve()`` is what ``shoal serve`` runs: start the service (restore, replay), bind, answer until
-SIGTERM or SIGINT, then shut down in order -- stop accepting, let in-flight requests finish
-(uvicorn), commit what is queued, drain the learner, write a snapshot (``ModelService.close``).
-``HttpServer`` can also run in a thread (tests, embedding), where it handles no signals.
+``serve()`` is what ``shoal serve`` runs: start the service (restore, replay), bind every
+socket, answer until SIGTERM or SIGINT, then shut down in order -- each front end stops
+accepting and lets what is in flight finish (HTTP requests, TCP lines already read), then the
+service commits what is queued, drains the learner and writes a snapshot
+(``ModelService.close``).
+
+One loop serves both front ends: the model's work runs in worker threads either way, so a loop
+per front end would only add threads, and one signal handler stops both at once. ``Background``
+runs front ends on a loop in a thread (tests, embedding), where no signals are handled.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 import uvicorn
 
-from shoal.errors import ShoalError
+from shoal.errors import ConfigError, ShoalError
+from shoal.serve import sockets
 from shoal.serve.app import build_app
-from shoal.serve.config import HttpConfig, ServiceConfig
+from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
+from shoal.serve.metrics import Metrics
 from shoal.serve.service import ModelService
+from shoal.serve.tcp import LineServer
+
+
+class FrontEnd(Protocol):
+    """A server on a socket that is bound before it serves (so its address is known)."""
+
+    @property
+    def started(self) -> bool: ...  # accepting connections
+
+    should_exit: bool  # set (any thread, a signal handler) to stop: serve() drains and returns
+
+    @property
+    def url(self) -> str: ...
+
+    def bind(self) -> tuple[str, int]: ...
+
+    async def serve(self) -> None: ...
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that leaves the signals to ``serve()``, which stops every front end on one."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class HttpServer:
     """uvicorn over ``build_app(services, http)``; ``bind()`` first to learn the port."""
 
-    def __init__(self, services: Mapping[str, ModelService], http: HttpConfig) -> None:
+    def __init__(
+        self, services: Mapping[str, ModelService], http: HttpConfig, metrics: Metrics | None = None
+    ) -> None:
         self.http = http
         self.sock: socket.socket | None = None
         config = uvicorn.Config(
-            build_app(services, http),
+            build_app(services, http, metrics),
             log_level="warning",
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(http.graceful_timeout),
+            limit_concurrency=http.max_connections + 1,  # uvicorn counts the one asking too
         )
-        self._server = uvicorn.Server(config)
-        self._thread: threading.Thread | None = None
+        self._server = _Uvicorn(config)
+        self._background: Background | None = None
 
     def bind(self) -> tuple[str, int]:
-        host = self.http.host.strip("[]")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit this: without it a keep-alive response written in two parts
-        # (head, body) waits for the client's delayed ACK, 40 ms per request.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            sock.bind((host, self.http.port))
-        except OSError as exc:
-            sock.close()
-            raise ShoalError(f"cannot listen on {self.http.host}:{self.http.port}: "
-                             f"{exc.strerror}") from None  # fmt: skip
-        sock.listen(2048)
-        sock.set_inheritable(True)
-        self.sock = sock
-        return host, sock.getsockname()[1]
+        self.sock = sockets.listen(self.http.host, self.http.port, "--http")
+        host, port = self.sock.getsockname()[:2]
+        return host, port
 
     @property
     def url(self) -> str:
         assert self.sock is not None, "bind() first"
-        host, port = self.sock.getsockname()[:2]
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return f"http://{sockets.address(self.sock)}"
 
-    def run(self) -> None:
-        """Answer until ``stop()`` or, in the main thread, SIGTERM/SIGINT (then drain)."""
-        if self.sock is None:
-            self.bind()
-        assert self.sock is not None
-        if threading.current_thread() is not threading.main_thread():
-            self._server.run(sockets=[self.sock])
-            return
-
-        # Until uvicorn installs its handlers (and after it restores ours and re-raises the
-        # signal that stopped it), a signal asks it to exit: never the default handler, which
-        # would kill the process before the service drains, and never lost.
-        def stop(signum: int, frame: object) -> None:
-            self._server.should_exit = True
-
-        noted = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            self._server.run(sockets=[self.sock])
-        finally:
-            for sig, handler in noted.items():
-                signal.signal(sig, handler)
+    @property
+    def started(self) -> bool:
+        return self._server.started
 
     @property
     def should_exit(self) -> bool:
@@ -95,28 +101,89 @@ class HttpServer:
         """Set to stop: uvicorn stops accepting, finishes in-flight requests, and returns."""
         self._server.should_exit = value
 
+    async def serve(self) -> None:
+        if self.sock is None:
+            self.bind()
+        assert self.sock is not None
+        await self._server.serve(sockets=[self.sock])
+
     def start(self) -> None:
-        """Run in a thread; returns once the server accepts connections."""
-        self._thread = threading.Thread(target=self.run, name="shoal-http", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30.0
-        while not self._server.started:  # uvicorn offers no event to wait on
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ShoalError("the HTTP server did not start")
-            self._thread.join(0.01)
+        """Serve in a thread (``Background``); returns once the server accepts connections."""
+        self._background = Background([self])
+        self._background.start()
 
     def stop(self) -> None:
         """Stop accepting, let in-flight requests finish, return when the server is down."""
-        self._server.should_exit = True
+        if self._background is not None:
+            self._background.stop()
+            self._background = None
+
+
+async def _serve_all(fronts: Sequence[FrontEnd]) -> None:
+    """Serve every front end until each has been told to exit; one that fails stops them all."""
+    async with asyncio.TaskGroup() as group:
+        for front in fronts:
+            group.create_task(front.serve())
+
+
+class Background:
+    """Front ends served on one event loop in a thread until ``stop()``; no signals handled.
+
+    ``start()`` returns once every front end accepts connections; ``with Background(...)``
+    starts and stops.
+    """
+
+    def __init__(self, fronts: Sequence[FrontEnd]) -> None:
+        self.fronts = list(fronts)
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Background:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(_serve_all(self.fronts),), name="shoal-serve", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 30.0
+        while not all(front.started for front in self.fronts):  # uvicorn has no event to wait on
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ShoalError("the server did not start")
+            self._thread.join(0.01)
+
+    def stop(self) -> None:
+        """Stop accepting, let what is in flight finish, return when every front end is down."""
+        for front in self.fronts:
+            front.should_exit = True
         if self._thread is not None:
             self._thread.join()
             self._thread = None
 
 
+def front_ends(
+    service: ModelService, http: HttpConfig | None, tcp: TcpConfig | None
+) -> list[FrontEnd]:
+    """The front ends the configs ask for, counting in one ``Metrics`` (HTTP's ``/metrics``)."""
+    if http is None and tcp is None:
+        raise ConfigError("--http", "nothing to serve: give --http, --tcp or both")
+    metrics = Metrics({service.name: service})
+    fronts: list[FrontEnd] = []
+    if http is not None:
+        fronts.append(HttpServer({service.name: service}, http, metrics))
+    if tcp is not None:
+        fronts.append(LineServer(service, tcp, metrics))
+    return fronts
+
+
 def serve(
     service_config: ServiceConfig,
-    http: HttpConfig,
-    on_ready: Callable[[ModelService, str], None] = lambda service, url: None,
+    http: HttpConfig | None,
+    tcp: TcpConfig | None = None,
+    on_ready: Callable[[ModelService, list[str]], None] = lambda service, urls: None,
 ) -> None:
     """Serve one model until SIGTERM or SIGINT; then shut down gracefully (see the module's doc).
 
@@ -124,23 +191,24 @@ def serve(
     lets it finish starting and then close as usual, with its snapshot.
     """
     logging.basicConfig(level=logging.WARNING, format="shoal: %(levelname)s: %(message)s")
-    server: HttpServer | None = None
+    fronts: list[FrontEnd] = []
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        if server is not None:
-            server.should_exit = True
+        for front in fronts:
+            front.should_exit = True
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with ModelService(service_config) as service:
-            server = HttpServer({service.name: service}, http)
-            server.bind()
+            fronts[:] = front_ends(service, http, tcp)
+            for front in fronts:
+                front.bind()
             if not stopping:
-                on_ready(service, server.url)
-                server.run()
+                on_ready(service, [front.url for front in fronts])
+                asyncio.run(_serve_all(fronts))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

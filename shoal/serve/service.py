@@ -58,11 +58,18 @@ from shoal.serve.statedir import StateDir
 
 @dataclass(frozen=True)
 class Prediction:
-    """Predictions of one request, the event ids their feedback names, the model version."""
+    """Predictions of one request, the event ids their feedback names, the model version; and
+    what VW lines carry besides features: each record's tag ('' if none) and whether it has a
+    label (the TCP line protocol learns those)."""
 
     values: list[Any]
-    event_ids: list[str]
+    event_ids: list[str]  # empty when the features were not kept (``remember=False``)
     version: int
+    tags: list[str]
+    labeled: list[bool]
+
+
+_Request = tuple[list[str], bool]  # a prediction request's lines, and whether to remember them
 
 
 class ModelService:
@@ -77,9 +84,9 @@ class ModelService:
         self._events = EventLog(self._state.events, ttl=config.feedback_ttl, clock=clock)
         self._learner: Learner | None = None
         self._lock = threading.Lock()
-        self._batcher: Batcher[list[str], Prediction] = Batcher(
+        self._batcher: Batcher[_Request, Prediction] = Batcher(
             self._predict_batch,
-            size=len,
+            size=lambda request: len(request[0]),
             max_rows=config.batch_max_records,
             max_wait=config.batch_wait,
         )
@@ -167,36 +174,51 @@ class ModelService:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def predict(self, records: Sequence[Any]) -> Prediction:
-        """Score records; each prediction's features are kept for its feedback.
+    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
+        """Score records. Each prediction's features are kept for its feedback unless
+        ``remember`` is false: a client that never sees event ids (the TCP line protocol)
+        would only fill the event log with features no feedback can name.
 
         Concurrent calls are scored together (``batcher.py``): one parse, one kernel call and
         one write of their features for all of them.
         """
         model = self.learner.live.model
         lines = [self._line(r, f"records[{i}]", model, False) for i, r in enumerate(records)]
-        return self._batcher.submit(lines)
+        return self._batcher.submit((lines, remember))
 
-    def _predict_batch(self, requests: list[list[str]]) -> list[Prediction | Exception]:
+    def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
         live = self.learner.live
         try:
-            batch = parse_lines(live.model.spec, [x for lines in requests for x in lines])
+            batch = parse_lines(live.model.spec, [x for lines, _ in requests for x in lines])
         except RequestError as exc:
             if len(requests) == 1:
                 return [exc]
-            return [self._predict_batch([lines])[0] for lines in requests]  # whose error is it?
-        values = split(live.model.predict(batch).tolist(), [len(x) for x in requests])
-        now = self._clock()
-        expires = now + self.config.feedback_ttl
-        ids = [[f"{int(now * 1000):012x}{secrets.token_hex(8)}" for _ in x] for x in requests]
-        self._events.remember(
-            [(i, features_part(x)) for r, q in zip(ids, requests, strict=True)
-             for i, x in zip(r, q, strict=True)],
-            expires,
-        )  # fmt: skip
+            return [self._predict_batch([r])[0] for r in requests]  # whose error is it?
+        sizes = [len(lines) for lines, _ in requests]
+        values = split(live.model.predict(batch).tolist(), sizes)
+        tags = split(batch.tags(), sizes)
+        labeled = split((~np.isnan(batch.labels)).tolist(), sizes)
+        ids = self._remember([lines if keep else [] for lines, keep in requests])
         with self._lock:
             self.predictions += len(batch)
-        return [Prediction(v, i, live.version) for v, i in zip(values, ids, strict=True)]
+        return [
+            Prediction(v, i, live.version, t, y)
+            for v, i, t, y in zip(values, ids, tags, labeled, strict=True)
+        ]
+
+    def _remember(self, requests: list[list[str]]) -> list[list[str]]:
+        """New event ids for each request's predictions, their features kept for
+        ``--feedback-ttl`` (in one write for all of them)."""
+        now = self._clock()
+        ids = [[f"{int(now * 1000):012x}{secrets.token_hex(8)}" for _ in x] for x in requests]
+        rows = [
+            (i, features_part(x))
+            for r, lines in zip(ids, requests, strict=True)
+            for i, x in zip(r, lines, strict=True)
+        ]
+        if rows:
+            self._events.remember(rows, now + self.config.feedback_ttl)
+        return ids
 
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""

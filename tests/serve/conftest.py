@@ -1,5 +1,6 @@
 """Fixtures for the server's tests: a base model trained offline, the real server on a loopback
-port (in this process, with an injectable clock), and the offline reference for comparisons."""
+port (in this process, with an injectable clock), HTTP and TCP on one event loop as ``shoal
+serve`` runs them, and the offline reference for comparisons."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ import httpx
 import pytest
 
 from shoal import FeatureSpec, LearnerConfig, Model, TrainOptions, train
-from shoal.serve import HttpConfig, HttpServer, ModelService, ServiceConfig
-from tests.serve.helpers import BASE, Clock
+from shoal.serve import (
+    Background,
+    HttpConfig,
+    HttpServer,
+    ModelService,
+    ServiceConfig,
+    TcpConfig,
+)
+from shoal.serve.server import front_ends
+from tests.serve.helpers import BASE, Clock, LineClient, live_model, tcp_address
 
 
 @pytest.fixture
@@ -50,9 +59,7 @@ class Running:
 
     def live_model(self) -> Model:
         """The live model, once every logged event is in it."""
-        learner = self.service.learner
-        learner.wait_applied(self.service.info()["logged_seq"]).result(timeout=20)
-        return learner.live.model
+        return live_model(self.service)
 
     def stop(self) -> None:
         self.stopped = True
@@ -86,3 +93,49 @@ def start(tmp_path: Path, base_model: Path) -> Iterator[Callable[..., Running]]:
     for r in running:
         if not r.stopped:
             r.stop()
+
+
+@dataclass
+class Both:
+    """A service with its HTTP and TCP front ends on one event loop in a thread."""
+
+    service: ModelService
+    background: Background
+    http: httpx.Client
+    address: tuple[str, int]  # of the TCP line server
+
+    def connect(self) -> LineClient:
+        return LineClient(self.address)
+
+    def live_model(self) -> Model:
+        return live_model(self.service)
+
+    def stop(self) -> None:
+        self.http.close()
+        self.background.stop()
+        self.service.close()
+
+
+@pytest.fixture
+def start_both(tmp_path: Path, base_model: Path) -> Iterator[Callable[..., Both]]:
+    """Start a service and ``front_ends`` as ``shoal serve --http ... --tcp ...`` does, on
+    127.0.0.1 (any free ports); ``model`` and ``TcpConfig`` fields as keywords."""
+    running: list[Both] = []
+
+    def _start(model: Path | None = None, **tcp: Any) -> Both:
+        state = tmp_path / f"state{len(running)}"
+        service = ModelService(ServiceConfig(model_path=str(model or base_model),
+                                             state_dir=str(state)))  # fmt: skip
+        service.start()
+        fronts = front_ends(service, HttpConfig(port=0), TcpConfig(port=0, **tcp))
+        background = Background(fronts)
+        background.start()
+        http_url, tcp_url = (front.url for front in fronts)
+        both = Both(service, background, httpx.Client(base_url=http_url, timeout=30),
+                    tcp_address(tcp_url))  # fmt: skip
+        running.append(both)
+        return both
+
+    yield _start
+    for both in running:
+        both.stop()

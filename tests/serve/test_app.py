@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from shoal import FeatureSpec, LearnerConfig, Model, TextReader
 from shoal.serve.openapi import document
 from tests.serve.conftest import Running
-from tests.serve.helpers import event, offline
+from tests.serve.helpers import event, offline, wait_until
 
 Start = Callable[..., Running]
 
@@ -323,3 +325,22 @@ def test_a_wait_that_runs_out_still_acknowledges_the_durable_event(start: Start)
     gate.set()
     busy.result(timeout=20)
     assert r.post("/learn?wait=true", {"records": ["1 | b"]}).json()["applied"] is True
+
+
+def test_connections_beyond_the_limit_get_503(start: Start) -> None:
+    r = start(max_connections=2)
+    request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    host, port = r.server.sock.getsockname()[:2]  # type: ignore[union-attr]
+    held: list[socket.socket] = []
+    try:
+        replies = []
+        for _ in range(3):  # keep-alive: each connection stays open after its reply
+            held.append(conn := socket.create_connection((host, port), timeout=30))
+            conn.sendall(request)
+            replies.append(conn.recv(4096).split(b" ", 2)[1])
+        assert replies == [b"200", b"200", b"503"]
+    finally:
+        for conn in held:
+            conn.close()
+    # the slots are free again once the server has seen the connections close
+    wait_until(lambda: httpx.get(f"{r.server.url}/v2/health/live").status_code == 200)

@@ -1,12 +1,11 @@
-"""``shoal serve`` as a real process: kill -9 under load loses no acknowledged event, SIGTERM
-drains and snapshots, and the command line refuses what it should."""
+"""``shoal serve`` as a real process: kill -9 under load loses no acknowledged event, over HTTP or
+TCP; SIGTERM drains and snapshots; and the command line refuses what it should."""
 
 from __future__ import annotations
 
 import queue
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -19,11 +18,19 @@ import pytest
 from shoal import Model
 from shoal.cli import main
 from shoal.serve.records import parse_lines
-from tests.serve.helpers import event, offline, wait_until
+from tests.serve.helpers import (
+    LineClient,
+    event,
+    log_contents,
+    newest_snapshot,
+    offline,
+    tcp_address,
+    wait_until,
+)
 
 
 class ServeProcess:
-    """``shoal serve`` in a subprocess; ``url`` once it printed that it serves."""
+    """``shoal serve`` in a subprocess; ``url`` (HTTP) and ``tcp`` once it says it serves."""
 
     def __init__(self, *args: str) -> None:
         cmd = [sys.executable, "-X", "faulthandler", "-m", "shoal.cli", "serve", *args]
@@ -32,13 +39,19 @@ class ServeProcess:
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.url = ""
+        self.tcp: tuple[str, int] | None = None
         self.replayed = -1
 
     def wait_ready(self) -> None:
-        while not self.url:
+        while self.replayed < 0:
             line = self.lines.get(timeout=60)  # the line, or the end of the stream ("")
-            if m := re.search(r", (\d+) replayed\) on (http://\S+)", line):
-                self.replayed, self.url = int(m.group(1)), m.group(2)
+            if m := re.search(r", (\d+) replayed\) on (.+)$", line):
+                self.replayed = int(m.group(1))
+                for url in m.group(2).split(" and "):
+                    if url.startswith("http://"):
+                        self.url = url
+                    else:
+                        self.tcp = tcp_address(url)
             assert line, f"shoal serve exited: {''.join(self.stderr)}"
 
     def _read(self) -> None:
@@ -77,17 +90,6 @@ def serve_process() -> Iterator[Callable[..., ServeProcess]]:
             server.proc.wait(timeout=30)
 
 
-def log_contents(state: Path) -> list[tuple[int, str]]:
-    with sqlite3.connect(state / "events.sqlite") as db:
-        return [
-            (int(s), str(r)) for s, r in db.execute("SELECT seq, record FROM events ORDER BY seq")
-        ]
-
-
-def newest_snapshot(state: Path) -> Path:
-    return sorted((state / "snapshots").glob("v*.shoal"))[-1]
-
-
 class Load:
     """Client threads sending learn requests of 1 to 3 unique records, noting each ack."""
 
@@ -114,6 +116,43 @@ class Load:
                 if resp.status_code == 200:
                     with self._lock:
                         self.acked.update(zip(resp.json()["seqs"], records, strict=True))
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+class LineLoad:
+    """Client threads sending 1 to 3 unique labeled lines at a time over TCP, noting each line
+    whose reply came: its acknowledgement."""
+
+    def __init__(self, address: tuple[str, int], threads: int = 4) -> None:
+        self.acked: set[str] = set()
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self._next = iter(range(1_000_000))
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(address,)) for _ in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, address: tuple[str, int]) -> None:
+        try:
+            with LineClient(address) as client:
+                while not self.stop.is_set() and len(self.acked) < 5000:
+                    with self._lock:
+                        records = [event(next(self._next)) for _ in range(1 + len(self.acked) % 3)]
+                    client.send(*records)
+                    for record in records:  # one by one: a reply is an ack even if no more come
+                        reply = client.read(1)[0]
+                        with self._lock:
+                            if reply.startswith("error"):
+                                self.errors.append(reply)
+                            else:
+                                self.acked.add(record)
+        except OSError:
+            return  # the server is gone (killed, or closed the connection)
 
     def join(self) -> None:
         self.stop.set()
@@ -185,6 +224,13 @@ def test_command_line_refusals(
     assert "0.0.0.0 is not a loopback address" in capsys.readouterr().err
     assert main(["serve", str(base_model), "--state-dir", state, "--http", "8080"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
+    assert main(["serve", str(base_model), "--state-dir", state, "--tcp", "26542"]) == 2
+    assert "--tcp: expected HOST:PORT" in capsys.readouterr().err
+    tcp_anywhere = ["--tcp", "0.0.0.0:0", "--token", "s3cret"]  # a token does not guard TCP
+    assert main(["serve", str(base_model), "--state-dir", state, *tcp_anywhere]) == 2
+    assert "0.0.0.0 is not a loopback address, and the line protocol has no authentication" in (
+        capsys.readouterr().err
+    )
     assert main(["serve", str(base_model), "--state-dir", state, "--name", "a/b"]) == 2
     assert "cannot name a model in a URL" in capsys.readouterr().err
     other = tmp_path / "other.shoal"
@@ -220,3 +266,47 @@ def test_a_new_model_from_flags_serves_learns_and_restarts(
     assert "fresh.shoal exists and is not the model these flags make" in capsys.readouterr().err
     assert main(["serve", args[0], "--bits", "14", *args[6:]]) == 2
     assert "--bits: makes a new model: add --new" in capsys.readouterr().err
+
+
+def test_kill_9_under_tcp_load_loses_no_acknowledged_line(
+    base_model: Path, tmp_path: Path, serve_process: Callable[..., ServeProcess]
+) -> None:
+    state = tmp_path / "state"
+    args = (str(base_model), "--state-dir", str(state), "--tcp", "127.0.0.1:0",
+            "--snapshot-every-events", "50")  # fmt: skip
+    server = serve_process(*args)
+    assert server.tcp is not None and server.url == ""  # --tcp alone: no HTTP
+    load = LineLoad(server.tcp)
+    wait_until(lambda: len(load.acked) >= 150, what="150 acknowledged lines")
+    server.proc.kill()  # SIGKILL, mid-load
+    server.proc.wait(timeout=30)
+    load.join()
+    assert load.errors == []
+
+    restarted = serve_process(*args)  # the same command line
+    log = [record for _, record in log_contents(state)]
+    assert load.acked <= set(log) and len(set(log)) == len(log)  # every ack, each once
+    assert restarted.stop(signal.SIGTERM) == 0  # the shutdown snapshot holds the whole log
+    expected = offline(base_model, log, tmp_path)
+    assert Model.load(newest_snapshot(state)).to_bytes() == expected.to_bytes()
+
+
+def test_sigterm_with_tcp_and_http_clients_connected_drains_both(
+    base_model: Path, tmp_path: Path, serve_process: Callable[..., ServeProcess]
+) -> None:
+    state = tmp_path / "state"
+    server = serve_process(str(base_model), "--state-dir", str(state), "--http", "127.0.0.1:0",
+                          "--tcp", "127.0.0.1:0", "--snapshot-every-events", "100000")  # fmt: skip
+    assert server.tcp is not None and server.url
+    lines, requests = LineLoad(server.tcp, threads=2), Load(server.url, threads=2, first=10**6)
+    wait_until(lambda: len(lines.acked) >= 60 and len(requests.acked) >= 30, what="60 + 30 acks")
+    assert server.stop(signal.SIGTERM) == 0
+    lines.join()
+    requests.join()
+    assert set(lines.errors) <= {"error: the server is shutting down"}  # a late connection
+    assert set(requests.statuses) <= {200, 503}
+    assert "stopped; every acknowledged event is in the last snapshot" in "".join(server.stderr)
+    log = [record for _, record in log_contents(state)]
+    assert lines.acked <= set(log) and set(requests.acked.values()) <= set(log)
+    expected = offline(base_model, log, tmp_path)
+    assert Model.load(newest_snapshot(state)).to_bytes() == expected.to_bytes()

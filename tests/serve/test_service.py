@@ -3,6 +3,7 @@ through snapshots, restarts, rollbacks and swaps."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -139,3 +140,17 @@ def test_objects_sent_to_a_schema_model_hash_through_its_schema(tmp_path: Path) 
     with pytest.raises(RequestError, match=r"records\[1\].features: must be a JSON object"):
         s.learn([{"label": 1, "features": {}}, {"label": 1, "features": [1, 2]}])
     s.close()
+
+
+def test_predict_tells_tags_and_labels_and_may_keep_no_features(
+    base_model: Path, tmp_path: Path
+) -> None:
+    s = service(base_model, tmp_path / "state")
+    kept = s.predict(["1 'a1 |u id1", "|u id2", {"u": {"id3": 1}}])
+    assert (kept.tags, kept.labeled) == (["a1", "", ""], [True, False, False])
+    not_kept = s.predict(["1 'a1 |u id1", "|u id2"], remember=False)
+    assert not_kept.values == kept.values[:2] and not_kept.event_ids == []
+    s.close()
+    with sqlite3.connect(tmp_path / "state" / "events.sqlite") as db:
+        ids = {i for (i,) in db.execute("SELECT event_id FROM predictions")}
+    assert ids == set(kept.event_ids)  # the features of the first three only

@@ -1,0 +1,142 @@
+"""The line protocol's meaning, apart from sockets: VW lines in, one reply line each out.
+
+As Vowpal Wabbit's daemon does, each example line is answered with its prediction, then a blank
+and the line's tag if it has one (``0.7310585786300049 mytag``); the prediction is written
+exactly as ``shoal predict`` writes it (``prediction_line``). A labeled line is learned too, in
+VW's progressive way: it is predicted by the model as it was before learning it, then logged,
+and its reply waits until the event is durable -- the reply is its acknowledgement.
+
+Where VW has no answer, shoal replies ``error: line N: PROBLEM``: ``N`` counts the
+connection's lines from 1, and the connection stays usable. Blank lines are not examples, as in
+VW text files and ``shoal predict``: they get no reply.
+
+The lines that arrived together are answered together, one ``predict`` and one ``learn`` for
+all of them. One bad line fails such a call as a whole; then each line is tried on its own, a
+slow path that only bad input takes.
+
+>>> import tempfile, pathlib
+>>> from shoal import FeatureSpec, Model
+>>> from shoal.serve import ServiceConfig
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> Model(FeatureSpec(bits=8)).save(d / "m.shoal")
+>>> with ModelService(ServiceConfig(model_path=str(d / "m.shoal"), state_dir=str(d / "s"))) as s:
+...     out = answer(s, [b"| a", b"", b"1 'seen | b", b"7 | c"], first=1)
+...     out.lines, out.kinds, [r.split()[-1] for r in out.replies]
+([1, 3, 4], ['predicted', 'learned', 'error'], ['0.5', 'seen', '0/1'])
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from shoal.errors import ShoalError
+from shoal.model.output import prediction_line
+from shoal.serve.errors import RequestError
+from shoal.serve.records import check_line
+from shoal.serve.service import ModelService
+
+_Retry = Callable[[list[str], list[int]], None]  # lines to answer, and the indexes of their replies
+
+
+@dataclass
+class Answer:
+    """The replies to a batch of lines, in order; the learned ones wait for ``durable``."""
+
+    lines: list[int] = field(default_factory=list)  # the line number of each reply
+    replies: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # predicted, learned or error (the metrics)
+    durable: list[tuple[list[int], Future[list[int]]]] = field(default_factory=list)
+
+    def add(self, line: int) -> int:
+        self.lines.append(line)
+        self.replies.append("")
+        self.kinds.append("predicted")
+        return len(self.replies) - 1
+
+    def fail(self, index: int, exc: ShoalError) -> None:
+        problem = exc.problem if isinstance(exc, RequestError) else str(exc)
+        flat = " ".join(problem.splitlines())  # a reply is one line, whatever the message
+        self.replies[index] = f"error: line {self.lines[index]}: {flat}"
+        self.kinds[index] = "error"
+
+    async def settled(self) -> list[str]:
+        """The replies, once every learned line is durable; a line whose event could not be
+        logged gets an error instead of its prediction, which would acknowledge it."""
+        for indexes, future in self.durable:
+            try:
+                await asyncio.wrap_future(future)
+            except ShoalError as exc:
+                for i in indexes:
+                    self.fail(i, exc)
+        return self.replies
+
+
+def answer(service: ModelService, raw: Sequence[bytes], first: int) -> Answer:
+    """Answer the raw lines (no line ends) numbered ``first``, ``first + 1``, ... on their
+    connection. Blocks on the model (a worker thread's job); learned replies wait in ``durable``.
+    """
+    out = Answer()
+    texts: list[str] = []
+    where: list[int] = []
+    for number, line in enumerate(raw, first):
+        try:
+            text = _text(line)
+        except RequestError as exc:
+            out.fail(out.add(number), exc)
+            continue
+        if text.strip():
+            texts.append(text)
+            where.append(out.add(number))
+    if texts:
+        _predict(service, texts, where, out)
+    return out
+
+
+def _text(line: bytes) -> str:
+    """A line as text: UTF-8, without the ``\\r`` of a ``\\r\\n`` line end."""
+    try:
+        text = line.removesuffix(b"\r").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError("line", f"is not UTF-8 text (byte {exc.start + 1})") from None
+    return check_line(text, "line") if text.strip() else text
+
+
+def _predict(service: ModelService, texts: list[str], where: list[int], out: Answer) -> None:
+    """Predict the lines, then learn those with a label (after: the prediction must not know
+    its own line)."""
+    try:
+        pred = service.predict(texts, remember=False)
+    except ShoalError as exc:
+        _split(exc, texts, where, out, lambda t, w: _predict(service, t, w, out))
+        return
+    for i, value, tag in zip(where, pred.values, pred.tags, strict=True):
+        out.replies[i] = prediction_line(value, tag)
+    labeled = [k for k, has_label in enumerate(pred.labeled) if has_label]
+    if labeled:
+        _learn(service, [texts[k] for k in labeled], [where[k] for k in labeled], out)
+
+
+def _learn(service: ModelService, texts: list[str], where: list[int], out: Answer) -> None:
+    """Log the labeled lines, in order; their replies wait for the log."""
+    try:
+        future = service.learn(texts)
+    except ShoalError as exc:
+        _split(exc, texts, where, out, lambda t, w: _learn(service, t, w, out))
+        return
+    out.durable.append((where, future))
+    for i in where:
+        out.kinds[i] = "learned"
+
+
+def _split(exc: ShoalError, texts: list[str], where: list[int], out: Answer, retry: _Retry) -> None:
+    """A call on several lines failed. A ``RequestError`` is about one of them: try each on its
+    own. Any other error (the service is shutting down) is every line's answer."""
+    if isinstance(exc, RequestError) and len(texts) > 1:
+        for text, index in zip(texts, where, strict=True):
+            retry([text], [index])
+    else:
+        for index in where:
+            out.fail(index, exc)
