@@ -19,6 +19,7 @@ from shoal.serve.body import field, read_json, records, result, wants_wait
 from shoal.serve.config import HttpConfig
 from shoal.serve.endpoints import Endpoint, find_service
 from shoal.serve.errors import RequestError, Unavailable
+from shoal.serve.offload import on_records
 from shoal.serve.service import ModelService
 from shoal.serve.snapshots import Version
 
@@ -84,7 +85,7 @@ class JsonApi:
     async def predict(self, request: Request) -> JSONResponse:
         service = self._service(request)
         recs = records(await self._body(request), self.http.max_records)
-        out = await run_in_threadpool(service.predict, recs)
+        out = await on_records(service.predict, recs)
         return JSONResponse({
             "model": service.name, "version": out.version,
             "predictions": out.values, "event_ids": out.event_ids,
@@ -94,7 +95,7 @@ class JsonApi:
         service = self._service(request)
         wait = wants_wait(request)
         recs = records(await self._body(request), self.http.max_records)
-        seqs = await result(await run_in_threadpool(service.learn, recs))
+        seqs = await result(await on_records(service.learn, recs))
         applied = wait and await self._applied(service, seqs[-1])
         return JSONResponse({"seqs": seqs, "applied": applied})
 

@@ -24,7 +24,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -35,6 +34,7 @@ from shoal.serve.body import read_body
 from shoal.serve.config import HttpConfig
 from shoal.serve.endpoints import Endpoint, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
+from shoal.serve.offload import on_records
 from shoal.serve.records import check_word
 from shoal.serve.service import ModelService, Prediction
 from shoal.serve.tensors import (
@@ -123,7 +123,7 @@ class OpenInference:
         wanted = _wanted(infer, model.config)  # before predicting: a typo costs no event ids
         recs = tensor_records(infer.inputs, _columns(model.spec))
         try:
-            out = await run_in_threadpool(service.predict, recs)
+            out = await on_records(service.predict, recs)
         except RequestError as exc:
             raise _tensor_error(exc, infer.inputs) from None
         return _response(service.name, infer, out, wanted)

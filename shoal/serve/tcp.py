@@ -41,6 +41,7 @@ from shoal.serve import lines, sockets
 from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.metrics import Metrics
+from shoal.serve.offload import on_records
 from shoal.serve.service import ModelService
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,8 @@ class _Connection:
         first = self.lines_read + 1
         self.lines_read += len(batch)
         service = self.server.service
-        await self.answers.put(await asyncio.to_thread(lines.answer, service, batch, first))
+        answer = await on_records(lambda raw: lines.answer(service, raw, first), batch)
+        await self.answers.put(answer)
 
     def _too_long(self) -> lines.Answer:
         out = lines.Answer()
