@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from shoal import FeatureSpec, LearnerConfig, Model, TextReader, TrainOptions, train
+from shoal.data.frames import batch_from_dicts
 from shoal.features.schema import ColumnSchema
 from shoal.serve.tensors import DATATYPES
 from tests.serve.conftest import Running
@@ -196,6 +197,31 @@ def test_a_schema_model_lists_its_columns(start: Start, tmp_path: Path) -> None:
     assert [(i["name"], i["datatype"]) for i in inputs] == [
         ("lines", "BYTES"), ("I1", "FP32"), ("I2", "FP32"), ("C1", "BYTES"),
     ]  # fmt: skip
+
+
+def test_column_tensors_of_a_schema_model_hash_as_rows_of_its_table(
+    start: Start, tmp_path: Path
+) -> None:
+    schema = ColumnSchema.parse("label,I1..I2:num:log1p,C1:cat")
+    model = Model(FeatureSpec(bits=10, schema=schema))
+    rows = [{"I1": i % 7, "I2": i % 3, "C1": f"city {i % 5}"} for i in range(60)]
+    model.learn(batch_from_dicts(rows, model.spec, labels=[i % 2 for i in range(60)]))
+    model.save(tmp_path / "crit.shoal")
+    r = start("crit", model=tmp_path / "crit.shoal")
+    client = triton.InferenceServerClient(r.server.url.removeprefix("http://"))
+    asked = [
+        {"I1": 3.0, "I2": 1.0, "C1": "city 2"},
+        {"I1": 0.5, "I2": None, "C1": "New York"},  # NaN: missing
+    ]
+    inputs = [
+        tensor("I1", [a["I1"] for a in asked], "FP32"),
+        tensor("I2", [np.nan if a["I2"] is None else a["I2"] for a in asked], "FP32"),
+        tensor("C1", [a["C1"] for a in asked], "BYTES"),
+    ]
+    got = client.infer("crit", inputs).as_numpy("probability").tolist()
+    client.close()
+    expected = model.predict(batch_from_dicts(asked, model.spec)).astype(np.float32).tolist()
+    assert got == expected
 
 
 @pytest.mark.parametrize("coding", ["gzip", "deflate"])
