@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
 
+from shoal.data.batch import Batch
 from shoal.errors import ShoalError
 
 T = TypeVar("T")
@@ -43,6 +44,20 @@ class Parsed(NamedTuple):
     skipped: int
     err_line: int
     problem: str
+
+    def batch(self, source: str, first_line: int) -> Batch:
+        """The rows as a Batch of ``source``, whose block starts at line ``first_line``."""
+        return Batch(
+            indptr=self.indptr,
+            indices=self.indices,
+            values=self.values,
+            labels=self.labels,
+            weights=self.weights,
+            tag_offsets=self.tag_offsets,
+            tag_bytes=self.tag_bytes,
+            lines=self.lines + first_line,
+            source=source,
+        )
 
 
 def open_file(path: Path) -> BinaryIO:

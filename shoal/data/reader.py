@@ -265,17 +265,7 @@ class TextReader:
                 st.bytes_read += len(block)
                 st.rows += len(out.labels)
                 if len(out.labels):
-                    yield Batch(
-                        indptr=out.indptr,
-                        indices=out.indices,
-                        values=out.values,
-                        labels=out.labels,
-                        weights=out.weights,
-                        tag_offsets=out.tag_offsets,
-                        tag_bytes=out.tag_bytes,
-                        lines=out.lines + base,
-                        source=name,
-                    )
+                    yield out.batch(name, base)
 
     def _parser(self, fmt: str, name: str) -> tuple[Callable[[bytes], Parsed], int]:
         """The block parser of a line format, and the length of the file's header (CSV)."""

@@ -209,17 +209,7 @@ def _parse_vw(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Ba
     ), buf)  # fmt: skip
     if out.problem:
         raise RequestError(f"{field}[{first + out.err_line}]", out.problem)
-    return Batch(
-        indptr=out.indptr,
-        indices=out.indices,
-        values=out.values,
-        labels=out.labels,
-        weights=out.weights,
-        tag_offsets=out.tag_offsets,
-        tag_bytes=out.tag_bytes,
-        lines=out.lines + first + 1,
-        source=field,
-    )
+    return out.batch(field, first + 1)
 
 
 def _parse_json(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Batch:
