@@ -52,8 +52,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data",
         nargs="+",
-        help="input files or directories (VW text, svmlight, CSV/TSV, JSON lines, Parquet; "
-        ".gz read as is; Parquet also from URIs such as s3://bucket/dir)",
+        help="input files, directories or glob patterns, local or behind URIs such as "
+        "s3://bucket/dir (VW text, svmlight, CSV/TSV, JSON lines, Parquet; .gz read as is)",
     )
     p.add_argument("--format", choices=FORMATS, help="input format (default: from the file name)")
     p.add_argument(
@@ -269,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.workers is not None or args.engine == "ray" or args.checkpoint_dir:
         return _train_cluster(model, opts, args)
-    total = sum(_size(p) for p in args.data)
+    total = _size(args.data)
     view = _ProgressView(total, opts.passes)
     try:
         report = train(model, args.data, opts, on_batch=view)
@@ -327,13 +327,11 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
     return 0
 
 
-def _size(path: str) -> int:
-    """Bytes of a file or of the files of a directory or URI, for the progress bar (0: unknown)."""
+def _size(inputs: Sequence[str | os.PathLike[str]]) -> int:
+    """Bytes of the input files, for the progress bar (0: unknown; the reader says why)."""
     try:
-        if data_files.is_dir(path):
-            return sum(data_files.file_size(f) for f in data_files.list_dir(path))
-        return data_files.file_size(path)
-    except (OSError, ShoalError):
+        return sum(data_files.file_size(f) for f in data_files.expand(inputs))
+    except ShoalError:
         return 0
 
 
@@ -431,7 +429,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
         te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
         model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic", optimizer="adagrad"))
-        view = _ProgressView(_size(str(tr.path)), 1)
+        view = _ProgressView(_size([tr.path]), 1)
         try:
             report = train(model, [tr.path], TrainOptions(), on_batch=view)
         finally:

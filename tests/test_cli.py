@@ -68,6 +68,30 @@ def test_continue_training_from_the_cli_equals_one_run(files: dict[str, Path]) -
     assert np.array_equal(one.counters, ab.counters)
 
 
+def test_train_eval_predict_read_file_uris_and_globs_as_paths(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = files["dir"]
+    runs = {
+        "path": [str(files["train"])],
+        "uri": [f"file://{files['train']}"],
+        "parts": [str(files["a"]), str(files["b"])],
+        "uri glob": [f"file://{d}/[ab].vw"],  # a.vw then b.vw: train.vw's lines, in order
+    }
+    for name, data in runs.items():
+        assert main(["train", *data, "-o", str(d / f"{name}.shoal"), "-q", "uv"]) == 0
+        assert main(["predict", str(d / "path.shoal"), *data, "-o", str(d / f"{name}.txt")]) == 0
+        assert main(["eval", str(d / "path.shoal"), *data, "--json"]) == 0
+    model = (d / "path.shoal").read_bytes()
+    predictions = (d / "path.txt").read_text()
+    assert len(predictions.split()) == 400
+    for name in runs:
+        assert (d / f"{name}.shoal").read_bytes() == model, name
+        assert (d / f"{name}.txt").read_text() == predictions, name
+    metrics = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(metrics) == 4 and len(set(metrics)) == 1
+
+
 def test_initial_model_refuses_conflicting_flags(files: dict[str, Path], capsys) -> None:
     d = files["dir"]
     main(["train", str(files["a"]), "-o", str(d / "a.shoal"), "--bits", "12"])
@@ -130,6 +154,8 @@ def test_bad_record_policies(tmp_path: Path, capsys) -> None:
     [
         (["eval", "missing.shoal", "x.vw"], "no such file"),
         (["train", "missing.vw", "-o", "m.shoal"], "no such file"),
+        (["train", "file:///missing/x.vw", "-o", "m.shoal"], "file:///missing/x.vw: no such"),
+        (["train", "foo://bucket/x.vw", "-o", "m.shoal"], "no file system for foo:// URIs"),
         (["train", "data.vw", "-o", "m.shoal", "--bits", "40"], "bits"),
         (
             ["train", "data.vw", "-o", "m.shoal", "--loss", "multiclass", "--classes", "1"],

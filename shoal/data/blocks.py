@@ -1,8 +1,9 @@
 """Text files in blocks of whole lines: gzip on the fly, byte ranges cut at record boundaries,
 and parsing a few blocks ahead on threads.
 
-Every line-oriented format (VW, svmlight, CSV/TSV, JSON lines) is read this way, so each of
-them can be cut into byte ranges by the planner and read with bounded memory.
+Every line-oriented format (VW, svmlight, CSV/TSV, JSON lines) is read this way, from a local
+path or a URI alike (``files.open_input``), so each of them can be cut into byte ranges by the
+planner and read with bounded memory.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 import numpy as np
 
+from shoal.data import files
 from shoal.data.batch import Batch
 from shoal.errors import ShoalError
 
 T = TypeVar("T")
 SKIP_HINT = "use --on-bad-record skip to skip such lines"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Parsed(NamedTuple):
@@ -60,19 +63,26 @@ class Parsed(NamedTuple):
         )
 
 
-def open_file(path: Path) -> BinaryIO:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(2)
-        if magic == b"\x1f\x8b":
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise ShoalError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ShoalError(f"{path}: is a directory, not a data file") from None
-    except PermissionError:
-        raise ShoalError(f"{path}: permission denied") from None
+@contextmanager
+def open_file(path: str) -> Iterator[BinaryIO]:
+    """The bytes of a local file or a URI, gzip decompressed on the fly.
+
+    gzip is told by its magic bytes, not by the name. A gzip stream cannot be entered in the
+    middle, and neither can a file that its file system only streams (``whole_only``).
+    """
+    with files.open_input(path) as raw:
+        if raw.peek(2)[:2] == GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                yield gz  # type: ignore[misc]
+        else:
+            yield raw
+
+
+def whole_only(f: BinaryIO) -> str:
+    """Why ``f`` cannot be read from a byte offset ("" if it can)."""
+    if isinstance(f, gzip.GzipFile):
+        return "is gzip-compressed"
+    return "" if f.seekable() else "is only streamed by its file system"
 
 
 def read_bytes(f: BinaryIO, n: int, path: str) -> bytes:
@@ -113,7 +123,7 @@ def blocks(
     ``end``. Every record of a file cut into adjacent ranges is thus read exactly once.
     """
     seek_record(f, start, path)
-    pos = f.tell()  # file offset of data[0]
+    pos = f.tell() if end is not None else 0  # file offset of data[0]: a range needs it
     tail = b""
     while True:
         chunk = read_bytes(f, block_bytes, path)
@@ -141,7 +151,7 @@ def blocks(
 def count_lines(path: str | os.PathLike[str], upto: int) -> int:
     """Number of newlines in the first ``upto`` bytes of an uncompressed file."""
     n = 0
-    with open_file(Path(path)) as f:
+    with open_file(str(path)) as f:
         left = upto
         while left > 0:
             chunk = read_bytes(f, min(left, 1 << 22), str(path))

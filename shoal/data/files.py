@@ -1,20 +1,37 @@
-"""Where data lives: local files and directories, and URIs that pyarrow's file systems open.
+"""Where data lives: local paths, and URIs that pyarrow's file systems open.
 
-A directory stands for the data files under it (recursively, in sorted order), skipping hidden
+This module is the one place that finds and opens inputs. A URI (``s3://bucket/key``,
+``gs://...``, ``hdfs://...``, ``file:///...``) goes through ``pyarrow.fs.FileSystem.from_uri``,
+so it works wherever that file system is built into pyarrow and configured; its options ride
+in the URI (``s3://bucket/key?region=eu-west-1&endpoint_override=host:9000&scheme=http``) and
+credentials come from the provider's usual environment variables and files. Everything else
+is a local path.
+
+Inputs are files, directories and glob patterns, local or behind URIs alike (``expand``). A
+directory stands for the data files under it (recursively, in sorted order), skipping hidden
 names: those starting with ``.`` or ``_`` (``.crc`` files, Spark's ``_SUCCESS`` and
-``_metadata``), as Arrow's own dataset discovery does. A URI (``s3://bucket/key``,
-``gs://...``, ``hdfs://...``, ``file:///...``) is opened through
-``pyarrow.fs.FileSystem.from_uri``, so it works wherever that file system is configured; only
-Parquet is read from URIs.
+``_metadata``), as Arrow's own dataset discovery does. A pattern (``*``, ``?``, ``[...]``,
+``**`` for any depth) skips hidden names too, unless its own part starts with ``.`` or ``_``.
+In a URI ``?`` starts the options, so there it is no wildcard.
+
+Errors are one line naming the file: "s3://b/k: no such file".
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from shoal.errors import ShoalError
+
+URI_BUFFER = 4 << 20  # one request to an object store per 4 MiB read, whatever the reader asks
 
 
 def is_uri(path: str | os.PathLike[str]) -> bool:
@@ -24,8 +41,22 @@ def is_uri(path: str | os.PathLike[str]) -> bool:
     return bool(sep) and len(head) > 1 and head.replace("+", "").isalnum()
 
 
+def basename(path: str | os.PathLike[str]) -> str:
+    """The last part of a path or of a URI's path (without its options)."""
+    text = str(path)
+    return Path(urlsplit(text).path if is_uri(text) else text).name
+
+
 def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+# -- file systems --------------------------------------------------------------------------
 
 
 def arrow_filesystem(path: str | os.PathLike[str]) -> tuple[Any, str]:
@@ -35,53 +66,222 @@ def arrow_filesystem(path: str | os.PathLike[str]) -> tuple[Any, str]:
     text = str(path)
     if not is_uri(text):
         return pafs.LocalFileSystem(), str(Path(text).resolve())
+    return _from_uri(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _from_uri(uri: str) -> tuple[Any, str]:
+    """``FileSystem.from_uri``, once per URI: an S3 file system may look up the bucket's region
+    over the network, and a file is opened several times (format, header, data)."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    scheme = uri.partition("://")[0].lower()
     try:
-        return pafs.FileSystem.from_uri(text)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... per file system
-        raise ShoalError(f"{text}: cannot open this URI: {exc}") from None
+        return pafs.FileSystem.from_uri(uri)
+    except pa.ArrowNotImplementedError as exc:  # "Got S3 URI but Arrow compiled without S3 ..."
+        raise ShoalError(
+            f"{uri}: this pyarrow ({pa.__version__}) was built without {scheme}:// support "
+            f"({_one_line(exc)}); install pyarrow's wheel from PyPI, which has S3, GCS and "
+            "HDFS, or a build with that file system enabled"
+        ) from None
+    except Exception as exc:  # ArrowInvalid, OSError, ... as each file system raises them
+        text = _one_line(exc)
+        if text.startswith("Unrecognized filesystem type"):
+            raise ShoalError(
+                f"{uri}: pyarrow has no file system for {scheme}:// URIs (it has file://, "
+                "s3://, gs:// and hdfs://); copy the data to one of those or to a local path"
+            ) from None
+        if scheme in ("hdfs", "viewfs") and ("libjvm" in text or "libhdfs" in text):
+            raise ShoalError(
+                f"{uri}: pyarrow cannot load Java's libjvm and Hadoop's libhdfs ({text}); set "
+                "JAVA_HOME, HADOOP_HOME and CLASSPATH (hadoop classpath --glob), or "
+                "ARROW_LIBHDFS_DIR"
+            ) from None
+        raise ShoalError(f"{uri}: cannot open this URI: {text}") from None
+
+
+@contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """Turns a file system's errors into one line that names the file."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ShoalError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ShoalError(f"{path}: is a directory, not a data file") from None
+    except PermissionError:
+        raise ShoalError(f"{path}: permission denied") from None
+    except OSError as exc:  # pyarrow raises OSError for what S3, GCS or HDFS answer
+        text = _one_line(exc)
+        if any(word in text for word in ("ACCESS_DENIED", "AccessDenied", "PERMISSION_DENIED")):
+            raise ShoalError(f"{path}: permission denied (check the credentials): {text}") from None
+        raise ShoalError(f"{path}: cannot read: {text}") from None
+
+
+def _info(path: str) -> Any:
+    import pyarrow.fs as pafs
+
+    fs, inner = arrow_filesystem(path)
+    with _naming(path):
+        info = fs.get_file_info(inner)
+    if info.type == pafs.FileType.NotFound:
+        raise ShoalError(f"{path}: no such file")
+    return info
 
 
 def is_dir(path: str | os.PathLike[str]) -> bool:
+    """True for a directory, local or behind a URI; False for a file or nothing there."""
     if not is_uri(path):
         return Path(path).is_dir()
     import pyarrow.fs as pafs
 
     fs, inner = arrow_filesystem(path)
-    return bool(fs.get_file_info(inner).type == pafs.FileType.Directory)
-
-
-def list_dir(path: str | os.PathLike[str]) -> list[str]:
-    """The data files under a directory (local or URI), sorted; hidden names are skipped."""
-    text = str(path)
-    if not is_uri(text):
-        root = Path(text)
-        files = sorted(
-            str(f)
-            for f in root.rglob("*")
-            if f.is_file() and not any(_hidden(part) for part in f.relative_to(root).parts)
-        )
-    else:
-        import pyarrow.fs as pafs
-
-        fs, inner = arrow_filesystem(text)
-        infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-        rel = [i.path[len(inner) :].lstrip("/") for i in infos if i.type == pafs.FileType.File]
-        files = sorted(
-            text.rstrip("/") + "/" + r
-            for r in rel
-            if not any(_hidden(part) for part in r.split("/"))
-        )
-    if not files:
-        raise ShoalError(f"{text}: directory holds no files")
-    return files
+    with _naming(str(path)):
+        return bool(fs.get_file_info(inner).type == pafs.FileType.Directory)
 
 
 def file_size(path: str | os.PathLike[str]) -> int:
     """Size in bytes of a local file or a URI."""
     if not is_uri(path):
-        return os.path.getsize(path)
-    fs, inner = arrow_filesystem(path)
-    info = fs.get_file_info(inner)
+        with _naming(str(path)):
+            return os.path.getsize(path)
+    info = _info(str(path))
     if info.size is None:
-        raise ShoalError(f"{path}: no such file")
+        raise ShoalError(f"{path}: is a directory, not a data file")
     return int(info.size)
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+def open_arrow(path: str | os.PathLike[str]) -> Any:
+    """A pyarrow random-access file (``NativeFile``), as Parquet's reader wants it."""
+    fs, inner = arrow_filesystem(path)
+    with _naming(str(path)):
+        return fs.open_input_file(inner)
+
+
+def open_input(path: str | os.PathLike[str]) -> io.BufferedReader:
+    """The raw bytes of a local file or a URI, buffered, with ``peek``.
+
+    Seekable (byte ranges) wherever the file system reads at offsets, as every one built into
+    pyarrow does; a forward-only stream where that is all a file system offers.
+    """
+    text = str(path)
+    if not is_uri(text):
+        with _naming(text):
+            return open(text, "rb")  # the caller closes it
+    fs, inner = arrow_filesystem(text)
+    with _naming(text):
+        try:
+            raw = fs.open_input_file(inner)
+        except NotImplementedError:  # pyarrow's ArrowNotImplementedError derives from it
+            raw = fs.open_input_stream(inner, compression=None)
+    return io.BufferedReader(raw, buffer_size=URI_BUFFER)
+
+
+# -- listing -------------------------------------------------------------------------------
+
+
+def _join(root: str, rel: str) -> str:
+    """``rel`` under ``root``, keeping a URI's user, host and options.
+
+    In a URI, a name's spaces, ``%``, ``?``, ``#`` and wildcards are percent-encoded (pyarrow
+    decodes them), so that the URI opens that very file and is no pattern.
+    """
+    if not is_uri(root):
+        return os.path.join(root, rel) if root else rel
+    parts = urlsplit(root)
+    path = parts.path.rstrip("/") + "/" + quote(rel, safe="/=:@!$&'(),;+")
+    return urlunsplit(parts._replace(path=path))
+
+
+def _walk(root: str, recursive: bool) -> list[str]:
+    """Paths relative to the directory ``root`` of the files in it (or under it), sorted."""
+    import pyarrow.fs as pafs
+
+    fs, inner = arrow_filesystem(root or ".")
+    with _naming(root):
+        infos = fs.get_file_info(
+            pafs.FileSelector(inner, allow_not_found=True, recursive=recursive)
+        )
+    base = len(inner.rstrip("/")) + 1
+    return sorted(i.path[base:] for i in infos if i.type == pafs.FileType.File)
+
+
+def list_dir(path: str | os.PathLike[str]) -> list[str]:
+    """The data files under a directory (local or URI), sorted; hidden names are skipped."""
+    text = str(path)
+    found = [
+        _join(text, rel)
+        for rel in _walk(text, recursive=True)
+        if not any(_hidden(part) for part in rel.split("/"))
+    ]
+    if not found:
+        raise ShoalError(f"{text}: directory holds no files")
+    return found
+
+
+def _wild(text: str) -> bool:
+    """Whether a path has wildcards (in a URI's path only: ``?`` starts its options)."""
+    return any(ch in (urlsplit(text).path if is_uri(text) else text) for ch in "*?[")
+
+
+def _matches(parts: list[str], pattern: list[str]) -> bool:
+    """Glob matching by path parts: ``**`` is any number of parts, a hidden name needs a
+    pattern part that starts as it does."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(
+            _matches(parts[i:], rest)
+            for i in range(len(parts) + 1)
+            if not any(_hidden(p) for p in parts[:i])
+        )
+    if not parts or not fnmatchcase(parts[0], head):
+        return False
+    if _hidden(parts[0]) and not _hidden(head):
+        return False
+    return _matches(parts[1:], rest)
+
+
+def glob(pattern: str) -> list[str]:
+    """The files a pattern matches, local or behind a URI, sorted.
+
+    The directory before the first part with a wildcard is listed once: only its top level
+    for a pattern such as ``data/*.vw``, everything under it otherwise.
+    """
+    if is_uri(pattern):
+        uri = urlsplit(pattern)
+        prefix, path = uri.scheme + "://" + uri.netloc, uri.path
+        suffix = "?" + uri.query if uri.query else ""
+    else:
+        prefix, path, suffix = "", pattern, ""
+    parts = path.split("/")
+    first = next(i for i, p in enumerate(parts) if _wild(p))
+    root = prefix + ("/".join(parts[:first]) or ("/" if path.startswith("/") else "")) + suffix
+    rest = parts[first:]
+    recursive = len(rest) > 1 or "**" in rest
+    found = [_join(root, rel) for rel in _walk(root, recursive) if _matches(rel.split("/"), rest)]
+    if not found:
+        raise ShoalError(f"{pattern}: no file matches this pattern")
+    return found
+
+
+def expand(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The files named by paths, globs, directories and URIs, in order (directories and globs:
+    their files, sorted)."""
+    import pyarrow.fs as pafs
+
+    out: list[str] = []
+    for item in inputs:
+        text = str(item)
+        if _wild(text):
+            out.extend(glob(text))
+        elif _info(text).type == pafs.FileType.Directory:
+            out.extend(list_dir(text))
+        else:
+            out.append(text)
+    return out

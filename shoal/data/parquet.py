@@ -1,6 +1,6 @@
 """Parquet files, streamed by record batches with bounded memory.
 
-A file is opened through ``files.arrow_filesystem`` (a local path, or any URI pyarrow's file
+A file is opened through ``files.open_arrow`` (a local path, or any URI pyarrow's file
 systems accept) and read with ``ParquetFile.iter_batches``: only the columns the schema needs,
 ``batch_rows`` rows at a time, one row group after another. Memory is thus about one row
 group's column chunks plus a few batches in flight -- never the file. Each record batch
@@ -33,16 +33,6 @@ MAX_BATCH_ROWS = 1 << 17
 MIN_BATCH_ROWS = 16
 
 
-def _open(path: str) -> Any:
-    fs, inner = files.arrow_filesystem(path)
-    try:
-        return fs.open_input_file(inner)
-    except FileNotFoundError:
-        raise ShoalError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ShoalError(f"{path}: cannot open: {exc}") from None
-
-
 def _parquet_file(path: str, f: Any) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(f)
@@ -69,7 +59,7 @@ def cut_points(path: str, target: int) -> list[tuple[int, int]]:
 
     The planner's cuts for a Parquet file: each range between two cuts holds whole row groups.
     """
-    with _open(path) as f:
+    with files.open_arrow(path) as f:
         meta = _parquet_file(path, f).metadata
     starts = group_starts(meta)
     cuts: list[tuple[int, int]] = []
@@ -115,7 +105,7 @@ def read(
     threads: int = 1,
 ) -> Iterator[Batch]:
     """Yield the batches of the row groups of ``path`` that begin in bytes [start, end)."""
-    with _open(path) as f:
+    with files.open_arrow(path) as f:
         pf = _parquet_file(path, f)
         meta = pf.metadata
         starts = group_starts(meta)

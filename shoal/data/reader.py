@@ -3,7 +3,8 @@
 Line formats (VW text, svmlight, CSV/TSV under a column schema, JSON lines) are read in blocks
 of whole lines (``block_bytes`` at a time, gzip decompressed on the fly); each block goes to
 its parser and comes out as one ``Batch``. Parquet is streamed by record batches
-(``parquet.py``). A directory stands for the data files under it. Whatever the format, the
+(``parquet.py``). Inputs are local paths or URIs (``files.py``); a directory stands for the
+data files under it, a glob pattern for the files it matches. Whatever the format, the
 same records give the same batches: a numeric value ``x`` of ``NAME`` in namespace ``NS`` is
 VW's ``|NS NAME:x``, a categorical value ``v`` is ``|NS NAME=v``.
 
@@ -13,9 +14,7 @@ line and problem; ``skip`` skips the line and counts it in ``ReadStats``.
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +31,12 @@ from shoal.data.blocks import (
     count_lines,
     open_file,
     ordered_map,
+    read_bytes,
     seek_record,
+    whole_only,
 )
 from shoal.data.columns import ColumnPlan
-from shoal.errors import ConfigError, DataError, ShoalError
+from shoal.errors import ConfigError, DataError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 
@@ -91,20 +92,17 @@ class ReadStats:
 def guess_format(path: str | os.PathLike[str]) -> Format:
     """The format named by the file's suffix, else sniffed from its first bytes.
 
-    A directory, and a URI without a known suffix, is taken for Parquet (a data set).
+    A directory is taken for Parquet (a data set).
     """
-    p = Path(path)
-    name = p.name[:-3] if p.name.endswith(".gz") else p.name
-    suffix = Path(name).suffix.lower()
+    name = files.basename(path)
+    suffix = Path(name[:-3] if name.endswith(".gz") else name).suffix.lower()
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]  # type: ignore[return-value]
-    if files.is_uri(path) or p.is_dir():
+    text = str(path)
+    if files.is_dir(text):
         return "parquet"
-    with open_file(p) as f:
-        try:
-            head = f.read(1 << 16)
-        except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
-            raise ShoalError(f"{p}: cannot read: {exc}") from None
+    with open_file(text) as f:
+        head = read_bytes(f, 1 << 16, text)
     if head.startswith(b"PAR1"):
         return "parquet"
     for raw in head.splitlines():
@@ -122,7 +120,7 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
                 return "svmlight"
             break
     raise ConfigError(
-        "format", f"cannot tell the format of {p}; pass --format ({', '.join(FORMATS)})"
+        "format", f"cannot tell the format of {text}; pass --format ({', '.join(FORMATS)})"
     )
 
 
@@ -140,7 +138,7 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
     A file whose first line names the columns (or any file, when the schema says it has a
     header) maps fields to columns by name; otherwise by position.
     """
-    with open_file(Path(path)) as f:
+    with open_file(path) as f:
         first = f.readline()
     names = [
         t.strip().strip('"') for t in first.decode("utf-8", "replace").rstrip("\r\n").split(delim)
@@ -208,23 +206,41 @@ class TextReader:
         end: int | None = None,
         first_line: int | None = None,
     ) -> Iterator[Batch]:
-        """Yield the batches of one file (or directory), or of the records that begin in bytes
-        [start, end) of a file.
+        """Yield the batches of one file (or directory, or glob pattern), or of the records that
+        begin in bytes [start, end) of a file.
 
         ``stats`` (if given) is updated as blocks are read. ``first_line`` is the number of
         lines before the range (counted here if not given) so that messages name real lines.
         For Parquet a record is a row group: those that begin in the range are read, and a
         line number is a 1-based row number.
         """
-        name = str(path)
         st = stats if stats is not None else ReadStats()
-        if files.is_dir(name):
-            if start > 0 or end is not None:
-                raise ConfigError("start", f"{name} is a directory: only files have byte ranges")
-            for item in files.list_dir(name):
-                yield from self.read(item, st)
-            return
-        fmt = self.format or guess_format(path)
+        if start > 0 or end is not None:
+            yield from self._read_file(str(path), st, start, end, first_line)
+        else:
+            yield from self.read_all([path], st)
+
+    def read_all(
+        self, paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None
+    ) -> Iterator[Batch]:
+        """Yield the batches of several files (or directories, or glob patterns) in order.
+
+        Every input is looked up before the first batch: a missing one stops the read at once.
+        """
+        st = stats if stats is not None else ReadStats()
+        for name in files.expand(list(paths)):
+            yield from self._read_file(name, st)
+
+    def _read_file(
+        self,
+        name: str,
+        st: ReadStats,
+        start: int = 0,
+        end: int | None = None,
+        first_line: int | None = None,
+    ) -> Iterator[Batch]:
+        """The batches of one file, local or behind a URI, or of a byte range of it."""
+        fmt = self.format or guess_format(name)
         st.files.append(name)
         if fmt == "parquet":
             from shoal.data import parquet  # imports pyarrow: only when needed
@@ -234,20 +250,17 @@ class TextReader:
                 block_bytes=self.block_bytes, batch_rows=self.batch_rows, threads=self.threads,
             )  # fmt: skip
             return
-        if files.is_uri(name):
-            raise ConfigError(
-                "format", f"{name}: only Parquet is read from URIs; copy {fmt} files to a path"
-            )
         parse, header_len = self._parser(fmt, name)
-        if start < header_len:  # the header is not a record
-            start, first_line = header_len, 1
-        with open_file(Path(path)) as f:
-            if start > 0 and isinstance(f, gzip.GzipFile):
-                raise ConfigError("start", f"{name} is gzip-compressed: it can only be read whole")
+        with open_file(name) as f:
+            if (start > 0 or end is not None) and (why := whole_only(f)):
+                raise ConfigError("start", f"{name} {why}: it can only be read whole")
+            if start < header_len:  # the header is not a record: read past it, gzip or not
+                f.readline()
+                start, first_line = 0, 1
             chunks = blocks(f, self.block_bytes, name, start, end)
             if start > 0 and first_line is None:
                 seek_record(f, start, name)
-                first_line = count_lines(path, f.tell())
+                first_line = count_lines(name, f.tell())
                 f.seek(0)
             file_lines = first_line or 0
             # json.loads holds the GIL: more threads would only contend for it
@@ -306,10 +319,3 @@ class TextReader:
             return as_parsed(out, buf, ord(sep), len(fieldmap))
 
         return parse_table, header_len
-
-    def read_all(
-        self, paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None
-    ) -> Iterator[Batch]:
-        """Yield the batches of several files (or directories) in order."""
-        for p in paths:
-            yield from self.read(p, stats)

@@ -1,23 +1,24 @@
 """Planning: input paths -> shards (whole files, or byte ranges cut at record boundaries).
 
-Workers read their shards themselves; a shard is only a path and a byte range. Planning reads
-each uncompressed text file once, quickly (newline counting), so that every range starts
-exactly at a record and knows its first line number: error messages name real lines. Parquet
-files are cut between row groups (from their footers; a range reads the row groups that begin
-in it). gzip files are not splittable and stay whole, as do files behind URIs (``s3://...``),
-which are read by the workers themselves.
+Workers read their shards themselves, local paths and URIs (``s3://...``) alike; a shard is
+only a path and a byte range. Planning reads each uncompressed text file larger than a shard
+once, quickly (newline counting), so that every range starts exactly at a record and knows its
+first line number: error messages name real lines. Files no larger than a shard are not read
+at all (their sizes come from the file system's listing), so a data set of many part files
+behind a URI is planned without downloading it. Parquet files are cut between row groups (from
+their footers; a range reads the row groups that begin in it). gzip files are not splittable
+and stay whole, as do files that their file system only streams.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from shoal.data import files as data_files
+from shoal.data.blocks import open_file, whole_only
 from shoal.errors import ShoalError
 
 _SCAN = 1 << 22
@@ -39,36 +40,12 @@ class Shard:
         return f"shard {self.index} ({self.path}, bytes {self.start}-{self.end})"
 
 
-def expand(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Files named by paths, globs, directories and URIs (directories: their files, sorted)."""
-    out: list[str] = []
-    for item in inputs:
-        text = str(item)
-        if data_files.is_uri(text):
-            out.extend(data_files.list_dir(text) if data_files.is_dir(text) else [text])
-        elif Path(text).is_dir():
-            out.extend(data_files.list_dir(text))
-        elif any(ch in text for ch in "*?["):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise ShoalError(f"{text}: no file matches this pattern")
-            out.extend(m for m in matches if Path(m).is_file())
-        elif Path(text).is_file():
-            out.append(text)
-        else:
-            raise ShoalError(f"{text}: no such file")
-    return out
-
-
 def _kind(path: str) -> str:
-    """How a file may be cut: "whole" (gzip, URIs), "parquet" (row groups) or "text" (lines)."""
-    if data_files.is_uri(path):
-        return "whole"
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if magic[:2] == b"\x1f\x8b":
-        return "whole"
-    return "parquet" if magic == b"PAR1" else "text"
+    """How a file may be cut: "whole" (gzip, streams), "parquet" (row groups) or "text" (lines)."""
+    with open_file(path) as f:
+        if whole_only(f):
+            return "whole"
+        return "parquet" if f.read(4) == b"PAR1" else "text"
 
 
 def _cut_points(path: str, size: int, target: int) -> list[tuple[int, int]]:
@@ -77,7 +54,7 @@ def _cut_points(path: str, size: int, target: int) -> list[tuple[int, int]]:
     want = target
     lines = 0
     pos = 0
-    with open(path, "rb") as f:
+    with data_files.open_input(path) as f:
         while want < size:
             chunk = f.read(_SCAN)
             if not chunk:
@@ -98,7 +75,7 @@ def _cut_points(path: str, size: int, target: int) -> list[tuple[int, int]]:
 
 def plan(inputs: Sequence[str | os.PathLike[str]], shards: int) -> list[Shard]:
     """Cut the inputs into about ``shards`` shards of similar size, in input order."""
-    files = expand(inputs)
+    files = data_files.expand(inputs)
     if not files:
         raise ShoalError("no input files given")
     sizes = [data_files.file_size(f) for f in files]

@@ -207,7 +207,7 @@ def test_uris_are_read_through_arrow_file_systems(tmp_path: Path) -> None:
     shards = plan([uri], 4)
     assert [s.path for s in shards] == [f"{uri}/a.parquet", f"{uri}/b.parquet"]
     assert len(fingerprint(shards)) == 64
-    with pytest.raises(ConfigError, match="only Parquet is read from URIs"):
+    with pytest.raises(ShoalError, match=f"{uri}/x.vw: no such file"):
         read(f"{uri}/x.vw")
 
 

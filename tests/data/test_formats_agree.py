@@ -9,6 +9,7 @@ pandas DataFrames, dicts and scipy matrices must all agree with it bit for bit.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import random
 from pathlib import Path
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 
 from shoal.cli import main
 from shoal.data import frames
-from shoal.data.reader import TextReader
+from shoal.data.reader import TextReader, guess_format
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
@@ -30,6 +31,7 @@ from shoal.train.coordinator import ClusterOptions, Coordinator
 from shoal.train.local import LocalExecutor
 from shoal.train.single import TrainOptions
 from tests.data import same_records as sr
+from tests.data.test_files import as_uri
 
 SPEC = FeatureSpec(bits=18, interactions=("u ", "  "))  # user x default, default x default
 WITH_SCHEMA = dataclasses.replace(SPEC, schema=sr.SCHEMA)
@@ -52,7 +54,7 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def read(path: Path, spec: FeatureSpec, **kw: object) -> list:
+def read(path: Path | str, spec: FeatureSpec, **kw: object) -> list:
     return list(TextReader(spec=spec, block_bytes=1500, **kw).read(path))  # type: ignore[arg-type]
 
 
@@ -81,6 +83,43 @@ def test_every_file_format_gives_the_batches_of_vw_text(paths: dict[str, Path]) 
         if name == "csv":  # the header is line 1
             assert (got["lines"] == ref["lines"] + 1).all()
         assert learn(batches) == learn(vw), name
+
+
+def svmlight_text(records: list[sr.Record]) -> str:
+    """The records' numeric features I1..I3 as svmlight's columns 1..3."""
+    return "".join(
+        f"{r.label} "
+        + " ".join(f"{j}:{r.values[n]}" for j, n in enumerate(sr.DEFAULT_NS[:3], 1)
+                   if r.values[n] is not None)
+        + "\n"
+        for r in records
+    )  # fmt: skip
+
+
+TEXTS = {  # name: (text, spec, the format sniffed from the text; CSV is never guessed)
+    "r.vw": (sr.vw_text, SPEC, "vw"),
+    "r.svm": (svmlight_text, SPEC, "svmlight"),
+    "r.csv": (sr.csv_text, WITH_SCHEMA, None),
+    "r.tsv": (lambda records: sr.csv_text(records).replace(",", "\t"), WITH_SCHEMA, None),
+    "r.jsonl": (sr.jsonl_text, SPEC, "jsonl"),
+}
+
+
+@pytest.mark.parametrize("name", TEXTS)
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_a_file_uri_reads_as_its_path(tmp_path: Path, name: str, gz: bool) -> None:
+    """Through pyarrow's file system, the same bytes: blocks, CSV headers, gzip, line numbers."""
+    text, spec, sniffed = TEXTS[name]
+    data = text(RECORDS).encode()
+    path = tmp_path / (name + ".gz" if gz else name)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    local = read(path, spec)
+    assert sum(len(b) for b in local) == 200 and len(local) > 1
+    sr.assert_same(sr.concat(local), sr.concat(read(as_uri(path), spec)))
+    if sniffed:
+        mystery = path.with_name("records")  # no suffix: the format is told by the bytes
+        mystery.write_bytes(path.read_bytes())
+        assert guess_format(as_uri(mystery)) == guess_format(mystery) == sniffed
 
 
 def test_inferred_parquet_schema_equals_vw_text(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from shoal.data.reader import ReadStats, TextReader, guess_format
 from shoal.errors import ConfigError, DataError, ShoalError
 from shoal.features.hashing import CONSTANT_HASH, combine, feature_hash
 from shoal.features.spec import FeatureSpec
+from tests.data.test_files import WHERE, Where
 
 BARE = FeatureSpec(bits=24, constant=False)
 
@@ -89,7 +90,7 @@ def concat(batches: list[Batch], stats: ReadStats) -> Parsed:
 
 
 def read(
-    path: pathlib.Path,
+    path: pathlib.Path | str,
     spec: FeatureSpec = BARE,
     fmt: str | None = None,
     **kwargs: object,
@@ -632,16 +633,25 @@ BAD = [
 
 @pytest.mark.parametrize(("fmt", "line", "token", "what"), BAD)
 @pytest.mark.parametrize("block_bytes", [5, 1 << 20])
+@WHERE
 def test_bad_record_stops_with_file_line_and_token(
-    tmp_path: pathlib.Path, fmt: str, line: str, token: str, what: str, block_bytes: int
+    tmp_path: pathlib.Path,
+    fmt: str,
+    line: str,
+    token: str,
+    what: str,
+    block_bytes: int,
+    where: Where,
 ) -> None:
+    """The message names the file as it was given, a path or a URI."""
     good = "1 | 3:1" if fmt == "vw" else "1 3:1"
-    path = tmp_path / "bad.txt"
-    path.write_text(f"{good}\n\n{good}\n{line}\n{good}\n")
+    file = tmp_path / "bad.txt"
+    file.write_text(f"{good}\n\n{good}\n{line}\n{good}\n")
+    path = where(file)
     with pytest.raises(DataError) as info:
         read(path, fmt=fmt, block_bytes=block_bytes)
     err = info.value
-    assert (err.path, err.line) == (str(path), 4)
+    assert (err.path, err.line) == (path, 4)
     message = str(err)
     assert message.startswith(f"line 4 of {path}: ")
     assert f"'{token}'" in message

@@ -333,6 +333,19 @@ def test_cli_trains_on_workers_and_eval_reads_the_model(
     assert Model.load(model_file).examples_learned == 3 * ROWS
 
 
+def test_workers_read_a_file_uri_shard_by_shard_to_the_same_bytes(
+    cli_reference: tuple[Path, str], clicks: Path, tmp_path: Path
+) -> None:
+    """A URI is cut into byte ranges as its path is (12 rounds: 8 shards a pass), so the plan,
+    hence the model, is the same; the workers read their ranges themselves."""
+    model_file, stdout = cli_reference
+    out = tmp_path / "uri.shoal"
+    done = shoal("train", f"file://{clicks}", "--workers", "2", "--passes", "3", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == stdout.splitlines()[-1]
+    assert out.read_bytes() == model_file.read_bytes()
+
+
 def test_a_killed_coordinator_resumes_to_the_same_bytes(
     cli_reference: tuple[Path, str],
     clicks: Path,

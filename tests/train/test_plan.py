@@ -1,4 +1,7 @@
-"""Planning: files, globs and directories into shards cut at record boundaries, each record once."""
+"""Planning: files into shards cut at record boundaries, each record once, local or behind URIs.
+
+(Expanding files, globs and directories is ``tests/data/test_files.py``'s.)
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,21 @@ import itertools
 import math
 import pathlib
 import random
+from typing import NoReturn
 
+import pyarrow.fs as pafs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shoal.data import files
 from shoal.data.batch import Batch
 from shoal.data.reader import ReadStats, TextReader, count_lines
-from shoal.errors import ConfigError, ShoalError
+from shoal.errors import ConfigError
 from shoal.features.spec import FeatureSpec
 from shoal.train import plan as plan_module
-from shoal.train.plan import Shard, expand, fingerprint, plan
+from shoal.train.plan import Shard, fingerprint, plan
+from tests.data.test_files import WHERE, Where, as_path, as_uri
 
 SPEC = FeatureSpec(bits=20, interactions=("ab",))
 Row = tuple[int, str, float, str, tuple[int, ...], tuple[float, ...]]
@@ -91,7 +98,7 @@ def read_shards(shards: list[Shard], fmt: str, block_bytes: int = 1 << 20) -> li
     return out
 
 
-def read_whole(path: pathlib.Path, fmt: str) -> list[Row]:
+def read_whole(path: pathlib.Path | str, fmt: str) -> list[Row]:
     return rows_of(list(TextReader(spec=SPEC, format=fmt).read(path)))  # type: ignore[arg-type]
 
 
@@ -113,44 +120,6 @@ def check_covering(shards: list[Shard], data: bytes) -> None:
         assert s.start == 0 or data[s.start - 1 : s.start] == b"\n"
         assert s.first_line == data.count(b"\n", 0, s.start)
         assert s.end is None or s.start < s.end < len(data)
-
-
-# -- expanding inputs ------------------------------------------------------------------------
-
-
-def test_expand_files_globs_and_directories(tmp_path: pathlib.Path) -> None:
-    d = tmp_path / "d"
-    (d / "sub").mkdir(parents=True)
-    for name in ("b.vw", "a.vw", "sub/c.vw", ".hidden.vw"):
-        (d / name).write_text("1 |a x\n")
-    (tmp_path / "x1.svm").write_text("1 1:1\n")
-    (tmp_path / "x2.svm").write_text("1 1:1\n")
-    got = expand([tmp_path / "x2.svm", d, str(tmp_path / "x?.svm")])
-    assert got == [
-        str(tmp_path / "x2.svm"),
-        str(d / "a.vw"),
-        str(d / "b.vw"),
-        str(d / "sub" / "c.vw"),
-        str(tmp_path / "x1.svm"),
-        str(tmp_path / "x2.svm"),
-    ]
-    assert expand([str(d / "**" / "*.vw")]) == [
-        str(d / "a.vw"),
-        str(d / "b.vw"),
-        str(d / "sub" / "c.vw"),
-    ]
-
-
-def test_expand_says_what_is_missing(tmp_path: pathlib.Path) -> None:
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ShoalError, match="no such file"):
-        expand([tmp_path / "nope.vw"])
-    with pytest.raises(ShoalError, match="no file matches"):
-        expand([str(tmp_path / "*.nope")])
-    with pytest.raises(ShoalError, match="holds no files"):
-        expand([tmp_path / "empty"])
-    with pytest.raises(ShoalError, match="no input files"):
-        plan([], 4)
 
 
 # -- cutting ---------------------------------------------------------------------------------
@@ -219,19 +188,50 @@ def test_cut_points_do_not_depend_on_the_scan_chunk(
         assert plan([path], n) == shards
 
 
-def test_gzip_files_stay_whole(tmp_path: pathlib.Path) -> None:
+@WHERE
+def test_gzip_files_stay_whole(tmp_path: pathlib.Path, where: Where) -> None:
     data = ("\n".join(vw_lines(500, random.Random(6))) + "\n").encode()
     plain = tmp_path / "a.vw"
     plain.write_bytes(data)
     gz = tmp_path / "b.vw.gz"
     gz.write_bytes(gzip.compress(data * 8))  # bigger on disk than the plain file
-    shards = plan([gz, plain], 6)
-    assert (shards[0].path, shards[0].start, shards[0].end) == (str(gz), 0, None)
+    shards = plan([where(gz), where(plain)], 6)
+    assert (shards[0].path, shards[0].start, shards[0].end) == (where(gz), 0, None)
     assert len(shards) > 2
-    assert all(s.path == str(plain) for s in shards[1:])
+    assert all(s.path == where(plain) for s in shards[1:])
     check_covering(shards[1:], data)
     with pytest.raises(ConfigError, match="gzip"):
-        list(TextReader(spec=SPEC).read(gz, start=10))
+        list(TextReader(spec=SPEC).read(where(gz), start=10))
+
+
+class StreamsOnly:
+    """A file system that can only stream its files, as some fsspec-backed ones do."""
+
+    def __init__(self) -> None:
+        self.local = pafs.LocalFileSystem()
+
+    def get_file_info(self, path: str) -> pafs.FileInfo:
+        return self.local.get_file_info(path)
+
+    def open_input_file(self, path: str) -> NoReturn:
+        raise NotImplementedError("no random access here")
+
+    def open_input_stream(self, path: str, compression: str | None = None) -> object:
+        return self.local.open_input_stream(path, compression=compression)
+
+
+def test_files_that_are_only_streamed_stay_whole(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = ("\n".join(vw_lines(500, random.Random(8))) + "\n").encode()
+    path = tmp_path / "a.vw"
+    path.write_bytes(data)
+    uri = as_uri(path)
+    monkeypatch.setattr(files, "arrow_filesystem", lambda p: (StreamsOnly(), str(path)))
+    assert plan([uri], 6) == [Shard(0, uri)]
+    assert read_whole(uri, "vw") == read_whole(path, "vw")
+    with pytest.raises(ConfigError, match="only streamed by its file system"):
+        list(TextReader(spec=SPEC).read(uri, start=10))
 
 
 # -- every record exactly once ---------------------------------------------------------------
@@ -248,8 +248,9 @@ def test_gzip_files_stay_whole(tmp_path: pathlib.Path) -> None:
         (True, True, False),
     ],
 )
+@WHERE
 def test_shards_together_read_each_record_exactly_once(
-    tmp_path: pathlib.Path, fmt: str, crlf: bool, blanks: bool, final_newline: bool
+    tmp_path: pathlib.Path, fmt: str, crlf: bool, blanks: bool, final_newline: bool, where: Where
 ) -> None:
     rng = random.Random(f"{fmt} {crlf} {blanks} {final_newline}")
     lines = vw_lines(400, rng) if fmt == "vw" else svm_lines(400, rng)
@@ -259,7 +260,7 @@ def test_shards_together_read_each_record_exactly_once(
     whole = read_whole(path, fmt)
     assert len(whole) == 400
     for n in (1, 2, 3, 8, 31):
-        shards = plan([path], n)
+        shards = plan([where(path)], n)
         check_covering(shards, data)
         for block_bytes in (1 << 20, 100):
             assert read_shards(shards, fmt, block_bytes) == whole
@@ -302,14 +303,21 @@ def documents(draw: st.DrawFn) -> tuple[bytes, str]:
     doc=documents(),
     cuts=st.lists(st.floats(0, 1.05), max_size=8),
     block=st.sampled_from([1, 13, 64, 1 << 16]),
+    where=st.sampled_from([as_path, as_uri]),
 )
 def test_any_byte_ranges_read_each_record_exactly_once(
-    tmp_path_factory: pytest.TempPathFactory, doc: tuple[bytes, str], cuts: list[float], block: int
+    tmp_path_factory: pytest.TempPathFactory,
+    doc: tuple[bytes, str],
+    cuts: list[float],
+    block: int,
+    where: Where,
 ) -> None:
-    """Adjacent ranges cut anywhere (inside records, on newlines, past the end, empty ones)."""
+    """Adjacent ranges cut anywhere (inside records, on newlines, past the end, empty ones), of
+    a local file or of a URI."""
     data, fmt = doc
-    path = tmp_path_factory.mktemp("ranges") / "doc.txt"
-    path.write_bytes(data)
+    file = tmp_path_factory.mktemp("ranges") / "doc.txt"
+    file.write_bytes(data)
+    path = where(file)
     offsets = sorted(int(c * len(data)) for c in cuts)
     bounds: list[tuple[int, int | None]] = list(zip([0, *offsets], [*offsets, None], strict=True))
     reader = TextReader(spec=SPEC, format=fmt, block_bytes=block)  # type: ignore[arg-type]

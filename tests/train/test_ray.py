@@ -73,7 +73,9 @@ def _ray_cluster(address: str, **kw) -> ClusterOptions:
 
 
 def test_ray_engine_matches_local_engine(ray_address, clicks, local_bytes):
-    model, report = train_cluster(Model(), [clicks], PASSES, _ray_cluster(ray_address))
+    """Reading the data through a URI, cut into the byte ranges of its path."""
+    uri = f"file://{clicks}"
+    model, report = train_cluster(Model(), [uri], PASSES, _ray_cluster(ray_address))
     assert model.to_bytes() == local_bytes
     assert report.examples == PASSES.passes * ROWS
     assert (report.worker_deaths, report.retries) == (0, 0)
@@ -143,11 +145,12 @@ def test_failing_task_stops_the_run_naming_the_shard(ray_address, tmp_path):
     with path.open("a") as f:
         f.write("1 |a x:abc\n")  # line 2001: not a number; the default policy stops
     cluster = _ray_cluster(ray_address, max_attempts=2, task_timeout=60.0)
+    uri = f"file://{path}"
     with pytest.raises(TaskFailedError) as info:
-        train_cluster(Model(), [path], TrainOptions(), cluster)
+        train_cluster(Model(), [uri], TrainOptions(), cluster)
     err = info.value
-    assert "bad.vw" in err.shard and err.attempts == 1
-    assert "line 2001" in err.cause and "not a finite number" in err.cause  # not a timeout
+    assert uri in err.shard and err.attempts == 1
+    assert f"line 2001 of {uri}" in err.cause and "not a finite number" in err.cause
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):
