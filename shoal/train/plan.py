@@ -4,8 +4,8 @@ Workers read their shards themselves, local paths and URIs (``s3://...``) alike;
 only a path and a byte range. Planning reads each uncompressed text file larger than a shard
 once, quickly (newline counting), so that every range starts exactly at a record and knows its
 first line number: error messages name real lines. Files no larger than a shard are not read
-at all (their sizes come from the file system's listing), so a data set of many part files
-behind a URI is planned without downloading it. Parquet files are cut between row groups (from
+at all (their sizes come from the file system), so a data set of many part files behind a URI
+is planned without downloading it. Parquet files are cut between row groups (from
 their footers; a range reads the row groups that begin in it). gzip files are not splittable
 and stay whole, as do files that their file system only streams.
 """
