@@ -44,6 +44,8 @@ class Batch:
         return bytes(self.tag_bytes[a:b]).decode("utf-8", errors="replace")
 
     def tags(self) -> list[str]:
+        if not len(self.tag_bytes):
+            return [""] * len(self)
         return [self.tag(i) for i in range(len(self))]
 
     def where(self, i: int) -> str:

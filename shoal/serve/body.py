@@ -20,8 +20,19 @@ from shoal.serve.errors import PayloadTooLarge, RequestError, Unauthorized, Unav
 T = TypeVar("T")
 
 
-def _no_constants(name: str, field: str) -> Any:
-    raise RequestError(field, f"{name} is not a JSON number")
+class _NoConstant(ValueError):
+    """NaN or Infinity where JSON has no such number."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NoConstant(name)
+
+
+# one decoder each, made once: json.loads with options builds a new one per call
+_DECODERS = {
+    True: json.JSONDecoder(parse_constant=float),
+    False: json.JSONDecoder(parse_constant=_no_constant),
+}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -67,17 +78,18 @@ def _decoded(body: bytes, coding: str, limit: int) -> bytes:
 def parse_json(data: bytes, field: str = "body", *, constants: bool = False) -> dict[str, Any]:
     """``data`` as a JSON object; RequestError naming ``field`` otherwise. NaN and Infinity,
     which JSON lacks, are refused unless ``constants`` (Triton's client writes them)."""
-    parse_constant = float if constants else (lambda name: _no_constants(name, field))
     if not data.strip():
         raise RequestError(field, "empty: expected a JSON object")
     try:
-        value = json.loads(data, parse_constant=parse_constant)
+        value = _DECODERS[constants].decode(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise RequestError(field, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise RequestError(field, f"not valid JSON ({exc})") from None
     except RecursionError:
         raise RequestError(field, "nested too deeply") from None
+    except _NoConstant as exc:
+        raise RequestError(field, f"{exc} is not a JSON number") from None
     if not isinstance(value, dict):
         raise RequestError(field, f"expected a JSON object, got {type(value).__name__}")
     return value

@@ -8,7 +8,11 @@ old events are pruned.
 
 The same database keeps, for ``feedback_ttl`` seconds, the features of each prediction under
 its event id; feedback joins a label to them and logs the labeled record as a learn event in one
-transaction, so an event id is learned at most once.
+transaction, so an event id is learned at most once. Predictions hand their features over
+without waking the writer: they wait in memory and go into the next transaction, at the latest
+``_REMEMBER_DELAY`` seconds later (nothing acknowledged depends on them, and a write per
+prediction cost a single-record prediction over HTTP a fifth of its time). A feedback, queued
+after its prediction, always finds them: every transaction writes the waiting features first.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -44,7 +49,8 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_expiry ON predictions (expires);
 """
 _MAX_GROUP = 512  # operations in one transaction
-_MAX_QUEUED = 100_000  # operations waiting for the writer before predictions' features are dropped
+_MAX_REMEMBERED = 200_000  # predictions' features waiting for the writer before more are dropped
+_REMEMBER_DELAY = 0.05  # seconds predictions' features may wait for a transaction
 log = logging.getLogger("shoal.serve")
 
 
@@ -116,18 +122,6 @@ class _Feedback(_Op):
 
 
 @dataclass
-class _Remember(_Op):
-    rows: Sequence[tuple[str, str]]  # (event id, features)
-    expires: float
-
-    def apply(self, log: EventLog, db: sqlite3.Connection) -> None:
-        db.executemany(
-            "INSERT OR REPLACE INTO predictions (event_id, features, expires) VALUES (?, ?, ?)",
-            [(i, f, self.expires) for i, f in self.rows],
-        )
-
-
-@dataclass
 class _Prune(_Op):
     upto_seq: int
 
@@ -174,7 +168,10 @@ class EventLog:
         self._next_purge = 0.0
         self.last_seq = 0
         self.events_logged = 0  # since open()
-        self.features_dropped = 0  # predictions whose features were not kept (queue full)
+        self.features_dropped = 0  # predictions whose features were not kept (writer behind)
+        self._remembered: list[tuple[str, str, float]] = []  # (event id, features, expires)
+        self._remembered_since = 0.0  # monotonic time of the oldest waiting row
+        self._remember_lock = threading.Lock()
 
     def open(self) -> None:
         self._db = _connect(self.path)
@@ -218,17 +215,21 @@ class EventLog:
         return self._submit(_Feedback(event_id, label))
 
     def remember(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
-        """Keep predictions' features (event id, features) until ``expires``; not waited for.
+        """Keep predictions' features (event id, features) until ``expires``; not waited for
+        (they reach the database within ``_REMEMBER_DELAY`` seconds, see the module's doc).
 
-        Past ``_MAX_QUEUED`` waiting operations (the disk cannot keep up) they are dropped and
+        Past ``_MAX_REMEMBERED`` waiting rows (the disk cannot keep up) they are dropped and
         counted: memory stays bounded, and their feedback gets 404.
         """
-        if self._closed:
+        if self._closed or not rows:
             return
-        if self._queue.qsize() > _MAX_QUEUED:
-            self.features_dropped += len(rows)
-            return
-        self._queue.put(_Remember(rows, expires))
+        with self._remember_lock:
+            if len(self._remembered) > _MAX_REMEMBERED:
+                self.features_dropped += len(rows)
+                return
+            if not self._remembered:
+                self._remembered_since = time.monotonic()
+            self._remembered += [(i, f, expires) for i, f in rows]
 
     def prune(self, upto_seq: int) -> None:
         """Drop events up to ``upto_seq`` (the oldest kept snapshot holds them)."""
@@ -291,7 +292,11 @@ class EventLog:
         stop = False
         while not stop:
             ops: list[_Op] = []
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._remember_timeout())
+            except queue.Empty:
+                self._commit([])  # predictions' features waited long enough
+                continue
             while True:
                 if item is None:
                     stop = True
@@ -303,8 +308,25 @@ class EventLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if ops:
+            if ops or self._remembered:
                 self._commit(ops)
+
+    def _remember_timeout(self) -> float | None:
+        """How long the writer may wait for work before writing waiting features (None: no
+        features wait)."""
+        with self._remember_lock:
+            if not self._remembered:
+                return None
+            return max(0.0, self._remembered_since + _REMEMBER_DELAY - time.monotonic())
+
+    def _write_remembered(self, db: sqlite3.Connection) -> None:
+        with self._remember_lock:
+            rows, self._remembered = self._remembered, []
+        if rows:
+            db.executemany(
+                "INSERT OR REPLACE INTO predictions (event_id, features, expires) VALUES (?, ?, ?)",
+                rows,
+            )
 
     def _commit(self, ops: list[_Op]) -> None:
         db = self._db
@@ -312,6 +334,7 @@ class EventLog:
         results: list[tuple[Any, BaseException | None]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
+            self._write_remembered(db)  # before the ops: a feedback finds its prediction
             for op in ops:
                 db.execute("SAVEPOINT op")
                 try:
