@@ -19,7 +19,7 @@ from shoal.serve.body import field, read_json, records, result, wants_wait
 from shoal.serve.config import HttpConfig
 from shoal.serve.endpoints import Endpoint, find_service
 from shoal.serve.errors import RequestError, Unavailable
-from shoal.serve.offload import on_records
+from shoal.serve.offload import Predictions, on_records
 from shoal.serve.service import ModelService
 from shoal.serve.snapshots import Version
 
@@ -27,9 +27,15 @@ from shoal.serve.snapshots import Version
 class JsonApi:
     """The ``/v1`` routes over a set of services (one per served model)."""
 
-    def __init__(self, services: Mapping[str, ModelService], http: HttpConfig) -> None:
+    def __init__(
+        self,
+        services: Mapping[str, ModelService],
+        http: HttpConfig,
+        predictions: Predictions | None = None,
+    ) -> None:
         self.services = services
         self.http = http
+        self.predictions = predictions or Predictions()  # shared by an app's front ends
 
     def endpoints(self) -> list[Endpoint]:
         m = "/v1/models/{name}"
@@ -85,7 +91,7 @@ class JsonApi:
     async def predict(self, request: Request) -> JSONResponse:
         service = self._service(request)
         recs = records(await self._body(request), self.http.max_records)
-        out = await on_records(service.predict, recs)
+        out = await self.predictions(service, recs)
         return JSONResponse({
             "model": service.name, "version": out.version,
             "predictions": out.values, "event_ids": out.event_ids,

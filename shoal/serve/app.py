@@ -35,6 +35,7 @@ from shoal.serve.errors import (
     Unavailable,
 )
 from shoal.serve.metrics import Metrics
+from shoal.serve.offload import Predictions
 from shoal.serve.oip import OpenInference
 from shoal.serve.service import ModelService
 
@@ -108,7 +109,11 @@ def build_app(
     services: Mapping[str, ModelService], http: HttpConfig, metrics: Metrics | None = None
 ) -> Starlette:
     """The app over running services; ``metrics`` when another server (TCP) counts in them too."""
-    endpoints = [*JsonApi(services, http).endpoints(), *OpenInference(services, http).endpoints()]
+    predictions = Predictions()  # small predictions of both APIs batched per loop turn
+    endpoints = [
+        *JsonApi(services, http, predictions).endpoints(),
+        *OpenInference(services, http, predictions).endpoints(),
+    ]
     metrics = metrics or Metrics(services)
 
     async def live(request: Request) -> JSONResponse:

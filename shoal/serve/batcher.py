@@ -43,10 +43,8 @@ class _Call(Generic[Request, Result]):
     result: Result | None = None
     error: BaseException | None = None
 
-    def outcome(self) -> Result:
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]
+    def outcome_or_error(self) -> Result | BaseException:
+        return self.error if self.error is not None else self.result  # type: ignore[return-value]
 
 
 class Batcher(Generic[Request, Result]):
@@ -79,23 +77,30 @@ class Batcher(Generic[Request, Result]):
 
     def submit(self, request: Request) -> Result:
         """Run ``request`` in the next batch; returns its result (or raises its error)."""
-        call: _Call[Request, Result] = _Call(request, self._size(request))
+        (outcome,) = self.submit_many([request])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def submit_many(self, requests: Sequence[Request]) -> list[Result | BaseException]:
+        """Run ``requests`` in the next batch(es); returns each one's result or error."""
+        calls = [_Call[Request, Result](r, self._size(r)) for r in requests]
         with self._cond:
-            self._queue.append(call)
+            self._queue.extend(calls)
             self._cond.notify_all()  # a leader waiting for more rows may have enough now
-            while self._leading and not call.done:
+            while self._leading and not all(c.done for c in calls):
                 self._cond.wait()
-            if call.done:
-                return call.outcome()
+            if all(c.done for c in calls):
+                return [c.outcome_or_error() for c in calls]
             self._leading = True
         try:
-            while not call.done:  # calls queued before ours may fill a batch or more
+            while not all(c.done for c in calls):  # calls queued before ours come first
                 self._execute(self._gather())
         finally:
             with self._cond:
                 self._leading = False
                 self._cond.notify_all()  # a follower whose call is still queued leads next
-        return call.outcome()
+        return [c.outcome_or_error() for c in calls]
 
     def _gather(self) -> list[_Call[Request, Result]]:
         with self._cond:

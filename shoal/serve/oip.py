@@ -34,7 +34,7 @@ from shoal.serve.body import read_body
 from shoal.serve.config import HttpConfig
 from shoal.serve.endpoints import Endpoint, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
-from shoal.serve.offload import on_records
+from shoal.serve.offload import Predictions
 from shoal.serve.records import check_word
 from shoal.serve.service import ModelService, Prediction
 from shoal.serve.tensors import (
@@ -55,9 +55,15 @@ EXTENSIONS = ["binary_tensor_data"]
 class OpenInference:
     """The ``/v2`` routes over a set of services (one per served model)."""
 
-    def __init__(self, services: Mapping[str, ModelService], http: HttpConfig) -> None:
+    def __init__(
+        self,
+        services: Mapping[str, ModelService],
+        http: HttpConfig,
+        predictions: Predictions | None = None,
+    ) -> None:
         self.services = services
         self.http = http
+        self.predictions = predictions or Predictions()  # shared by an app's front ends
 
     def endpoints(self) -> list[Endpoint]:
         m = "/v2/models/{name}"
@@ -123,7 +129,7 @@ class OpenInference:
         wanted = _wanted(infer, model.config)  # before predicting: a typo costs no event ids
         recs = tensor_records(infer.inputs, _columns(model.spec))
         try:
-            out = await on_records(service.predict, recs)
+            out = await self.predictions(service, recs)
         except RequestError as exc:
             raise _tensor_error(exc, infer.inputs) from None
         return _response(service.name, infer, out, wanted)

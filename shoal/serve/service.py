@@ -165,6 +165,9 @@ class ModelService:
 
     # -- records -------------------------------------------------------------------------------
 
+    def _lines(self, records: Sequence[Any], model: Model, labeled: bool) -> list[str]:
+        return [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
+
     def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
         if isinstance(record, str):
             return check_line(record, field)
@@ -182,9 +185,21 @@ class ModelService:
         Concurrent calls are scored together (``batcher.py``): one parse, one kernel call and
         one write of their features for all of them.
         """
-        model = self.learner.live.model
-        lines = [self._line(r, f"records[{i}]", model, False) for i, r in enumerate(records)]
+        lines = self._lines(records, self.learner.live.model, False)
         return self._batcher.submit((lines, remember))
+
+    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
+        """``predict`` of several requests at once (one batch where they fit): each gets its
+        predictions, or the error that says what is wrong with it."""
+        model = self.learner.live.model
+        checked: list[_Request | RequestError] = []
+        for records in requests:
+            try:
+                checked.append((self._lines(records, model, False), True))
+            except RequestError as exc:
+                checked.append(exc)
+        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
+        return [c if isinstance(c, RequestError) else next(results) for c in checked]
 
     def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
         live = self.learner.live
@@ -226,7 +241,7 @@ class ModelService:
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
         model = self.learner.live.model
-        lines = [self._line(r, f"records[{i}]", model, True) for i, r in enumerate(records)]
+        lines = self._lines(records, model, True)
         batch = parse_lines(model.spec, lines)
         missing = np.flatnonzero(np.isnan(batch.labels))
         if len(missing):

@@ -3,6 +3,7 @@ and batches stay within their bounds. Real threads; no assertion on time."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from shoal.serve import ModelService, ServiceConfig
 from shoal.serve.batcher import Batcher
 from shoal.serve.errors import RequestError
+from shoal.serve.offload import Predictions
 from tests.serve.helpers import event
 
 
@@ -91,3 +93,25 @@ def test_concurrent_predictions_equal_the_model_and_bad_records_fail_alone(
         sizes = s.histograms()["batch_records"]
         assert sizes.sum == 200 + 2 + 1 + 200
         assert sizes.cumulative()[-1][1] < len(requests) + 3  # some requests were batched
+
+
+def test_small_predictions_of_one_loop_turn_are_scored_as_one_batch(
+    base_model: Path, tmp_path: Path
+) -> None:
+    lines = [event(i).partition(" ")[2] for i in range(10)]
+    config = ServiceConfig(model_path=str(base_model), state_dir=str(tmp_path / "s"))
+    with ModelService(config) as s:
+        alone = [s.predict([x]).values[0] for x in lines]
+        before = s.histograms()["batch_records"].cumulative()[-1][1]
+
+        async def together() -> list[object]:
+            predictions = Predictions()
+            asked = [predictions(s, [x]) for x in lines] + [predictions(s, ["| a:x"])]
+            return await asyncio.gather(*asked, return_exceptions=True)
+
+        *got, bad = asyncio.run(together())
+        assert [p.values[0] for p in got] == alone  # type: ignore[attr-defined]
+        assert isinstance(bad, RequestError) and "records[0]" in str(bad)
+        sizes = s.histograms()["batch_records"]
+        assert sizes.cumulative()[-1][1] == before + 1  # one more batch ...
+        assert sizes.sum == 2 * len(lines) + 1  # ... of the 10 records (and the bad one's)
