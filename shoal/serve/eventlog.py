@@ -18,6 +18,8 @@ after its prediction, always finds them: every transaction writes the waiting fe
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import queue
 import sqlite3
@@ -76,11 +78,7 @@ class _Op:
 
 @dataclass
 class _Append(_Op):
-    records: Sequence[str]
-
-    def apply(self, log: EventLog, db: sqlite3.Connection) -> list[int]:
-        now = log.clock()
-        return [log.insert(db, r, None, now) for r in self.records]
+    records: Sequence[str]  # logged by ``EventLog._apply``, consecutive appends together
 
     def seqs(self, result: Any) -> list[int]:
         return list(result)
@@ -322,27 +320,53 @@ class EventLog:
     def _write_remembered(self, db: sqlite3.Connection) -> None:
         with self._remember_lock:
             rows, self._remembered = self._remembered, []
-        if rows:
-            db.executemany(
-                "INSERT OR REPLACE INTO predictions (event_id, features, expires) VALUES (?, ?, ?)",
-                rows,
+        if rows:  # one statement: executemany takes the GIL back for every row, and a busy
+            # event loop holds it for up to 5 ms at a time, which held acknowledgements back
+            db.execute(
+                "INSERT OR REPLACE INTO predictions (event_id, features, expires) "
+                "SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                (json.dumps(rows),),
             )
+
+    def _apply(self, db: sqlite3.Connection, ops: list[_Op]) -> list[tuple[Any, ShoalError | None]]:
+        """Each op's result or error, in order. Consecutive appends are logged by one statement:
+        every statement hands the GIL back and forth, and a thread that wants it back from a
+        busy event loop can wait up to the switch interval each time. An op that fails (a
+        ``ShoalError``) has written nothing: each checks before it writes."""
+        results: list[tuple[Any, ShoalError | None]] = []
+        for is_append, group in itertools.groupby(ops, key=lambda op: isinstance(op, _Append)):
+            run = list(group)
+            appends = [op for op in run if isinstance(op, _Append)]
+            if is_append:
+                seqs = iter(self._append(db, [r for op in appends for r in op.records]))
+                results += [([next(seqs) for _ in op.records], None) for op in appends]
+                continue
+            for op in run:
+                try:
+                    results.append((op.apply(self, db), None))
+                except ShoalError as exc:
+                    results.append((None, exc))
+        return results
+
+    def _append(self, db: sqlite3.Connection, records: list[str]) -> list[int]:
+        """Log ``records`` in order with one statement; their sequence numbers (consecutive:
+        one writer, ``AUTOINCREMENT``)."""
+        cur = db.execute(
+            "INSERT INTO events (record, feedback_id, logged_at) "
+            "SELECT value, NULL, ? FROM json_each(?) ORDER BY key",
+            (self.clock(), json.dumps(records)),
+        )
+        last = int(cur.lastrowid or 0)
+        return list(range(last - len(records) + 1, last + 1))
 
     def _commit(self, ops: list[_Op]) -> None:
         db = self._db
         assert db is not None
-        results: list[tuple[Any, BaseException | None]] = []
+        results: Sequence[tuple[Any, BaseException | None]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
             self._write_remembered(db)  # before the ops: a feedback finds its prediction
-            for op in ops:
-                db.execute("SAVEPOINT op")
-                try:
-                    results.append((op.apply(self, db), None))
-                except ShoalError as exc:
-                    db.execute("ROLLBACK TO op")
-                    results.append((None, exc))
-                db.execute("RELEASE op")
+            results = self._apply(db, ops)
             now = self.clock()
             if now >= self._next_purge:
                 db.execute("DELETE FROM predictions WHERE expires <= ?", (now,))
