@@ -7,7 +7,6 @@ predicting is a ``predict`` route, learning and versions are ``admin`` routes. H
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
@@ -16,26 +15,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from shoal.serve.body import field, read_json, records, result, wants_wait
-from shoal.serve.config import HttpConfig
-from shoal.serve.endpoints import Endpoint, find_service
+from shoal.serve.endpoints import Endpoint, Routes, find_service
 from shoal.serve.errors import RequestError, Unavailable
-from shoal.serve.offload import Predictions, on_records
+from shoal.serve.offload import on_records
 from shoal.serve.service import ModelService
 from shoal.serve.snapshots import Version
 
 
-class JsonApi:
+class JsonApi(Routes):
     """The ``/v1`` routes over a set of services (one per served model)."""
-
-    def __init__(
-        self,
-        services: Mapping[str, ModelService],
-        http: HttpConfig,
-        predictions: Predictions | None = None,
-    ) -> None:
-        self.services = services
-        self.http = http
-        self.predictions = predictions or Predictions()  # shared by an app's front ends
 
     def endpoints(self) -> list[Endpoint]:
         m = "/v1/models/{name}"

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from shoal.serve.body import authorize
 from shoal.serve.config import HttpConfig
 from shoal.serve.errors import UnknownModel
+from shoal.serve.offload import Predictions
 from shoal.serve.service import ModelService
 
 Access = Literal["open", "predict", "admin"]
@@ -57,3 +58,21 @@ def find_service(services: Mapping[str, ModelService], request: Request) -> Mode
         served = ", ".join(repr(n) for n in services) or "none"
         raise UnknownModel(f"no model named {name!r} is served here (served: {served})")
     return service
+
+
+class Routes:
+    """A set of routes over the served models (a service per model name), with the app's HTTP
+    settings and the gathering of small predictions that all of an app's routes share."""
+
+    def __init__(
+        self,
+        services: Mapping[str, ModelService],
+        http: HttpConfig,
+        predictions: Predictions | None = None,
+    ) -> None:
+        self.services = services
+        self.http = http
+        self.predictions = predictions or Predictions()  # shared by an app's front ends
+
+    def endpoints(self) -> list[Endpoint]:
+        raise NotImplementedError

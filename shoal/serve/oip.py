@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -31,10 +30,8 @@ from shoal._version import __version__
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.serve.body import read_body
-from shoal.serve.config import HttpConfig
-from shoal.serve.endpoints import Endpoint, find_service
+from shoal.serve.endpoints import Endpoint, Routes, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
-from shoal.serve.offload import Predictions
 from shoal.serve.records import check_word
 from shoal.serve.service import ModelService, Prediction
 from shoal.serve.tensors import (
@@ -52,18 +49,8 @@ _PREDICTION = {"logistic": ("probability", "FP32"), "multiclass": ("class", "INT
 EXTENSIONS = ["binary_tensor_data"]
 
 
-class OpenInference:
+class OpenInference(Routes):
     """The ``/v2`` routes over a set of services (one per served model)."""
-
-    def __init__(
-        self,
-        services: Mapping[str, ModelService],
-        http: HttpConfig,
-        predictions: Predictions | None = None,
-    ) -> None:
-        self.services = services
-        self.http = http
-        self.predictions = predictions or Predictions()  # shared by an app's front ends
 
     def endpoints(self) -> list[Endpoint]:
         m = "/v2/models/{name}"
