@@ -38,8 +38,6 @@ from shoal.serve.errors import RequestError
 from shoal.serve.records import check_line
 from shoal.serve.service import ModelService
 
-_Retry = Callable[[list[str], list[int]], None]  # lines to answer, and the indexes of their replies
-
 
 @dataclass
 class Answer:
@@ -74,25 +72,39 @@ class Answer:
         return self.replies
 
 
+_Slot = tuple[Answer, int]  # a reply: its connection's answer, and its index there
+_Retry = Callable[[list[str], list[_Slot]], None]  # lines to answer, and their replies' slots
+
+
 def answer(service: ModelService, raw: Sequence[bytes], first: int) -> Answer:
     """Answer the raw lines (no line ends) numbered ``first``, ``first + 1``, ... on their
-    connection. Blocks on the model (a worker thread's job); learned replies wait in ``durable``.
-    """
-    out = Answer()
+    connection. Blocks on the model; learned replies wait in ``durable``."""
+    return answer_many(service, [(raw, first)])[0]
+
+
+def answer_many(
+    service: ModelService, batches: Sequence[tuple[Sequence[bytes], int]]
+) -> list[Answer]:
+    """``answer`` for the batches of several connections at once: one ``predict`` and one
+    ``learn`` for all their lines (the TCP server gathers those of one event-loop turn)."""
+    outs: list[Answer] = []
     texts: list[str] = []
-    where: list[int] = []
-    for number, line in enumerate(raw, first):
-        try:
-            text = _text(line)
-        except RequestError as exc:
-            out.fail(out.add(number), exc)
-            continue
-        if text.strip():
-            texts.append(text)
-            where.append(out.add(number))
+    slots: list[_Slot] = []
+    for raw, first in batches:
+        out = Answer()
+        outs.append(out)
+        for number, line in enumerate(raw, first):
+            try:
+                text = _text(line)
+            except RequestError as exc:
+                out.fail(out.add(number), exc)
+                continue
+            if text.strip():
+                texts.append(text)
+                slots.append((out, out.add(number)))
     if texts:
-        _predict(service, texts, where, out)
-    return out
+        _predict(service, texts, slots)
+    return outs
 
 
 def _text(line: bytes) -> str:
@@ -104,39 +116,42 @@ def _text(line: bytes) -> str:
     return check_line(text, "line") if text.strip() else text
 
 
-def _predict(service: ModelService, texts: list[str], where: list[int], out: Answer) -> None:
+def _predict(service: ModelService, texts: list[str], slots: list[_Slot]) -> None:
     """Predict the lines, then learn those with a label (after: the prediction must not know
     its own line)."""
     try:
         pred = service.predict(texts, remember=False)
     except ShoalError as exc:
-        _split(exc, texts, where, out, lambda t, w: _predict(service, t, w, out))
+        _split(exc, texts, slots, lambda t, w: _predict(service, t, w))
         return
-    for i, value, tag in zip(where, pred.values, pred.tags, strict=True):
+    for (out, i), value, tag in zip(slots, pred.values, pred.tags, strict=True):
         out.replies[i] = prediction_line(value, tag)
     labeled = [k for k, has_label in enumerate(pred.labeled) if has_label]
     if labeled:
-        _learn(service, [texts[k] for k in labeled], [where[k] for k in labeled], out)
+        _learn(service, [texts[k] for k in labeled], [slots[k] for k in labeled])
 
 
-def _learn(service: ModelService, texts: list[str], where: list[int], out: Answer) -> None:
+def _learn(service: ModelService, texts: list[str], slots: list[_Slot]) -> None:
     """Log the labeled lines, in order; their replies wait for the log."""
     try:
         future = service.learn(texts)
     except ShoalError as exc:
-        _split(exc, texts, where, out, lambda t, w: _learn(service, t, w, out))
+        _split(exc, texts, slots, lambda t, w: _learn(service, t, w))
         return
-    out.durable.append((where, future))
-    for i in where:
+    waiting: dict[int, tuple[Answer, list[int]]] = {}
+    for out, i in slots:
+        waiting.setdefault(id(out), (out, []))[1].append(i)
         out.kinds[i] = "learned"
+    for out, indexes in waiting.values():
+        out.durable.append((indexes, future))
 
 
-def _split(exc: ShoalError, texts: list[str], where: list[int], out: Answer, retry: _Retry) -> None:
+def _split(exc: ShoalError, texts: list[str], slots: list[_Slot], retry: _Retry) -> None:
     """A call on several lines failed. A ``RequestError`` is about one of them: try each on its
     own. Any other error (the service is shutting down) is every line's answer."""
     if isinstance(exc, RequestError) and len(texts) > 1:
-        for text, index in zip(texts, where, strict=True):
-            retry([text], [index])
+        for text, slot in zip(texts, slots, strict=True):
+            retry([text], [slot])
     else:
-        for index in where:
+        for out, index in slots:
             out.fail(index, exc)

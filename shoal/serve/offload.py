@@ -6,21 +6,24 @@ thread and back (measured: ~0.35 ms per request on 2 busy cores, which halved th
 single-record HTTP predictions). Larger calls go to a thread, so that no request holds up the
 loop for long -- and there, concurrent calls meet in the service's dynamic batching.
 
-Small predictions meet too: ``Predictions`` gathers those that come in one turn of the event
-loop (with many clients, many requests are read in one turn) and scores them in one call of the
-service, after the requests read in that turn had their chance to join. The wait is bounded by
-that turn; the batch by the service's ``batch_max_records``.
+Small calls meet too: a ``LoopTurn`` gathers those that come in one turn of the event loop
+(with many clients, many requests are read in one turn) into one call, after the requests read
+in that turn had their chance to join: ``Predictions`` for HTTP's predictions, the TCP server
+for its lines. The wait is bounded by that turn; a batch of predictions by the service's
+``batch_max_records``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shoal.serve.service import ModelService, Prediction
 
 T = TypeVar("T")
+Request = TypeVar("Request")
+Result = TypeVar("Result")
 
 INLINE_RECORDS = 64  # calls over up to this many records run on the event loop
 
@@ -32,27 +35,30 @@ async def on_records(call: Callable[..., T], records: Sequence[Any], **kw: Any) 
     return await asyncio.to_thread(call, records, **kw)
 
 
-class Predictions:
-    """Predictions for the requests of one event loop: small ones gathered per loop turn."""
+class LoopTurn(Generic[Request, Result]):
+    """Calls made in one turn of the event loop, gathered into one call of ``run``.
 
-    def __init__(self) -> None:
-        self._waiting: dict[ModelService, list[tuple[Sequence[Any], asyncio.Future[Any]]]] = {}
+    ``run`` takes the requests and returns each one's result, or an exception in its place;
+    it runs on the loop, after the callbacks that were ready in the turn of the first call.
+    """
 
-    async def __call__(self, service: ModelService, records: Sequence[Any]) -> Prediction:
-        if len(records) > INLINE_RECORDS:
-            return await asyncio.to_thread(service.predict, records)
+    def __init__(self, run: Callable[[list[Request]], Sequence[Result | BaseException]]) -> None:
+        self._run = run
+        self._waiting: list[tuple[Request, asyncio.Future[Result]]] = []
+
+    async def __call__(self, request: Request) -> Result:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Prediction] = loop.create_future()
-        waiting = self._waiting.setdefault(service, [])
-        if not waiting:  # the first of this turn: score them all once the turn is over
-            loop.call_soon(self._score, service)
-        waiting.append((records, future))
+        future: asyncio.Future[Result] = loop.create_future()
+        if not self._waiting:  # the first of this turn: run them all once the turn is over
+            loop.call_soon(self._flush)
+        self._waiting.append((request, future))
         return await future
 
-    def _score(self, service: ModelService) -> None:
-        waiting = self._waiting.pop(service, [])
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        outcomes: Sequence[Result | BaseException]
         try:
-            outcomes = service.predict_many([records for records, _ in waiting])
+            outcomes = self._run([request for request, _ in waiting])
         except Exception as exc:  # the service is closing: every request's answer
             outcomes = [exc] * len(waiting)
         for (_, future), outcome in zip(waiting, outcomes, strict=True):
@@ -62,3 +68,18 @@ class Predictions:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+class Predictions:
+    """Predictions for the requests of one event loop: small ones gathered per loop turn."""
+
+    def __init__(self) -> None:
+        self._turns: dict[ModelService, LoopTurn[Sequence[Any], Prediction]] = {}
+
+    async def __call__(self, service: ModelService, records: Sequence[Any]) -> Prediction:
+        if len(records) > INLINE_RECORDS:
+            return await asyncio.to_thread(service.predict, records)
+        turn = self._turns.get(service)
+        if turn is None:
+            turn = self._turns[service] = LoopTurn(service.predict_many)
+        return await turn(records)

@@ -1,11 +1,13 @@
 """The TCP line server: Vowpal Wabbit's daemon protocol (``lines.py``) on asyncio streams.
 
 A connection is two tasks joined by a short queue. The reader takes whatever has arrived, cuts
-it into lines and answers them as one batch, in a worker thread (the model's work must not stall
-the event loop, which also serves HTTP). The writer sends the answers in order, each once its
-learned lines are durable. The queue holds ``_IN_FLIGHT`` answers: a client that writes faster
-than it reads is no longer read, and TCP's flow control slows it down. A connection holds at
-most ``max_line_bytes`` + ``_CHUNK`` bytes of input and a few batches of replies.
+it into lines and answers them as one batch: a small one on the event loop, together with the
+other connections' small batches of the same loop turn (``offload.LoopTurn``), a large one in a
+worker thread (the model's work must not stall the event loop, which also serves HTTP). The
+writer sends the answers in order, each once its learned lines are durable. The queue holds
+``_IN_FLIGHT`` answers: a client that writes faster than it reads is no longer read, and TCP's
+flow control slows it down. A connection holds at most ``max_line_bytes`` + ``_CHUNK`` bytes of
+input and a few batches of replies.
 
 Limits close connections with a last ``error:`` line: a line over ``max_line_bytes``, or a
 connection over ``max_connections`` (refused at once: a client that waited unseen in a queue
@@ -41,7 +43,7 @@ from shoal.serve import lines, sockets
 from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.metrics import Metrics
-from shoal.serve.offload import on_records
+from shoal.serve.offload import INLINE_RECORDS, LoopTurn
 from shoal.serve.service import ModelService
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,10 @@ class LineServer:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
+        # small batches of lines of all connections, answered together once per loop turn
+        self.turn: LoopTurn[tuple[Sequence[bytes], int], lines.Answer] = LoopTurn(
+            lambda batches: lines.answer_many(service, batches)
+        )
 
     def bind(self) -> tuple[str, int]:
         self.sock = sockets.listen(self.config.host, self.config.port, "--tcp")
@@ -240,8 +246,10 @@ class _Connection:
             return
         first = self.lines_read + 1
         self.lines_read += len(batch)
-        service = self.server.service
-        answer = await on_records(lambda raw: lines.answer(service, raw, first), batch)
+        if len(batch) <= INLINE_RECORDS:  # with the other connections' lines of this turn
+            answer = await self.server.turn((batch, first))
+        else:
+            answer = await asyncio.to_thread(lines.answer, self.server.service, batch, first)
         await self.answers.put(answer)
 
     def _too_long(self) -> lines.Answer:
