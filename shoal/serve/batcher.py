@@ -72,8 +72,12 @@ class Batcher(Generic[Request, Result]):
         self._cond = threading.Condition()
         self._queue: deque[_Call[Request, Result]] = deque()
         self._leading = False
-        self.batches = 0
         self.sizes = Histogram(BUCKETS)  # records per batch
+
+    @property
+    def batches(self) -> int:
+        """Batches run so far."""
+        return self.sizes.cumulative()[-1][1]
 
     def submit(self, request: Request) -> Result:
         """Run ``request`` in the next batch; returns its result (or raises its error)."""
@@ -122,7 +126,7 @@ class Batcher(Generic[Request, Result]):
             results: Sequence[Result | BaseException] = self._run([c.request for c in calls])
         except BaseException as exc:
             results = [exc] * len(calls)
-        rows = sum(c.rows for c in calls)
+        self.sizes.observe(sum(c.rows for c in calls))  # before any caller of it returns
         with self._cond:
             for call, result in zip(calls, results, strict=True):
                 if isinstance(result, BaseException):
@@ -130,9 +134,7 @@ class Batcher(Generic[Request, Result]):
                 else:
                     call.result = result
                 call.done = True
-            self.batches += 1
             self._cond.notify_all()
-        self.sizes.observe(rows)
 
 
 def split(values: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:

@@ -28,11 +28,11 @@ Result = TypeVar("Result")
 INLINE_RECORDS = 64  # calls over up to this many records run on the event loop
 
 
-async def on_records(call: Callable[..., T], records: Sequence[Any], **kw: Any) -> T:
-    """``call(records, **kw)``: on the event loop for a few records, else in a thread."""
+async def on_records(call: Callable[[Sequence[Any]], T], records: Sequence[Any]) -> T:
+    """``call(records)``: on the event loop for a few records, else in a thread."""
     if len(records) <= INLINE_RECORDS:
-        return call(records, **kw)
-    return await asyncio.to_thread(call, records, **kw)
+        return call(records)
+    return await asyncio.to_thread(call, records)
 
 
 class LoopTurn(Generic[Request, Result]):
