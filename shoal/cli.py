@@ -29,6 +29,7 @@ from shoal.model.config import LOSSES, OPTIMIZERS, LearnerConfig
 from shoal.model.evaluate import evaluate
 from shoal.model.model import Model, Progress
 from shoal.model.output import prediction_line
+from shoal.startup import init_numba
 from shoal.train.single import TrainOptions, TrainReport, train
 
 if TYPE_CHECKING:  # shoal.serve imports the web stack: only `shoal serve` loads it
@@ -259,6 +260,13 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
         print(f"model written to {out}")
 
 
+def _distributed(args: argparse.Namespace) -> bool:
+    """Whether ``train`` runs the coordinator (which calls no compiled kernel itself)."""
+    return args.command == "train" and bool(
+        args.workers is not None or args.engine == "ray" or args.checkpoint_dir
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     model = _build_model(args)
     opts = TrainOptions(
@@ -267,7 +275,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         on_bad_record=args.on_bad_record,
     )
-    if args.workers is not None or args.engine == "ray" or args.checkpoint_dir:
+    if _distributed(args):
         return _train_cluster(model, opts, args)
     total = _size(args.data)
     view = _ProgressView(total, opts.passes)
@@ -667,6 +675,8 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not _distributed(args):
+        init_numba()
     try:
         return COMMANDS[args.command](args)
     except ShoalError as exc:

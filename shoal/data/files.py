@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
@@ -128,6 +129,16 @@ def _info(path: str) -> Any:
     if info.type == pafs.FileType.NotFound:
         raise ShoalError(f"{path}: no such file")
     return info
+
+
+def _existing_dir(path: str) -> bool:
+    """True for a directory, False for a file; ``ShoalError`` if nothing is there."""
+    if not is_uri(path):  # os.stat, not pyarrow: a local run need not import pyarrow
+        with _naming(path):
+            return stat.S_ISDIR(os.stat(path).st_mode)
+    import pyarrow.fs as pafs
+
+    return bool(_info(path).type == pafs.FileType.Directory)
 
 
 def is_dir(path: str | os.PathLike[str]) -> bool:
@@ -273,14 +284,12 @@ def glob(pattern: str) -> list[str]:
 def expand(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
     """The files named by paths, globs, directories and URIs, in order (directories and globs:
     their files, sorted)."""
-    import pyarrow.fs as pafs
-
     out: list[str] = []
     for item in inputs:
         text = str(item)
         if _wild(text):
             out.extend(glob(text))
-        elif _info(text).type == pafs.FileType.Directory:
+        elif _existing_dir(text):
             out.extend(list_dir(text))
         else:
             out.append(text)

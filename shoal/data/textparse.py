@@ -13,7 +13,6 @@ token's position, or is skipped and counted, as the caller's policy says.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 from numba import njit
@@ -51,18 +50,21 @@ def _pow10_table(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``10**k ~= (high + low) * 2**shift`` for k in [lo, hi], to about 106 bits.
 
     ``high`` is the significand of 10**k rounded to a double in [1, 2] and ``low`` the rounded
-    remainder (a double-double), so no power underflows, even where 10**k is subnormal.
+    remainder (a double-double), so no power underflows, even where 10**k is subnormal. Exact
+    integer arithmetic: Python's int / int division rounds correctly.
     """
     n = hi - lo + 1
     high, low, shift = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
     for i in range(n):
-        x = Fraction(10) ** (lo + i)
-        e = x.numerator.bit_length() - x.denominator.bit_length()
-        m = x / Fraction(2) ** e  # in [1/2, 2)
-        if m < 1:
-            m, e = 2 * m, e - 1
-        high[i] = float(m)
-        low[i] = float(m - Fraction(high[i]))
+        k = lo + i
+        num, den = (10**k, 1) if k >= 0 else (1, 10**-k)
+        e = num.bit_length() - den.bit_length()
+        num, den = (num, den << e) if e >= 0 else (num << -e, den)
+        if num < den:  # num / den in [1/2, 1): double it
+            num, e = num << 1, e - 1
+        high[i] = num / den
+        h52 = int(high[i] * 2**52)  # high == h52 / 2**52 exactly
+        low[i] = (num * 2**52 - h52 * den) / (den * 2**52)
         shift[i] = e
     return high, low, shift
 

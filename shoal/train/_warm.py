@@ -2,8 +2,9 @@
 
 Workers are forked from that server, so they start with shoal imported and the kernels of the
 common paths (the VW and svmlight parser, the binary learner, prediction) already loaded from
-numba's cache: a worker, or its replacement after a crash, is ready in milliseconds instead of
-the second an import and the first kernel calls take.
+numba's cache (numba started without SciPy's linear algebra: ``shoal.startup``): a worker, or
+its replacement after a crash, is ready in milliseconds instead of the second an import and
+the first kernel calls take.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from shoal.data.reader import TextReader
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.model import Model
+from shoal.startup import init_numba
 
 
 def warm_up() -> None:
+    init_numba()
     with tempfile.TemporaryDirectory(prefix="shoal-warm-") as tmp:
         path = Path(tmp) / "warm.vw"
         path.write_text("1 |a x:1 y\n-1 |b z\n")

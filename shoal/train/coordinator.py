@@ -162,13 +162,14 @@ class Coordinator:
         on_round: Callable[[RoundStatus], None] | None = None,
     ) -> None:
         self.model = model
+        self.inputs = list(inputs)
         self.options = options
         self.cluster = cluster
-        self.shards = plan(inputs, cluster.n_shards)
         self.executor = executor or make_executor(cluster)
         self.on_round = on_round
         self.report = ClusterReport(workers=cluster.workers)
-        self._key = _run_key(model, options, cluster, fingerprint(self.shards))
+        self.shards: list[Shard] = []  # planned by run()
+        self._key = ""
         self._next_attempt = 0
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -206,6 +207,16 @@ class Coordinator:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> tuple[Model, ClusterReport]:
+        """Plan the data, resume from a checkpoint if any, and train round after round."""
+        self.executor.launch()  # workers start on the other cores while the data is planned
+        try:
+            self.shards = plan(self.inputs, self.cluster.n_shards)
+            self._key = _run_key(self.model, self.options, self.cluster, fingerprint(self.shards))
+            return self._run()
+        finally:
+            self.executor.close()
+
+    def _run(self) -> tuple[Model, ClusterReport]:
         rounds = [
             self.shards[i : i + self.cluster.round_size]
             for i in range(0, len(self.shards), self.cluster.round_size)
@@ -224,30 +235,28 @@ class Coordinator:
             return self._finish(steps, pass_progress)
         self.executor.start()
         start = time.perf_counter()  # the report's time leaves out starting the workers
-        try:
-            while step < steps:
-                pass_index, r = divmod(step, len(rounds))
-                if r == 0:
-                    pass_progress = Progress()
-                results = self._round(step, rounds[r], spec)
-                self.model = merge(self.model, results)
-                for res in results:
-                    pass_progress.stats += res.stats
-                    self.report.bytes_read += res.bytes_read
-                    self.report.skipped += res.skipped
-                    self.report.first_skipped = self.report.first_skipped or res.first_skipped
-                self.report.examples += sum(int(res.counters[1]) for res in results)
-                step += 1
-                self._checkpoint(step)
-                if r == len(rounds) - 1:
-                    self.report.pass_losses.append(pass_progress.loss)
-                if self.on_round is not None:
-                    self.on_round(
-                        RoundStatus(step, steps, pass_index, self.report.examples,
-                                    self.executor.alive(), self.report.retries, pass_progress)
-                    )  # fmt: skip
-        finally:
-            self.executor.close()
+        while step < steps:
+            pass_index, r = divmod(step, len(rounds))
+            if r == 0:
+                pass_progress = Progress()
+            results = self._round(step, rounds[r], spec)
+            self.model = merge(self.model, results)
+            for res in results:
+                pass_progress.stats += res.stats
+                self.report.bytes_read += res.bytes_read
+                self.report.skipped += res.skipped
+                self.report.first_skipped = self.report.first_skipped or res.first_skipped
+            self.report.examples += sum(int(res.counters[1]) for res in results)
+            step += 1
+            self._checkpoint(step)
+            if r == len(rounds) - 1:
+                self.report.pass_losses.append(pass_progress.loss)
+            if self.on_round is not None:
+                self.on_round(
+                    RoundStatus(step, steps, pass_index, self.report.examples,
+                                self.executor.alive(), self.report.retries, pass_progress)
+                )  # fmt: skip
+        self.executor.close()  # stopped before the clock: the report's time includes it
         self.report.seconds = time.perf_counter() - start
         return self._finish(steps, pass_progress)
 

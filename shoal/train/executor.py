@@ -38,8 +38,13 @@ def failure(attempt: int, exc: BaseException) -> Event:
 
 
 class Executor(Protocol):
+    def launch(self) -> None:
+        """Begin starting the workers, without waiting (they start while the data is planned);
+        may do nothing, leaving it all to ``start``."""
+
     def start(self) -> None:
-        """Start the workers; on failure, release whatever was started."""
+        """Start the workers (unless launched) and wait until they are ready; on failure,
+        release whatever was started."""
 
     def broadcast(self, step: int, model: bytes) -> None:
         """Make the global model of ``step`` (a model file's bytes) available to workers."""

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ class LocalExecutor:
         self._last_step: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Start the fork server, without waiting for it to import shoal and load the kernels
+        (``start`` waits: forking a worker blocks until the server is ready)."""
+        forkserver.ensure_running()
 
     def start(self, deadline: float = 120.0) -> None:
         """Start the workers and wait (at most ``deadline`` seconds) until all are ready."""

@@ -124,6 +124,9 @@ class RayExecutor:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def launch(self) -> None:
+        """Nothing: connecting to Ray and starting its actors is ``start``'s, in one go."""
+
     def start(self) -> None:
         ray = _import_ray()
         self._ray = ray

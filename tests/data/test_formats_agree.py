@@ -267,8 +267,8 @@ def test_distributed_training_reads_parquet_and_jsonl_as_vw(tmp_path: Path) -> N
     for fmt, files in half.items():
         model = Model(SPEC, LearnerConfig(loss="logistic"))
         coord = Coordinator(model, files, opts, cluster, executor=LocalExecutor(1))
-        assert [s.end for s in coord.shards] == [None, None]
         out[fmt] = coord.run()[0].to_bytes()
+        assert [s.end for s in coord.shards] == [None, None]
     assert out["jsonl"] == out["vw"]
     assert out["parquet"] == out["vw"]
 

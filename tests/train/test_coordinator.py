@@ -285,9 +285,14 @@ def test_a_task_failing_on_every_retry_stops_the_run(
 ) -> None:
     path = tmp_path / "vanishing.vw"
     path.write_bytes(clicks.read_bytes()[: 1 << 20])
-    executor = LocalExecutor(2)
+
+    class Vanishing(LocalExecutor):
+        def start(self, deadline: float = 120.0) -> None:
+            path.unlink()  # planned, then gone: every attempt fails, not because of the data
+            super().start(deadline)
+
+    executor = Vanishing(2)
     coord = Coordinator(new_model(), [path], OPTIONS, ClusterOptions(workers=2, shards=4), executor)
-    path.unlink()  # planned, then gone: every attempt fails, with an error that is not the data's
     with pytest.raises(TaskFailedError) as info:
         run_bounded(coord)
     assert info.value.attempts == 4
