@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -36,27 +35,12 @@ from shoal.data.blocks import (
     whole_only,
 )
 from shoal.data.columns import ColumnPlan
+from shoal.data.formats import FORMATS, SUFFIXES, BadRecordPolicy, Format
 from shoal.errors import ConfigError, DataError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 
-Format = Literal["vw", "svmlight", "csv", "tsv", "jsonl", "parquet"]
-FORMATS: tuple[str, ...] = ("vw", "svmlight", "csv", "tsv", "jsonl", "parquet")
-BadRecordPolicy = Literal["stop", "skip"]
 DEFAULT_BLOCK_BYTES = 4 << 20
-
-_SUFFIXES = {
-    ".vw": "vw",
-    ".svm": "svmlight",
-    ".svmlight": "svmlight",
-    ".libsvm": "svmlight",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
 
 _PROBLEMS = {
     **textparse.PROBLEMS,
@@ -96,8 +80,8 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
     """
     name = files.basename(path)
     suffix = Path(name[:-3] if name.endswith(".gz") else name).suffix.lower()
-    if suffix in _SUFFIXES:
-        return _SUFFIXES[suffix]  # type: ignore[return-value]
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
     text = str(path)
     if files.is_dir(text):
         return "parquet"

@@ -1,7 +1,7 @@
 """``LocalExecutor``: worker processes on this machine.
 
-Each worker is a process forked from a fork server (no inherited threads or locks) that has
-imported shoal and loaded its compiled kernels once (``_warm``), so workers and their
+Each worker is a process forked from a fork server (``forkserver``: no inherited threads or
+locks) that has imported shoal and loaded its compiled kernels once, so workers and their
 replacements start in milliseconds. A worker reads its shard itself and loads the round's model
 from a file the coordinator writes once per round. A worker that dies (SIGKILL, out of memory)
 is noticed through its process sentinel and replaced; its in-flight attempt is reported as
@@ -12,19 +12,18 @@ never includes a worker's start-up.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from shoal.errors import ShoalError
 from shoal.model.modelfile import write_atomic
+from shoal.train import forkserver
 from shoal.train.executor import Event, failure
 from shoal.train.task import Task, run_task
 
@@ -70,8 +69,7 @@ class LocalExecutor:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["shoal.train._warm"])
+        self._ctx = forkserver.context()
         self._pool: list[_Worker] = []
         self._dir = ""
         self._last_step: int | None = None
@@ -81,7 +79,7 @@ class LocalExecutor:
     def launch(self) -> None:
         """Start the fork server, without waiting for it to import shoal and load the kernels
         (``start`` waits: forking a worker blocks until the server is ready)."""
-        forkserver.ensure_running()
+        forkserver.launch()
 
     def start(self, deadline: float = 120.0) -> None:
         """Start the workers and wait (at most ``deadline`` seconds) until all are ready."""

@@ -11,10 +11,16 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from shoal.data.reader import BadRecordPolicy, Format, ReadStats, TextReader
+from shoal.data.formats import BadRecordPolicy, Format
 from shoal.errors import ConfigError, ShoalError
-from shoal.model.model import Model, Progress
+
+if TYPE_CHECKING:  # imported by train(): `import shoal` does not load numba
+    from shoal.data.reader import ReadStats
+    from shoal.model.model import Model, Progress
+
+    ProgressCallback = Callable[[int, Progress, ReadStats], None]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,9 +73,6 @@ class TrainReport:
         return self.examples / self.seconds if self.seconds > 0 else math.nan
 
 
-ProgressCallback = Callable[[int, Progress, ReadStats], None]
-
-
 def train(
     model: Model,
     paths: Sequence[str | os.PathLike[str]],
@@ -80,6 +83,9 @@ def train(
 
     ``on_batch(pass_index, progress, read_stats)`` is called after every batch.
     """
+    from shoal.data.reader import ReadStats, TextReader
+    from shoal.model.model import Progress
+
     opts = options or TrainOptions()
     if not paths:
         raise ShoalError("no input files given")

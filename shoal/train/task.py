@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shoal.data.reader import BadRecordPolicy, Format, ReadStats, TextReader
+from shoal.data.formats import BadRecordPolicy, Format
+from shoal.data.reader import ReadStats, TextReader
 from shoal.model.kernels import N_STATS
 from shoal.model.model import Model, Progress
 from shoal.train.plan import Shard
