@@ -80,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
     t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
     t.add_argument("--initial-model", help="continue training this model file")
+    t.add_argument(
+        "--parse-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="threads parsing ahead of the learner, in this process or in each worker (default: "
+        "one per core, or the cores per local worker); the model does not depend on it",
+    )
     c = t.add_argument_group("distributed training (data parallel, fault tolerant)")
     c.add_argument(
         "--workers",

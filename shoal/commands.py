@@ -165,6 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         passes=args.passes,
         holdout=args.holdout,
         on_bad_record=args.on_bad_record,
+        parse_threads=args.parse_threads,
     )
     if distributed(args):
         return _train_cluster(model, opts, args)

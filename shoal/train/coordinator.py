@@ -87,6 +87,12 @@ class ClusterOptions:
     def round_size(self) -> int:
         return self.tasks_per_round or self.workers
 
+    @property
+    def worker_threads(self) -> int:
+        """Parser threads of a worker when the options leave it open: the cores per local
+        worker (a Ray actor holds one CPU)."""
+        return max(1, (os.cpu_count() or 1) // self.workers) if self.engine == "local" else 1
+
 
 @dataclass
 class ClusterReport(TrainReport):
@@ -229,6 +235,7 @@ class Coordinator:
             on_bad_record=self.options.on_bad_record,
             holdout_period=self.options.holdout_period,
             block_bytes=self.options.block_bytes,
+            parse_threads=self.options.parse_threads or self.cluster.worker_threads,
         )
         pass_progress = Progress()
         if step >= steps:  # a finished run's checkpoint: nothing left to do

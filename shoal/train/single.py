@@ -32,7 +32,7 @@ class TrainOptions:
     holdout: float = 0.0
     on_bad_record: BadRecordPolicy = "stop"
     block_bytes: int = 4 << 20
-    parse_threads: int = 0  # 0: one per core
+    parse_threads: int = 0  # 0: one per core (a distributed run: the cores per worker)
 
     @property
     def threads(self) -> int:

@@ -26,6 +26,7 @@ class TaskSpec:
     on_bad_record: BadRecordPolicy = "stop"
     holdout_period: int = 0
     block_bytes: int = 4 << 20
+    parse_threads: int = 1  # parse ahead of the learner; the result does not depend on it
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def run_task(task: Task, base: Model) -> TaskResult:
         format=task.spec.format,
         on_bad_record=task.spec.on_bad_record,
         block_bytes=task.spec.block_bytes,
+        threads=task.spec.parse_threads,
     )
     stats = ReadStats()
     prog = Progress()

@@ -8,6 +8,7 @@ hanging the suite.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import pickle
@@ -147,6 +148,16 @@ def test_the_model_depends_on_the_plan_not_on_who_ran_it(clicks: Path, reference
     model, report = run_bounded(coord)
     assert model.to_bytes() == reference
     assert report.examples == 2 * ROWS
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_parse_threads_and_block_size_change_nothing(
+    clicks: Path, reference: bytes, threads: int
+) -> None:
+    """Workers parse ahead in threads (64 KiB blocks: many per shard); learning stays in order."""
+    opts = dataclasses.replace(OPTIONS, parse_threads=threads, block_bytes=1 << 16)
+    model, _ = run_bounded(Coordinator(new_model(), [clicks], opts, CLUSTER))
+    assert model.to_bytes() == reference
 
 
 # -- workers that die, fail and freeze ---------------------------------------------------------
