@@ -1,11 +1,13 @@
-"""Where data lives: local paths, and URIs that pyarrow's file systems open.
+"""Where data lives: local paths, and URIs that pyarrow's file systems (or fsspec's) open.
 
 This module is the one place that finds and opens inputs. A URI (``s3://bucket/key``,
 ``gs://...``, ``hdfs://...``, ``file:///...``) goes through ``pyarrow.fs.FileSystem.from_uri``,
 so it works wherever that file system is built into pyarrow and configured; its options ride
 in the URI (``s3://bucket/key?region=eu-west-1&endpoint_override=host:9000&scheme=http``) and
-credentials come from the provider's usual environment variables and files. Everything else
-is a local path.
+credentials come from the provider's usual environment variables and files. A scheme pyarrow
+lacks (``az://``, ``abfs://``, ``http(s)://``, ...) goes through fsspec, when it and its
+package for the scheme are installed (``shoal[fsspec]``; adlfs for Azure), seen through
+pyarrow's ``FSSpecHandler`` so that the rest is the same. Everything else is a local path.
 
 Inputs are files, directories and glob patterns, local or behind URIs alike (``expand``). A
 directory stands for the data files under it (recursively, in sorted order), skipping hidden
@@ -89,10 +91,7 @@ def _from_uri(uri: str) -> tuple[Any, str]:
     except Exception as exc:  # ArrowInvalid, OSError, ... as each file system raises them
         text = _one_line(exc)
         if text.startswith("Unrecognized filesystem type"):
-            raise ShoalError(
-                f"{uri}: pyarrow has no file system for {scheme}:// URIs (it has file://, "
-                "s3://, gs:// and hdfs://); copy the data to one of those or to a local path"
-            ) from None
+            return _from_fsspec(uri, scheme)
         if scheme in ("hdfs", "viewfs") and ("libjvm" in text or "libhdfs" in text):
             raise ShoalError(
                 f"{uri}: pyarrow cannot load Java's libjvm and Hadoop's libhdfs ({text}); set "
@@ -100,6 +99,28 @@ def _from_uri(uri: str) -> tuple[Any, str]:
                 "ARROW_LIBHDFS_DIR"
             ) from None
         raise ShoalError(f"{uri}: cannot open this URI: {text}") from None
+
+
+def _from_fsspec(uri: str, scheme: str) -> tuple[Any, str]:
+    """A scheme pyarrow lacks (``az://``, ``abfs://``, ``http(s)://``, ...) through fsspec and
+    its implementation of that scheme, wrapped as a pyarrow file system."""
+    import pyarrow.fs as pafs
+
+    try:
+        import fsspec
+    except ImportError:
+        raise ShoalError(
+            f"{uri}: pyarrow has no file system for {scheme}:// URIs (it has file://, s3://, "
+            "gs:// and hdfs://); install fsspec and its package for the scheme (pip install "
+            "'shoal[fsspec]', plus e.g. adlfs for az://), or copy the data to a local path"
+        ) from None
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except ImportError as exc:  # fsspec knows the scheme; its package is missing
+        raise ShoalError(f"{uri}: {_one_line(exc)}") from None
+    except ValueError as exc:  # "Protocol not known"
+        raise ShoalError(f"{uri}: no file system for {scheme}:// URIs: {_one_line(exc)}") from None
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 @contextmanager

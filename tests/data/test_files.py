@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -95,7 +96,7 @@ def test_listed_names_become_uris_that_open_them(tmp_path: pathlib.Path) -> None
 @pytest.mark.parametrize(
     ("uri", "says"),
     [
-        ("foo://bucket/x.vw", "pyarrow has no file system for foo:// URIs"),
+        ("foo://bucket/x.vw", "no file system for foo:// URIs"),  # neither pyarrow's nor fsspec's
         ("s3://bucket/x.vw?colour=blue", "cannot open this URI: Unexpected query parameter"),
     ],
 )
@@ -105,6 +106,16 @@ def test_a_uri_pyarrow_cannot_open_is_one_clear_line(uri: str, says: str) -> Non
     message = str(info.value)
     assert message.startswith(f"{uri}: ") and says in message
     assert "\n" not in message
+
+
+def test_a_scheme_pyarrow_lacks_without_fsspec_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "fsspec", None)  # as if not installed: import fails
+    with pytest.raises(ShoalError) as info:
+        files.expand(["az://container/x.vw"])
+    assert str(info.value).startswith("az://container/x.vw: pyarrow has no file system for az://")
+    assert "pip install 'shoal[fsspec]'" in str(info.value)
 
 
 @pytest.mark.skipif(
