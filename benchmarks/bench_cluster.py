@@ -5,7 +5,8 @@ timed end to end, plus the training time shoal reports itself (from the first ro
 the last merge, which leaves out the interpreter's and the workers' start-up). Test log loss is
 scored on the click test set, so accuracy is compared too. See benchmarks/README.md.
 
-    python benchmarks/bench_cluster.py [--rows N] [--workers 1 2] [--ray] [--repeat R]
+    python benchmarks/bench_cluster.py [--rows N] [--workers 1 2] [--ray] [--one-thread]
+                                       [--repeat R]
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=1_000_000, help="click train rows (test: rows/10)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts")
     p.add_argument("--ray", action="store_true", help="also the Ray engine (local instance)")
+    p.add_argument(
+        "--one-thread",
+        action="store_true",
+        help="also each worker count with one parse thread per worker (--parse-threads 1): "
+        "data-parallel scaling alone; by default a worker parses with the cores others leave",
+    )
     p.add_argument("--repeat", type=int, default=2, help="runs per setting; best time is kept")
     p.add_argument("--bits", type=int, default=18)
     p.add_argument("--workdir", type=Path, default=ROOT / "bench-data")
@@ -41,15 +48,20 @@ def main() -> None:
     shoal_bin = str(Path(sys.executable).with_name("shoal"))
     reader = shoal.TextReader(spec=shoal.FeatureSpec(bits=args.bits))
     labels = np.concatenate([b.labels for b in reader.read(test)])
-    settings: list[tuple[str, list[str]]] = [("in-process (1 process, parse threads)", [])]
+    # (name, flags, group): "vs 1 worker" compares within a group
+    settings = [("in-process (1 process, parse threads)", [], "")]
     for w in args.workers:
-        settings.append((f"local, {w} worker(s)", ["--workers", str(w)]))
+        settings.append((f"local, {w} worker(s)", ["--workers", str(w)], "local"))
+    if args.one_thread:
+        for w in args.workers:
+            flags = ["--workers", str(w), "--parse-threads", "1"]
+            settings.append((f"local, {w} worker(s), 1 parse thread each", flags, "one"))
     if args.ray:
         w = max(args.workers)
-        settings.append((f"ray, {w} worker(s)", ["--engine", "ray", "--workers", str(w)]))
+        settings.append((f"ray, {w} worker(s)", ["--engine", "ray", "--workers", str(w)], "local"))
     rows: list[list[str]] = []
-    base_rate: dict[str, float] = {}
-    for name, extra in settings:
+    base_rate: dict[str, dict[str, float]] = {}
+    for name, extra, group in settings:
         model = run / "cluster.shoal"
         cmd = [shoal_bin, "train", str(train), "-o", str(model), "--bits", str(args.bits), *extra]
         best_wall = best_inner = float("inf")
@@ -63,12 +75,11 @@ def main() -> None:
         ll = log_loss(np.loadtxt(preds), labels)
         wall_rate, inner_rate = args.rows / best_wall, args.rows / best_inner
         if name.startswith("local, 1 "):
-            base_rate = {"wall": wall_rate, "inner": inner_rate}
-        ratio = (
-            f"{wall_rate / base_rate['wall']:.2f}x / {inner_rate / base_rate['inner']:.2f}x"
-            if base_rate and not name.startswith("in-process")
-            else "-"
-        )
+            base_rate[group] = {"wall": wall_rate, "inner": inner_rate}
+        base = base_rate.get(group)
+        ratio = "-"
+        if base:
+            ratio = f"{wall_rate / base['wall']:.2f}x / {inner_rate / base['inner']:.2f}x"
         rows.append([name, f"{wall_rate:,.0f}", f"{inner_rate:,.0f}", ratio, f"{ll:.5f}"])
     header = ["setting", "examples/s end to end", "examples/s training", "vs 1 worker"]
     table([*header, "test log loss"], rows, left=1)
