@@ -40,6 +40,19 @@ class DataError(ShoalError):
         return (type(self), (self.path, self.line, self.problem, self.hint))
 
 
+class StepTooLarge(DataError):
+    """Learning the example at batch row ``row`` would take a step too large for the weights
+    (the learning diverged, or a feature value is far too large); rows before it were learned,
+    it and the rows after it were not."""
+
+    def __init__(self, path: str, line: int, problem: str, hint: str = "", row: int = 0) -> None:
+        super().__init__(path, line, problem, hint)
+        self.row = row
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.line, self.problem, self.hint, self.row))
+
+
 class ModelFileError(ShoalError):
     """A model file is missing, malformed, truncated or of another kind than expected."""
 

@@ -25,6 +25,10 @@ N_STATS = 7
 # indices into ``counters``
 T, EXAMPLES = range(2)
 N_COUNTERS = 2
+# The largest |gradient x feature value| an update takes. A larger one (or NaN) means the
+# learning diverged or a value is absurdly large: its square would overflow the float32 state
+# of AdaGrad and FTRL within a few steps and leave a model that cannot be saved or served.
+MAX_STEP = 1e15
 
 
 @njit(inline="always", cache=True)
@@ -42,6 +46,15 @@ def _held_out(
     h = (h ^ np.uint64(np.int64(y * 1024.0))) * np.uint64(1099511628211)
     h ^= h >> np.uint64(29)
     return (h % np.uint64(period)) == np.uint64(0)
+
+
+@njit(inline="always", cache=True)
+def _too_steep(values: np.ndarray, a: int, b: int, g: float) -> bool:
+    """Whether some ``g * x`` of the example exceeds ``MAX_STEP`` or is not a number."""
+    for k in range(a, b):  # noqa: SIM110 -- a loop compiles; numba has no any() of a generator
+        if not abs(g * values[k]) <= MAX_STEP:
+            return True
+    return False
 
 
 @njit(inline="always", cache=True)
@@ -89,7 +102,9 @@ def learn_binary(
 ):
     """Learn the rows of a batch in order (binary and regression losses).
 
-    ``preds`` (length 0 or n) receives each row's margin before its update.
+    ``preds`` (length 0 or n) receives each row's margin before its update. Returns -1, or the
+    first row whose update would be too steep (``MAX_STEP``): it and the rows after it are
+    not learned.
     """
     keep = len(preds) > 0
     for i in range(len(labels)):
@@ -107,6 +122,8 @@ def learn_binary(
         y = binary_label(loss_id, y0)
         iw = float(weights[i])
         loss, g = loss_and_grad(loss_id, p, y)
+        if _too_steep(values, a, b, g * iw):
+            return i
         eta = _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t,
                        counters, stats)  # fmt: skip
         if eta < 0.0:
@@ -114,6 +131,7 @@ def learn_binary(
         g *= iw
         if g != 0.0:
             update_example(opt_id, w, s1, s2, indices, values, a, b, 1, 0, g, eta, lr, l1, l2, beta)
+    return -1
 
 
 @njit(cache=True, nogil=True)
@@ -142,7 +160,7 @@ def learn_multiclass(
 
     Weights are laid out feature-major: class c of slot j is ``w[j * n_classes + c]``. Labels are
     classes 1..K (Vowpal Wabbit's convention), checked by the caller. ``preds`` (0 or n rows)
-    receives each row's margins before its update.
+    receives each row's margins before its update. Returns as ``learn_binary`` does.
     """
     K = n_classes
     keep = preds.shape[0] > 0
@@ -166,6 +184,9 @@ def learn_multiclass(
         iw = float(weights[i])
         margin_y = p[y]
         loss = softmax_inplace(p) - margin_y  # p now holds the probabilities
+        # each class's gradient p[c] - [c == y] lies in [-1, 1], or is NaN: check the largest
+        if _too_steep(values, a, b, iw * (1.0 if math.isfinite(loss) else math.nan)):
+            return i
         eta = _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t,
                        counters, stats)  # fmt: skip
         if eta < 0.0:
@@ -177,6 +198,7 @@ def learn_multiclass(
                 update_example(
                     opt_id, w, s1, s2, indices, values, a, b, K, c, g, eta, lr, l1, l2, beta
                 )
+    return -1
 
 
 @njit(cache=True, nogil=True)

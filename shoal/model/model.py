@@ -11,7 +11,7 @@ import numpy as np
 
 from shoal.data import frames
 from shoal.data.batch import Batch
-from shoal.errors import ConfigError, DataError
+from shoal.errors import ConfigError, DataError, StepTooLarge
 from shoal.features.spec import FeatureSpec
 from shoal.model import kernels, modelfile
 from shoal.model.config import LearnerConfig
@@ -171,7 +171,9 @@ class Model:
     ) -> Progress:
         """Learn from every labeled row of ``batch``, in order (unlabeled rows are skipped).
 
-        Returns ``progress`` (a new one if not given) updated with the progressive loss.
+        Returns ``progress`` (a new one if not given) updated with the progressive loss. Raises
+        ``StepTooLarge`` at the first row whose update would exceed ``kernels.MAX_STEP``,
+        having learned the rows before it: the weights and optimizer state stay finite.
         """
         self.check_labels(batch)
         self._check_indices(batch)
@@ -195,15 +197,24 @@ class Model:
         )
         b = batch
         if cfg.loss == "multiclass":
-            kernels.learn_multiclass(
+            stop = kernels.learn_multiclass(
                 b.indptr, b.indices, b.values, b.labels, b.weights, self.weights, s1, s2,
                 cfg.classes, *common, _NO_PREDS_2D,
             )  # fmt: skip
         else:
-            kernels.learn_binary(
+            stop = kernels.learn_binary(
                 b.indptr, b.indices, b.values, b.labels, b.weights, self.weights, s1, s2,
                 LOSS_IDS[cfg.loss], *common, _NO_PREDS,
             )  # fmt: skip
+        if stop >= 0:
+            raise StepTooLarge(
+                batch.source or "<input>",
+                int(batch.lines[stop]),
+                f"learning this example would take a step beyond {kernels.MAX_STEP:g} "
+                "(gradient x feature value): the learning diverged or a value is far too large; "
+                "lower --learning-rate or scale the features",
+                row=int(stop),
+            )
         return prog
 
     # -- prediction --------------------------------------------------------------------------

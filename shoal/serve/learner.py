@@ -24,7 +24,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shoal.errors import ShoalError
+from shoal.data.batch import Batch
+from shoal.errors import ShoalError, StepTooLarge
 from shoal.model.model import Model, Progress
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import Unavailable
@@ -214,16 +215,35 @@ class Learner:
     def _learn(self, records: list[str]) -> None:
         model = self.live.model
         try:
-            model.learn(parse_lines(model.spec, records, "events"), progress=self.progress)
+            batch = parse_lines(model.spec, records, "events")
+            model.check_labels(batch)
+        except ShoalError:  # records or labels this model cannot take (it was swapped)
+            for record in records:  # one at a time, to leave out only those
+                try:
+                    one = parse_lines(model.spec, [record], "events")
+                    model.check_labels(one)
+                except ShoalError as exc:
+                    self._reject(exc)
+                else:
+                    self._learn_rows(one)
             return
-        except ShoalError:
-            pass  # labels or records this model cannot take (it was swapped): one at a time
-        for record in records:  # learn() checks a batch whole before it changes anything
+        self._learn_rows(batch)
+
+    def _learn_rows(self, batch: Batch) -> None:
+        """Learn the rows in order, leaving out any whose step would be too large (learn()
+        stops before such a row, having learned those above it): a model never turns
+        infinite, and replaying the log leaves out the same events."""
+        while len(batch):
             try:
-                model.learn(parse_lines(model.spec, [record], "events"), progress=self.progress)
-            except ShoalError as exc:
-                self.events_rejected += 1
-                log.warning("event not learned: %s", exc)
+                self.live.model.learn(batch, progress=self.progress)
+                return
+            except StepTooLarge as exc:
+                self._reject(exc)
+                batch = batch.slice(exc.row + 1, len(batch))
+
+    def _reject(self, exc: ShoalError) -> None:
+        self.events_rejected += 1
+        log.warning("event not learned: %s", exc)
 
     def _periodic_snapshot(self) -> None:
         try:

@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import save as st_save
 
 from shoal.data.batch import Batch
-from shoal.errors import DataError, ModelFileError
+from shoal.errors import DataError, ModelFileError, StepTooLarge
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.model import Model
@@ -163,6 +163,34 @@ def test_bad_labels_name_the_line(cfg: LearnerConfig, label: float) -> None:
     batch = Batch.from_rows([([1], [1.0]), ([2], [1.0])], labels=[1.0, label])
     with pytest.raises(DataError, match="line 2 of"):
         fresh(cfg).learn(batch)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_a_step_too_large_stops_before_the_row_and_keeps_the_model_finite(
+    cfg: LearnerConfig,
+) -> None:
+    """A value of 1e30 (finite in float32) would make the squared gradients overflow."""
+    good = random_batch(cfg, 3, n=5)
+    huge = Batch.from_rows([([7, 8], [1.0, 1e30])], labels=[good.labels[0]])
+    batch = Batch.concat([good, huge, good])
+    model, reference = fresh(cfg), fresh(cfg)
+    with pytest.raises(StepTooLarge, match=r"line 1 of <input>: .*step beyond 1e\+15") as info:
+        model.learn(batch)
+    assert info.value.row == 5
+    reference.learn(good)
+    assert_same_state(model, reference)  # the five rows above it, and nothing else
+    assert all(np.isfinite(t).all() for t in (model.weights, *model.state.values()))
+
+
+def test_a_diverging_learner_stops_with_an_error() -> None:
+    """Squared loss, plain SGD at rate 0.5 on values near 1000: each step overshoots."""
+    rows = [([1], [1000.0 + i]) for i in range(200)]
+    batch = Batch.from_rows(rows, labels=[5000.0 + 5 * i for i in range(200)])
+    model = fresh(LearnerConfig(loss="squared", optimizer="sgd", learning_rate=0.5))
+    with pytest.raises(StepTooLarge) as info:
+        model.learn(batch)
+    assert 0 < info.value.row < 200
+    assert np.isfinite(model.weights).all()
 
 
 def test_multiclass_predicts_classes_and_probabilities() -> None:

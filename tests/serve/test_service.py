@@ -3,10 +3,12 @@ through snapshots, restarts, rollbacks and swaps."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shoal import ColumnSchema, FeatureSpec, LearnerConfig, Model, TrainOptions, train
@@ -15,7 +17,7 @@ from shoal.errors import ConfigError
 from shoal.serve import ModelService, ServiceConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.eventlog import EventLog
-from tests.serve.helpers import event, offline
+from tests.serve.helpers import event, newest_snapshot, offline
 
 
 def service(base: Path, state: Path, **kw: object) -> ModelService:
@@ -59,6 +61,27 @@ def test_restart_replays_the_log_after_the_last_snapshot(base_model: Path, tmp_p
     again = service(base_model, tmp_path / "state")
     assert again.replayed == 5 and again.info()["applied_seq"] == 25
     assert drained(again).to_bytes() == offline(base_model, records, tmp_path).to_bytes()
+    again.close()
+
+
+def test_an_event_too_large_to_learn_is_left_out_and_the_model_stays_servable(
+    base_model: Path, tmp_path: Path
+) -> None:
+    """1e30 is a valid float32, but its squared gradient is not: that event is logged (it was
+    acknowledged) but not learned, now and on every replay; the rest of its request is."""
+    s = service(base_model, tmp_path / "state", snapshot_every_events=1000)
+    records = [event(0), "1 |u huge |v x:1e30", event(1), event(2)]
+    assert s.learn(records).result() == [1, 2, 3, 4]
+    model = drained(s)
+    expected = offline(base_model, [records[0], *records[2:]], tmp_path).to_bytes()
+    assert model.to_bytes() == expected
+    assert s.learner.events_rejected == 1
+    assert all(np.isfinite(t).all() for t in (model.weights, *model.state.values()))
+    s.close()
+    Model.load(newest_snapshot(tmp_path / "state"))  # loadable: nothing infinite in it
+    shutil.rmtree(tmp_path / "state" / "snapshots")  # replay the whole log on the base model
+    again = service(base_model, tmp_path / "state")
+    assert again.replayed == 4 and drained(again).to_bytes() == expected
     again.close()
 
 
