@@ -132,14 +132,40 @@ def weight_text(value: Any, field: str) -> str:
 
 
 def check_line(line: Any, field: str) -> str:
-    """A VW line as one record: a string of one non-blank line."""
+    """A VW line as one record: a string of one non-blank line (or a JSON line, checked)."""
     if not isinstance(line, str):
         raise RequestError(field, f"must be a VW line (a string) or an object, not {line!r}")
     if "\n" in line or "\r" in line:
         raise RequestError(field, "holds a line break: send each record as its own string")
     if not line.strip():
         raise RequestError(field, "is blank")
+    if _is_json(line):
+        _check_json_line(line, field)
     return line
+
+
+_JSON_LINE = 'a JSON line is {"features": {...}}, with a numeric "label" and "weight" if any'
+
+
+def _check_json_line(line: str, field: str) -> None:
+    """A line that starts with ``{`` is a JSON line (a VW line never does): check its shape,
+    so that what cannot be learned is refused now, not after it is logged."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise RequestError(field, f"starts with '{{' but is not valid JSON ({why})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("features"), dict):
+        raise RequestError(field, _JSON_LINE)
+    if set(obj) - {"features", "label", "weight"}:
+        raise RequestError(
+            field,
+            f"{_JSON_LINE}; unknown keys {sorted(set(obj) - {'features', 'label', 'weight'})}",
+        )
+    for key in ("label", "weight"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise RequestError(field, f'"{key}" must be a number, got {json.dumps(value)[:40]}')
 
 
 def json_line(record: Any, field: str, *, labeled: bool = False) -> str:
@@ -191,12 +217,27 @@ def parse_lines(spec: FeatureSpec, lines: Sequence[str], field: str = "records")
     for is_json, group in itertools.groupby(lines, key=_is_json):
         run = list(group)
         parse = _parse_json if is_json else _parse_vw
-        batch = parse(spec, run, field, first)
+        try:
+            batch = parse(spec, run, field, first)
+        except UnicodeEncodeError:  # a JSON body may escape what UTF-8 cannot hold
+            raise _not_unicode(run, field, first) from None
         if len(batch) != len(run):  # cannot happen for checked lines; never learn a shifted row
             raise RequestError(field, f"{len(run)} records parsed into {len(batch)} rows")
         parts.append(batch)
         first += len(run)
     return Batch.concat(parts, source=field) if parts else _parse_vw(spec, [], field, 0)
+
+
+def _not_unicode(lines: list[str], field: str, first: int) -> RequestError:
+    """The error of the first line holding a lone surrogate (``"\\ud800"`` in JSON)."""
+    problem = "is not valid Unicode text: it holds a lone surrogate (U+D800 to U+DFFF)"
+    for k, line in enumerate(lines):
+        text = json.dumps(json.loads(line), ensure_ascii=False) if _is_json(line) else line
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return RequestError(f"{field}[{first + k}]", problem)
+    return RequestError(field, problem)
 
 
 def _parse_vw(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Batch:

@@ -216,6 +216,10 @@ MALFORMED = [
     ("/predict", b'{"records": ["| a\\n| b"]}', "records[0]"),
     ("/predict", b'\xff\xfe{"records": 1}', "body"),
     ("/predict", b"[" * 100_000, "body"),
+    ("/predict", b'{"records": ["| a", "| \\ud800"]}', "records[1]"),  # a lone surrogate
+    ("/predict", b'{"records": [{"x": "\\udfff"}]}', "records[0]"),
+    ("/predict", b'{"records": ["{\\"a\\": 1}"]}', "records[0]"),  # a JSON line, not a record
+    ("/learn", b'{"records": [{"label": 1, "features": {"\\ud800": 1}}]}', "records[0]"),
     ("/learn", b'{"records": ["| a"]}', "records[0]"),
     ("/learn", b'{"records": ["1 | a", "2 | b"]}', "records[1]"),
     ("/learn", b'{"records": [{"label": "1", "features": {}}]}', "records[0].label"),

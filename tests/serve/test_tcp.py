@@ -103,6 +103,27 @@ def test_a_bad_line_gets_an_error_and_the_connection_goes_on(
     assert server.live_model().to_bytes() == expected.to_bytes()
 
 
+def test_json_lines_are_checked_like_any_line(
+    start_both: Start, base_model: Path, tmp_path: Path
+) -> None:
+    """A line that starts with '{' is a JSON line: a broken one is an error line, not a dropped
+    connection, and the lines around it (labeled ones too) are answered and learned."""
+    server = start_both()
+    good = '{"label": 1, "features": {"u": {"id1": 1}}}'
+    with server.connect() as client:
+        client.send(event(0), '{"a": 1}', "{", good, '{"label": "x", "features": {}}', event(1))
+        replies = client.read(6)
+        assert replies[1] == (
+            'error: line 2: a JSON line is {"features": {...}}, with a numeric "label" and '
+            '"weight" if any'
+        )
+        assert replies[2].startswith("error: line 3: starts with '{' but is not valid JSON")
+        assert replies[4] == 'error: line 5: "label" must be a number, got "x"'
+        assert not any(r.startswith("error") for r in (replies[0], replies[3], replies[5]))
+    expected = offline(base_model, [event(0), "1 |u id1:1", event(1)], tmp_path)
+    assert server.live_model().to_bytes() == expected.to_bytes()
+
+
 def test_an_over_long_line_closes_the_connection_with_an_error(start_both: Start) -> None:
     server = start_both(max_line_bytes=100)
     with server.connect() as client:
