@@ -91,16 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     c = t.add_argument_group("distributed training (data parallel, fault tolerant)")
     c.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         help="worker processes (default: none, train in this process, parsing on every core)",
     )
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where workers run")
     c.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    c.add_argument("--shards", type=int, default=0, help="shards to cut the data into (4/worker)")
-    c.add_argument("--tasks-per-round", type=int, default=0, help="shards merged per round")
+    c.add_argument("--shards", type=_positive, help="shards to cut the data into (4/worker)")
+    c.add_argument("--tasks-per-round", type=_positive, help="shards merged per round")
     c.add_argument("--checkpoint-dir", help="checkpoint every round here; rerun to resume")
-    c.add_argument("--max-attempts", type=int, default=4, help="tries per task before giving up")
-    c.add_argument("--task-timeout", type=float, default=3600.0, help="seconds before a retry")
+    c.add_argument("--max-attempts", type=_positive, help="tries per task before giving up (4)")
+    c.add_argument("--task-timeout", type=float, help="seconds before a retry (3600)")
 
     e = sub.add_parser("eval", help="evaluate a model on labeled data")
     e.add_argument("model", help="model file")
@@ -242,6 +242,34 @@ def _add_serve_parser(sub: Any) -> None:
     _add_model_args(s.add_argument_group("a new model (--new; as in shoal train)"))
 
 
+# Flags that only distributed training reads (default None: ClusterOptions' defaults apply).
+CLUSTER_FLAGS = ("address", "shards", "tasks_per_round", "max_attempts", "task_timeout")
+
+
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _check_local_flags(args: argparse.Namespace) -> None:
+    """``train`` in one process: refuse the flags that only distributed training reads."""
+    if args.command != "train":
+        return
+    for name in CLUSTER_FLAGS:
+        if getattr(args, name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise ShoalError(
+                f"{flag} is a setting of distributed training: add --workers N (or --engine "
+                "ray, or --checkpoint-dir DIR), or drop it"
+            )
+
+
 def distributed(args: argparse.Namespace) -> bool:
     """Whether ``train`` runs the coordinator (which calls no compiled kernel itself)."""
     return args.command == "train" and bool(
@@ -251,12 +279,13 @@ def distributed(args: argparse.Namespace) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if distributed(args):
-        if args.engine == "local":
-            forkserver.launch()  # its half-second start overlaps the imports and the planning
-    else:
-        init_numba()
     try:
+        if distributed(args):
+            if args.engine == "local":
+                forkserver.launch()  # its half-second start overlaps the imports and planning
+        else:
+            _check_local_flags(args)
+            init_numba()
         from shoal.commands import COMMANDS  # numba, the kernels: only now
 
         return COMMANDS[args.command](args)

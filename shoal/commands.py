@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shoal.cli import HTTP_ADDRESS, distributed
+from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
 from shoal.data import files as data_files
 from shoal.data.reader import ReadStats, TextReader
 from shoal.errors import ConfigError, ShoalError
@@ -144,21 +144,39 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
         if out is not None:
             print(f"model written to {out}")
         return
-    line = (
-        f"trained on {report.examples:,} examples in {report.passes} pass(es), "
-        f"{report.seconds:.2f}s ({report.examples_per_second:,.0f} examples/s); "
-        f"progressive loss {report.progressive_loss:.5f}"
-    )
+    resumed = getattr(report, "resumed_examples", 0)  # a distributed run's restart
+    rate = f"{report.seconds:.2f}s ({report.examples_per_second:,.0f} examples/s)"
+    line = f"trained on {report.examples:,} examples in {report.passes} pass(es), "
+    if resumed:  # the time, the speed and the loss are those of the rounds since the restart
+        line += f"{resumed:,} of them before the restart; since then {rate}, "
+    else:
+        line += f"{rate}; "
+    line += f"progressive loss {report.progressive_loss:.5f}"
     if report.holdout_examples:
         line += f"; holdout loss {report.holdout_loss:.5f} on {report.holdout_examples:,} examples"
     print(line)
     if report.skipped:
         print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
+    if report.examples == 0:
+        print("shoal: warning: no labeled example was read, so nothing was learned (is the "
+              "label column there?)", file=sys.stderr)  # fmt: skip
     if out is not None:
         print(f"model written to {out}")
 
 
+def _output(path: str, inputs: Sequence[str]) -> Path:
+    """``-o``: not a directory, and not one of the inputs (it would be overwritten)."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError("-o", f"{path} is a directory: name a file")
+    local = [i for i in inputs if not data_files.is_uri(i)]
+    if out.exists() and any(os.path.samefile(f, out) for f in data_files.expand(local)):
+        raise ConfigError("-o", f"{path} is one of the input files: it would be overwritten")
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _output(args.output, args.data)
     model = _build_model(args)
     opts = TrainOptions(
         format=args.format,
@@ -186,12 +204,8 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
     cluster = ClusterOptions(
         workers=args.workers or os.cpu_count() or 1,
         engine=args.engine,
-        address=args.address,
-        shards=args.shards,
-        tasks_per_round=args.tasks_per_round,
-        max_attempts=args.max_attempts,
-        task_timeout=args.task_timeout,
         checkpoint_dir=args.checkpoint_dir,
+        **_given(args, CLUSTER_FLAGS),
     )
     bar: Any = None
     if sys.stderr.isatty():
@@ -256,7 +270,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     model = Model.load(args.model)
     stats = ReadStats()
-    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    if args.output != "-":
+        _output(args.output, [args.model, *args.data])
+    try:
+        out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError("-o", f"cannot write {args.output}: {exc.strerror}") from None
     try:
         for batch in _reader(model, args).read_all(args.data, stats):
             values = model.predict(batch).tolist()

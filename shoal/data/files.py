@@ -173,6 +173,18 @@ def is_dir(path: str | os.PathLike[str]) -> bool:
         return bool(fs.get_file_info(inner).type == pafs.FileType.Directory)
 
 
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """True for a local pipe or device (``/dev/stdin``, ``<(zcat ...)``): it can be read once,
+    from the start, so nothing may look at it before the reader does."""
+    if is_uri(path):
+        return False
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # missing: the reader says so
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def file_size(path: str | os.PathLike[str]) -> int:
     """Size in bytes of a local file or a URI."""
     if not is_uri(path):

@@ -85,6 +85,11 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
     text = str(path)
     if files.is_dir(text):
         return "parquet"
+    if files.is_stream(text):  # what the sniffing reads would be lost to the reader
+        raise ConfigError(
+            "format", f"{text} is a pipe, which can be read only once: shoal cannot look at it "
+            f"to tell its format; pass --format ({', '.join(FORMATS)})",
+        )  # fmt: skip
     with open_file(text) as f:
         head = read_bytes(f, 1 << 16, text)
     if head.startswith(b"PAR1"):
@@ -122,6 +127,11 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
     A file whose first line names the columns (or any file, when the schema says it has a
     header) maps fields to columns by name; otherwise by position.
     """
+    if files.is_stream(path):
+        raise ConfigError(
+            "format", f"{path} is a pipe, which can be read only once: the header of CSV and TSV "
+            "is read before the rows, so write the data to a file first",
+        )  # fmt: skip
     with open_file(path) as f:
         first = f.readline()
     names = [

@@ -74,6 +74,8 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
     """Write ``payload`` to ``path`` so that a crash leaves the old file or the new one."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ShoalError(f"cannot write {target}: it is a directory (name a file in it)")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
@@ -83,7 +85,10 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as exc:  # made a directory meanwhile, or a read-only file system
+            raise ShoalError(f"cannot write {target}: {exc.strerror}") from None
         dir_fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

@@ -172,11 +172,22 @@ class EventLog:
         self._remember_lock = threading.Lock()
 
     def open(self) -> None:
-        self._db = _connect(self.path)
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        try:
+            self._db = _connect(self.path)
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+            ).fetchone()
+            self._reader = _connect(self.path)
+        except sqlite3.DatabaseError as exc:  # not a database, or not ours
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            raise ShoalError(
+                f"{self.path} is not a shoal event log ({exc}): restore it, or move the state "
+                "directory aside to start a new one"
+            ) from None
         self.last_seq = int(row[0]) if row else 0
-        self._reader = _connect(self.path)
         self._thread = threading.Thread(target=self._run, name="shoal-eventlog", daemon=True)
         self._thread.start()
 

@@ -103,6 +103,14 @@ class ClusterReport(TrainReport):
     duplicates: int = 0
     worker_deaths: int = 0
     resumed_from_step: int = 0
+    resumed_examples: int = 0  # learned before the restart, in the checkpoint
+
+    @property
+    def examples_per_second(self) -> float:
+        """This run's speed: the examples of the rounds it ran, over its time."""
+        run = self.examples - self.resumed_examples
+        return run / self.seconds if self.seconds > 0 else math.nan
+
     workers: int = 0
 
 
@@ -200,6 +208,7 @@ class Coordinator:
             )
         self.model = Model.from_data(data)
         self.report.examples = int(data.extra.get("examples", "0"))
+        self.report.resumed_examples = self.report.examples
         return int(data.extra["step"])
 
     def _checkpoint(self, step: int) -> None:

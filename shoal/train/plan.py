@@ -78,6 +78,12 @@ def plan(inputs: Sequence[str | os.PathLike[str]], shards: int) -> list[Shard]:
     files = data_files.expand(inputs)
     if not files:
         raise ShoalError("no input files given")
+    for f in files:
+        if data_files.is_stream(f):
+            raise ShoalError(
+                f"{f} is a pipe: workers read their shards themselves, so distributed training "
+                "needs files (train without --workers to read a pipe)"
+            )
     sizes = [data_files.file_size(f) for f in files]
     total = max(1, sum(sizes))
     target = max(1, -(-total // max(1, shards)))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import pathlib
 import pickle
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -727,3 +729,33 @@ def test_reader_config_is_validated(kwargs: dict[str, object], field: str) -> No
     with pytest.raises(ConfigError) as info:
         TextReader(spec=BARE, **kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def _fifo(tmp_path: pathlib.Path, name: str, data: bytes) -> tuple[pathlib.Path, threading.Thread]:
+    """A named pipe that a thread fills with ``data`` once a reader opens it."""
+    path = tmp_path / name
+    os.mkfifo(path)
+
+    def write() -> None:
+        with open(path, "wb") as f:
+            f.write(data)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return path, thread
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_is_read_once_from_its_first_byte(tmp_path: pathlib.Path) -> None:
+    """Nothing may peek at a pipe before the reader: the format must be known beforehand."""
+    rows = "".join(f"{i % 2} 1:{i} 3:1\n" for i in range(5000)).encode()  # > 64 KiB
+    path, writer = _fifo(tmp_path, "stream", rows)
+    got = list(TextReader(spec=FeatureSpec(bits=10), format="svmlight").read(path))
+    writer.join(5)
+    assert sum(len(b) for b in got) == 5000
+    path, writer = _fifo(tmp_path, "stream2", rows)
+    with pytest.raises(ConfigError, match="is a pipe, which can be read only once"):
+        guess_format(path)
+    with open(path, "rb") as f:  # let the writer finish
+        f.read()
+    writer.join(5)

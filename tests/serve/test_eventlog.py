@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.errors import ShoalError
 from shoal.serve.errors import EventExpired, FeedbackConflict, Unavailable, UnknownEvent
 from shoal.serve.eventlog import EventLog
 from tests.serve.helpers import Clock
@@ -101,3 +102,11 @@ def test_a_closed_log_refuses_work(tmp_path: Path, clock: Clock) -> None:
     log.close()
     with pytest.raises(Unavailable):
         log.append(["1 | a"]).result()
+
+
+def test_a_file_that_is_not_an_event_log_is_a_clear_error(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "events.sqlite"
+    path.write_bytes(b"not a database, whatever it was" * 200)
+    log = EventLog(path, ttl=60, clock=clock)
+    with pytest.raises(ShoalError, match=r"events.sqlite is not a shoal event log \(file is not"):
+        log.open()
