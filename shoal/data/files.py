@@ -25,7 +25,7 @@ import functools
 import io
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -314,9 +314,11 @@ def glob(pattern: str) -> list[str]:
     return found
 
 
-def expand(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
+def expand(inputs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str]) -> list[str]:
     """The files named by paths, globs, directories and URIs, in order (directories and globs:
     their files, sorted)."""
+    if isinstance(inputs, str | os.PathLike):  # one path, not a sequence of characters
+        inputs = [inputs]
     out: list[str] = []
     for item in inputs:
         text = str(item)

@@ -222,7 +222,7 @@ class TextReader:
         Every input is looked up before the first batch: a missing one stops the read at once.
         """
         st = stats if stats is not None else ReadStats()
-        for name in files.expand(list(paths)):
+        for name in files.expand(paths):
             yield from self._read_file(name, st)
 
     def _read_file(

@@ -53,7 +53,10 @@ class FeatureSpec:
             raise ConfigError("seed", f"must be an integer in [0, 2**32), got {self.seed!r}")
         if not isinstance(self.constant, bool):
             raise ConfigError("constant", f"must be true or false, got {self.constant!r}")
-        object.__setattr__(self, "interactions", tuple(self.interactions))
+        terms = self.interactions
+        # a lone string is one term ("ab"), not a sequence of one-letter terms
+        terms = (terms,) if isinstance(terms, str) else tuple(terms)
+        object.__setattr__(self, "interactions", terms)
         for term in self.interactions:
             if not isinstance(term, str) or not 2 <= len(term) <= 3 or not term.isascii():
                 raise ConfigError(

@@ -140,3 +140,9 @@ def test_opening_a_missing_file_or_a_directory_names_it(
     assert not files.is_dir(where(tmp_path / "nope"))
     with pytest.raises(ShoalError, match="no such file"):
         files.file_size(where(tmp_path / "nope.vw"))
+
+
+def test_one_path_given_as_a_string_is_one_input(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "a.vw").write_text("1 | x\n")
+    assert files.expand(str(tmp_path / "a.vw")) == [str(tmp_path / "a.vw")]
+    assert files.expand(tmp_path / "a.vw") == [str(tmp_path / "a.vw")]

@@ -73,6 +73,10 @@ def test_interactions_given_as_a_list_become_a_hashable_tuple() -> None:
     assert hash(spec) == hash(FeatureSpec(interactions=("ab", "ccc")))
 
 
+def test_a_lone_string_is_one_interaction_term() -> None:
+    assert FeatureSpec(interactions="ab").interactions == ("ab",)
+
+
 def test_the_spec_is_frozen_and_keyword_only() -> None:
     spec = FeatureSpec()
     with pytest.raises(AttributeError):
