@@ -33,7 +33,7 @@ from shoal.features.spec import MAX_BITS, FeatureSpec
         ({"interactions": ("",)}, "interactions"),
         ({"interactions": ("ab", "\u00e9b")}, "interactions"),
         ({"interactions": (12,)}, "interactions"),
-        ({"interactions": "ab"}, "interactions"),  # a bare string is two 1-letter terms
+        ({"interactions": "ab cd"}, "interactions"),  # a bare string is one term: this is not
         ({"ignore": "\u00e9"}, "ignore"),
         ({"ignore": 5}, "ignore"),
         ({"constant": "false"}, "constant"),
