@@ -759,3 +759,26 @@ def test_a_pipe_is_read_once_from_its_first_byte(tmp_path: pathlib.Path) -> None
     with open(path, "rb") as f:  # let the writer finish
         f.read()
     writer.join(5)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "schema"),
+    [
+        ("bom.vw", "1 | a b\n-1 | c\n", None),
+        ("bom.csv", "id,click,x\nr1,1,0.5\nr2,0,1.5\n", "id:tag,click:label,x:num"),
+        ("nohdr.csv", "r1,1,0.5\nr2,0,1.5\n", "id:tag,click:label,x:num"),
+    ],
+)
+def test_a_utf8_byte_order_mark_is_not_data(
+    tmp_path: pathlib.Path, name: str, text: str, schema: str | None
+) -> None:
+    """Excel and Notepad start UTF-8 files with EF BB BF: the same rows with and without it."""
+    from shoal.features.schema import ColumnSchema
+
+    spec = FeatureSpec(bits=10, schema=ColumnSchema.parse(schema) if schema else None)
+    plain, marked = tmp_path / name, tmp_path / f"marked-{name}"
+    plain.write_text(text)
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    a, b = (Batch.concat(list(TextReader(spec=spec).read(p))) for p in (plain, marked))
+    assert len(a) == 2 and a.tags() == b.tags() and a.labels.tolist() == b.labels.tolist()
+    assert a.indices.tolist() == b.indices.tolist() and a.values.tolist() == b.values.tolist()
