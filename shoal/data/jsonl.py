@@ -21,7 +21,7 @@ Without a column schema a compiled kernel (``jsonparse``) reads the lines: hundr
 thousands of rows a second on one core, without the GIL, so blocks are read on several threads
 as VW text is. It gives exactly what the Python path gives (``json.loads``, then
 ``RecordEncoder``), and hands it every line outside the subset of JSON that it reads exactly
-(escapes in strings, repeated keys, ``NaN``, numbers it cannot round for sure, any bad record:
+(escaped or repeated keys, ``NaN``, numbers it cannot round for sure, any bad record:
 see ``jsonparse``); the Python path reads that line, or reports it. Under a schema every line
 takes the Python path (tens of thousands of rows a second). Lines are plain newline-delimited
 text, so JSON-lines files are cut into byte ranges and read in blocks exactly as VW text is.

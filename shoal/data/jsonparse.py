@@ -7,9 +7,10 @@ ready for ``columns.assemble``. It reads the subset of JSON that it can read exa
 outside it is not guessed at but handed back ("to do"), and the Python path reads it, or
 reports it if it is a bad record. A line is handed back when it holds:
 
-- a string with a backslash escape, a control character or bytes that are not well-formed
-  UTF-8; a byte above 0x7f outside a string; anything that is not strict JSON (``NaN``,
-  ``Infinity``, a leading ``+``, a trailing comma, a byte-order mark...);
+- a key with a backslash escape; a string with a control character, bytes that are not
+  well-formed UTF-8 or a lone surrogate (``\\ud800``); a byte above 0x7f outside a string;
+  anything that is not strict JSON (``NaN``, ``Infinity``, a leading ``+``, a trailing comma,
+  a byte-order mark...);
 - a key twice in an object, or a key both at the top level and in ``features`` (the Python
   path's dicts keep the first one's place and the last one's value);
 - a number with more than 18 significant digits, beyond float64's normal range, or too near a
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from shoal.data.jsontokens import is_word, key, number, string, ws
+from shoal.data.jsontokens import is_word, key, number, string, unescaped, ws
 from shoal.data.textparse import _F32_LIMIT, _feature_hash, _grow
 from shoal.features.hashing import murmur3_32
 
@@ -138,7 +139,7 @@ def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, s
                     continue
                 elif special == _IS_TAG and c == 34:
                     tag_s = p + 1
-                    tag_e = string(buf, tag_s, n)
+                    tag_e, _escaped = string(buf, tag_s, n)
                     if tag_e < 0:
                         break
                     p = tag_e + 1
@@ -177,7 +178,7 @@ def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, s
                 vs = ve = -1
                 if c == 34:
                     vs = p + 1
-                    ve = string(buf, vs, n)
+                    ve, _escaped = string(buf, vs, n)
                     if ve < 0:
                         break
                     p = ve + 1
@@ -213,8 +214,7 @@ def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, s
                         for i in range(ks, ke):
                             scratch[i - ks] = buf[i]
                         scratch[ke - ks] = 61  # '='
-                        for i in range(vs, ve):
-                            scratch[k - ve + i] = buf[i]
+                        k = unescaped(buf, vs, ve, scratch, ke - ks + 1)
                         h = _feature_hash(scratch, 0, k, nsh)
                     else:
                         h = _feature_hash(buf, ks, ke, nsh)
@@ -321,9 +321,7 @@ def parse_block(buf, n, seed, ignore):
                     nb2 += 1
                 if te > ts:
                     tag_bytes = _grow(tag_bytes, ntag + te - ts)
-                    for i in range(ts, te):
-                        tag_bytes[ntag] = buf[i]
-                        ntag += 1
+                    ntag = unescaped(buf, ts, te, tag_bytes, ntag)
             else:
                 while end < n and buf[end] != 10:
                     end += 1

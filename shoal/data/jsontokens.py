@@ -2,9 +2,10 @@
 
 Each reader takes a uint8 buffer and a position and either reads its token exactly as
 ``json.loads`` would or refuses it (a negative end), in which case the caller hands the line to
-Python. Refused are strings with a backslash escape, a control character or bytes that are not
-well-formed UTF-8 (an encoded surrogate included), and numbers the kernel cannot round as
-Python's ``float`` does for sure.
+Python. Refused are strings with a control character, bytes that are not well-formed UTF-8 (an
+encoded surrogate included), an escape JSON does not have or a lone surrogate (``\\ud800``, which
+has no UTF-8), keys with any escape, and numbers the kernel cannot round as Python's ``float``
+does for sure. A string's escapes are decoded to UTF-8 (``unescaped``) as ``json`` decodes them.
 
 Numbers: a mantissa of up to 18 significant digits times an exact power of ten rounds once when
 both are exact doubles (Clinger's fast path); anything else is scaled in double-double
@@ -77,17 +78,71 @@ def _utf8_len(buf, p, n):
 
 
 @njit(cache=True)
-def string(buf, p, n):
-    """The closing quote of the string whose text starts at p; -1 if it holds an escape, a
-    control character (a newline included) or ill-formed UTF-8, or does not end."""
+def _hex4(buf, p, n):
+    """The code unit of the 4 hex digits at p, or -1."""
+    if p + 4 > n:
+        return -1
+    u = 0
+    for i in range(p, p + 4):
+        c = buf[i]
+        if 48 <= c <= 57:
+            d = c - 48
+        elif 97 <= c <= 102 or 65 <= c <= 70:
+            d = (c | 32) - 87
+        else:
+            return -1
+        u = u * 16 + d
+    return u
+
+
+@njit(cache=True)
+def _escape(buf, p, n):
+    """The code point of the escape at p (just past the backslash) and its end; -1 if it is
+    not one of JSON's, or is a lone surrogate (which has no UTF-8)."""
+    if p >= n:
+        return -1, p
+    c = buf[p]
+    if c == 117:  # 'u'
+        u = _hex4(buf, p + 1, n)
+        if 0xD800 <= u <= 0xDBFF and p + 6 < n and buf[p + 5] == 92 and buf[p + 6] == 117:
+            low = _hex4(buf, p + 7, n)
+            if 0xDC00 <= low <= 0xDFFF:
+                return 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00), p + 11
+        if u < 0 or 0xD800 <= u <= 0xDFFF:
+            return -1, p
+        return u, p + 5
+    if c == 34 or c == 92 or c == 47:  # '"', '\\', '/'
+        return c, p + 1
+    if c == 98:
+        return 8, p + 1
+    if c == 102:
+        return 12, p + 1
+    if c == 110:
+        return 10, p + 1
+    if c == 114:
+        return 13, p + 1
+    if c == 116:
+        return 9, p + 1
+    return -1, p
+
+
+@njit(cache=True)
+def _escaped_rest(buf, p, n):
+    """``string`` on from the backslash at p: apart from the common case, so that the caller's
+    loop stays small enough to inline."""
     while p < n:
         c = buf[p]
         if c == 34:
             return p
         if c < 128:
-            if c == 92 or c < 32:
+            if c < 32:
                 return -1
-            p += 1
+            if c == 92:
+                cp, p = _escape(buf, p + 1, n)
+                if cp < 0:
+                    return -1
+            else:
+                p += 1
         else:
             k = _utf8_len(buf, p, n)
             if k == 0:
@@ -97,9 +152,69 @@ def string(buf, p, n):
 
 
 @njit(cache=True)
+def string(buf, p, n):
+    """(end, escaped) of the string whose text starts at p: ``end`` is its closing quote, -1 if
+    it holds a control character (a newline included), ill-formed UTF-8, an escape JSON does
+    not have or a lone surrogate, or does not end."""
+    while p < n:
+        c = buf[p]
+        if c == 34:
+            return p, False
+        if c < 128:
+            if c < 32:
+                return -1, False
+            if c == 92:
+                return _escaped_rest(buf, p, n), True
+            p += 1
+        else:
+            k = _utf8_len(buf, p, n)
+            if k == 0:
+                return -1, False
+            p += k
+    return -1, False
+
+
+@njit(cache=True)
+def unescaped(buf, s, e, out, o):
+    """Write the text of a string ``buf[s:e]`` (read by ``string``) to ``out[o:]`` as UTF-8,
+    escapes decoded; returns the end in ``out``. The text never grows."""
+    p = s
+    while p < e:
+        c = buf[p]
+        if c != 92:
+            out[o] = c
+            o += 1
+            p += 1
+            continue
+        cp, p = _escape(buf, p + 1, e)
+        if cp < 0x80:
+            out[o] = cp
+            o += 1
+        elif cp < 0x800:
+            out[o] = 0xC0 | (cp >> 6)
+            out[o + 1] = 0x80 | (cp & 0x3F)
+            o += 2
+        elif cp < 0x10000:
+            out[o] = 0xE0 | (cp >> 12)
+            out[o + 1] = 0x80 | ((cp >> 6) & 0x3F)
+            out[o + 2] = 0x80 | (cp & 0x3F)
+            o += 3
+        else:
+            out[o] = 0xF0 | (cp >> 18)
+            out[o + 1] = 0x80 | ((cp >> 12) & 0x3F)
+            out[o + 2] = 0x80 | ((cp >> 6) & 0x3F)
+            out[o + 3] = 0x80 | (cp & 0x3F)
+            o += 4
+    return o
+
+
+@njit(cache=True)
 def key(buf, p, n):
-    """``string`` for an object's key, with a 32-bit FNV-1a hash of its bytes."""
-    e = string(buf, p, n)
+    """The closing quote of an object's key that starts at p (-1 if ``string`` refuses it, or it
+    has an escape) and a 32-bit FNV-1a hash of its bytes."""
+    e, escaped = string(buf, p, n)
+    if escaped:
+        e = -1
     h = np.int64(_FNV_BASIS)
     for i in range(p, e):
         h = ((h ^ buf[i]) * _FNV_PRIME) & 0xFFFFFFFF

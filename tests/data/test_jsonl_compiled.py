@@ -124,16 +124,17 @@ NAMES = st.one_of(
     st.sampled_from(["x", "y", "u", "v", "7", "0123", "é", "日本", "a b", "😀", "x=y", "i0", "c"]),
     CLEAN_TEXT.filter(bool),
 )
+TEXT_VALUES = st.builds(json.dumps, st.text(max_size=6), ensure_ascii=st.booleans())  # escapes
 CLEAN_SCALARS = st.one_of(
     COMMON_NUMBERS,
-    st.builds(json.dumps, CLEAN_TEXT, ensure_ascii=st.just(False)),
+    TEXT_VALUES,
     st.sampled_from(["true", "false", "null", "0", "-0.0", '""']),
 )
 
 
 @st.composite
 def clean_records(draw: st.DrawFn) -> str:
-    """Records the kernel reads itself (bar a rare number): no escapes, no repeated keys."""
+    """Records the kernel reads itself (bar a rare number): no escaped or repeated keys."""
 
     def members(names: list[str], namespaces: bool) -> list[tuple[str, str]]:
         out = []
@@ -157,11 +158,7 @@ def clean_records(draw: st.DrawFn) -> str:
         ("weight", draw(st.sampled_from(["1", "0.5", "2e1", "0", "null", "1.25"]))),
         (
             "tag",
-            draw(
-                st.builds(json.dumps, CLEAN_TEXT, ensure_ascii=st.just(False))
-                | st.integers(0, 10**9).map(str)
-                | st.just("null")
-            ),
+            draw(TEXT_VALUES | st.integers(0, 10**9).map(str) | st.just("null")),
         ),
     ]
     if nested or draw(st.booleans()):
@@ -238,6 +235,23 @@ def test_plain_records_are_read_by_the_kernel() -> None:
     assert bytes(got.tag_bytes) == b"r117"
 
 
+def test_escaped_values_and_tags_are_read_by_the_kernel() -> None:
+    """json.dumps writes non-ASCII text as \\u escapes by default: the kernel decodes them."""
+    records = [
+        {"label": 1, "city": "Zürich", "tag": "Zoë", "u": {"name": "日本", "e": "😀"}},
+        {"q": 'a "quoted" \\ back/slash', "c": "\x00\x01\b\f\n\r\t", "features": {"s": "ß"}},
+        {"tag": "\u2028", "x": "\ud7ff\ue000\uffff"},
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    block = (text + text.replace("\\u00fc", "\\u00FC") + '{"slash": "\\/"}\n').encode()
+    assert "\\u00fc" in text and "\\ud83d\\ude00" in text
+    assert todo_lines(block) == []
+    check(block)
+    check(block, SPECS[1])
+    got = jsonl.parse_block(block, SPECS[0], False)
+    assert got.batch("t", 1).tags()[:3] == ["Zoë", "", "\u2028"]
+
+
 def test_the_bench_file_is_read_by_the_kernel() -> None:
     records = sr.make_records(300)
     block = sr.jsonl_text(records).encode()
@@ -248,10 +262,13 @@ def test_the_bench_file_is_read_by_the_kernel() -> None:
 # --- each reason to hand a line back, and the Python path's answer for it
 
 HANDED_BACK = [
-    '{"x": "a\\"b"}',  # escapes
-    '{"x\\u00e9": 1}',
-    '{"x": "\\u00e9"}',
-    '{"tag": "\\t"}',
+    '{"x\\u00e9": 1}',  # an escaped key
+    '{"u": {"\\"": 1}}',
+    '{"x": "\\x"}',  # escapes JSON does not have
+    '{"x": "\\u12"}',
+    '{"x": "\\u12g4"}',
+    '{"x": "\\udc00\\ud800"}',  # lone surrogates: no UTF-8 for them
+    '{"x": "\\ud800\\u0041"}',
     '{"x": NaN}',  # not strict JSON
     '{"x": Infinity}',
     '{"x": -Infinity}',
@@ -287,7 +304,7 @@ HANDED_BACK = [
     '{"x": 01}',
     '{"x": +1}',
     '{"x": tru}',
-    '{"x": "\\ud800"}',  # a lone surrogate: no UTF-8 for it
+    '{"x": "\\ud800"}',
     '{"\\udfff": {"a": 1}}',
     '{"tag": "\\ud800"}',
 ]
