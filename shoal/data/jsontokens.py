@@ -14,7 +14,9 @@ is not within 2**-30 ulp of a rounding tie, not subnormal and finite.
 
 The functions are plain (not numba-inlined) ``njit`` functions: LLVM inlines them where it
 pays, and the caller's loop is then free of the reference counting that numba's own inlining
-adds around every array argument.
+adds around every array argument. numba's on-disk cache of ``jsonparse`` holds these functions
+as they were when it was compiled and does not notice edits here: after changing this file,
+delete ``shoal/data/__pycache__/jsonparse.*.nb*``.
 """
 
 from __future__ import annotations
