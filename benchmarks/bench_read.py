@@ -97,7 +97,8 @@ def main() -> None:
 
     def shoal_reader(fmt: str) -> Callable[[], int]:
         def read() -> int:
-            spec = plain if fmt == "vw" else tabular
+            # JSON lines carry their types: no schema (under one they take the Python path)
+            spec = plain if fmt in ("vw", "jsonl") else tabular
             reader = shoal.TextReader(spec=spec, format=fmt, threads=threads)  # type: ignore[arg-type]
             return sum(len(b) for b in reader.read(files[fmt]))
 

@@ -262,8 +262,9 @@ class TextReader:
                 first_line = count_lines(name, f.tell())
                 f.seek(0)
             file_lines = first_line or 0
-            # json.loads holds the GIL: more threads would only contend for it
-            threads = 1 if fmt == "jsonl" else self.threads
+            # under a schema JSON lines go through json.loads, which holds the GIL: more threads
+            # would only contend for it (without one the compiled kernel releases it)
+            threads = 1 if fmt == "jsonl" and self.spec.schema is not None else self.threads
             for block, out in ordered_map(parse, chunks, threads):
                 base = file_lines + 1
                 if out.problem:

@@ -113,10 +113,16 @@ class RecordEncoder:
         return got
 
     def _put(self, key: str, ns: str, value: float, log1p: bool = False) -> None:
-        h, letter = self._namespace(ns)
-        if letter in self._ignore:
-            return
-        self._keys.append(key.encode())
+        try:  # a str from JSON may hold a lone surrogate (a \ud800 escape): no UTF-8 for it
+            h, letter = self._namespace(ns)
+            if letter in self._ignore:
+                return
+            raw = key.encode()
+        except UnicodeEncodeError:
+            raise BadRecord(
+                f"feature {key!r} of namespace {ns!r} is not valid Unicode text"
+            ) from None
+        self._keys.append(raw)
         self._nsh.append(h)
         self._let.append(letter)
         self._raw.append(value)
