@@ -9,13 +9,14 @@ planner and read with bounded memory.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, BinaryIO, NamedTuple, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar, cast
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from shoal.errors import ShoalError
 T = TypeVar("T")
 SKIP_HINT = "use --on-bad-record skip to skip such lines"
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark
 
 
 class Parsed(NamedTuple):
@@ -85,11 +87,25 @@ def whole_only(f: BinaryIO) -> str:
     return "" if f.seekable() else "is only streamed by its file system"
 
 
-def read_bytes(f: BinaryIO, n: int, path: str) -> bytes:
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
     try:
-        return f.read(n)
+        yield
     except (OSError, EOFError, zlib.error) as exc:  # corrupt or truncated gzip stream
         raise ShoalError(f"{path}: cannot read: {exc}") from None
+
+
+def read_bytes(f: BinaryIO, n: int, path: str) -> bytes:
+    with _reading(path):
+        return f.read(n)
+
+
+def skip_bom(f: BinaryIO, path: str) -> None:
+    """Step over a UTF-8 byte-order mark at the start of ``f`` (Excel and Notepad write one);
+    ``peek`` consumes nothing else, so a pipe loses nothing."""
+    with _reading(path):
+        if cast(io.BufferedReader, f).peek(3)[:3] == BOM:  # a gzip file peeks too
+            f.read(3)
 
 
 def seek_record(f: BinaryIO, start: int, path: str) -> None:

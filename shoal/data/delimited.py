@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from shoal.data.columns import CAT, LABEL, NUM, TAG, WEIGHT, assemble, category_hash, transform
-from shoal.data.textparse import _F32_LIMIT, _grow, parse_float
+from shoal.data.textparse import _F32_LIMIT, _grow, grow_rows, parse_float, row_arrays
 
 # error codes (messages in reader.py)
 WRONG_FIELDS = 20
@@ -58,11 +58,7 @@ def parse_delimited(
     """
     nfields = len(fieldmap)
     cap_rows = n // 32 + 16
-    base_ptr = np.zeros(cap_rows + 1, dtype=np.int64)
-    labels = np.empty(cap_rows, dtype=np.float64)
-    weights = np.empty(cap_rows, dtype=np.float32)
-    row_lines = np.empty(cap_rows, dtype=np.int64)
-    tag_off = np.zeros(cap_rows + 1, dtype=np.int64)
+    base_ptr, labels, weights, row_lines, tag_off = row_arrays(cap_rows)
     tag_bytes = np.empty(64, dtype=np.uint8)
     cap = n // 4 + 64
     h32 = np.empty(cap, dtype=np.int64)
@@ -153,12 +149,9 @@ def parse_delimited(
             skipped += 1
             continue
         if r == cap_rows:
-            cap_rows *= 2
-            base_ptr = _grow(base_ptr, cap_rows + 1)
-            labels = _grow(labels, cap_rows)
-            weights = _grow(weights, cap_rows)
-            row_lines = _grow(row_lines, cap_rows)
-            tag_off = _grow(tag_off, cap_rows + 1)
+            cap_rows, base_ptr, labels, weights, row_lines, tag_off = grow_rows(
+                cap_rows, base_ptr, labels, weights, row_lines, tag_off
+            )
         labels[r] = label
         weights[r] = weight
         row_lines[r] = line

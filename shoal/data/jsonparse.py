@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit
 
 from shoal.data.jsontokens import is_word, key, number, string, unescaped, ws
-from shoal.data.textparse import _F32_LIMIT, _feature_hash, _grow
+from shoal.data.textparse import _F32_LIMIT, _feature_hash, _grow, grow_rows, row_arrays
 from shoal.features.hashing import murmur3_32
 
 _TABLE = 4096  # slots of the repeated-key table, per scope (top level + features; a namespace)
@@ -260,11 +260,7 @@ def parse_block(buf, n, seed, ignore):
     Python path: it has no features, and its line is ``buf[todo_starts[i]:todo_ends[i]]``.
     """
     cap_rows = n // 64 + 16
-    base_ptr = np.zeros(cap_rows + 1, dtype=np.int64)
-    labels = np.empty(cap_rows, dtype=np.float64)
-    weights = np.empty(cap_rows, dtype=np.float32)
-    lines = np.empty(cap_rows, dtype=np.int64)
-    tag_off = np.zeros(cap_rows + 1, dtype=np.int64)
+    base_ptr, labels, weights, lines, tag_off = row_arrays(cap_rows)
     tag_bytes = np.empty(64, dtype=np.uint8)
     cap = n // 8 + 64
     h32 = np.empty(cap, dtype=np.int64)
@@ -305,12 +301,9 @@ def parse_block(buf, n, seed, ignore):
                 dv = _grow(dv, 2 * len(dv))
                 scratch = _grow(scratch, 2 * len(scratch))
             if r == cap_rows:
-                cap_rows *= 2
-                base_ptr = _grow(base_ptr, cap_rows + 1)
-                labels = _grow(labels, cap_rows)
-                weights = _grow(weights, cap_rows)
-                lines = _grow(lines, cap_rows)
-                tag_off = _grow(tag_off, cap_rows + 1)
+                cap_rows, base_ptr, labels, weights, lines, tag_off = grow_rows(
+                    cap_rows, base_ptr, labels, weights, lines, tag_off
+                )
             if code == _OK:
                 if nb2 + nd > len(h32):
                     h32 = _grow(h32, nb2 + nd)

@@ -14,18 +14,17 @@ line and problem; ``skip`` skips the line and counts it in ``ReadStats``.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
 from shoal.data import delimited, files, jsonl, textparse
 from shoal.data.batch import Batch
 from shoal.data.blocks import (
+    BOM,
     SKIP_HINT,
     Parsed,
     blocks,
@@ -34,6 +33,7 @@ from shoal.data.blocks import (
     ordered_map,
     read_bytes,
     seek_record,
+    skip_bom,
     whole_only,
 )
 from shoal.data.columns import ColumnPlan
@@ -43,7 +43,6 @@ from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 
 DEFAULT_BLOCK_BYTES = 4 << 20
-_BOM = b"\xef\xbb\xbf"  # the UTF-8 byte-order mark that Excel and Notepad write first
 
 _PROBLEMS = {
     **textparse.PROBLEMS,
@@ -136,7 +135,7 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
             "is read before the rows, so write the data to a file first",
         )  # fmt: skip
     with open_file(path) as f:
-        first = f.readline().removeprefix(_BOM)
+        first = f.readline().removeprefix(BOM)
     names = [
         t.strip().strip('"') for t in first.decode("utf-8", "replace").rstrip("\r\n").split(delim)
     ]
@@ -251,8 +250,8 @@ class TextReader:
         with open_file(name) as f:
             if (start > 0 or end is not None) and (why := whole_only(f)):
                 raise ConfigError("start", f"{name} {why}: it can only be read whole")
-            if start == 0 and cast(io.BufferedReader, f).peek(3)[:3] == _BOM:  # gzip peeks too
-                f.read(3)
+            if start == 0:
+                skip_bom(f, name)
             if start < header_len:  # the header is not a record: read past it, gzip or not
                 f.readline()
                 start, first_line = 0, 1

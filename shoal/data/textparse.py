@@ -416,6 +416,32 @@ def _grow(a, need):
     return out
 
 
+@njit(cache=True)
+def row_arrays(cap):  # numba-typed
+    """Room for ``cap`` rows: (row pointer, labels, weights, line numbers, tag offsets)."""
+    return (
+        np.zeros(cap + 1, dtype=np.int64),
+        np.empty(cap, dtype=np.float64),
+        np.empty(cap, dtype=np.float32),
+        np.empty(cap, dtype=np.int64),
+        np.zeros(cap + 1, dtype=np.int64),
+    )
+
+
+@njit(cache=True)
+def grow_rows(cap, ptr, labels, weights, lines, tag_off):  # numba-typed
+    """The ``row_arrays`` of a parser whose ``cap`` rows are full, with twice the room."""
+    cap *= 2
+    return (
+        cap,
+        _grow(ptr, cap + 1),
+        _grow(labels, cap),
+        _grow(weights, cap),
+        _grow(lines, cap),
+        _grow(tag_off, cap + 1),
+    )
+
+
 @njit(cache=True, nogil=True)
 def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter_ns, skip_bad):
     """Parse the lines of ``buf[:n]`` (whole lines; the last may lack its newline).
@@ -426,11 +452,7 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
     With ``skip_bad`` false, parsing stops at the first bad line.
     """
     cap_rows = n // 32 + 16
-    indptr = np.zeros(cap_rows + 1, dtype=np.int64)
-    labels = np.empty(cap_rows, dtype=np.float64)
-    weights = np.empty(cap_rows, dtype=np.float32)
-    row_lines = np.empty(cap_rows, dtype=np.int64)
-    tag_off = np.zeros(cap_rows + 1, dtype=np.int64)
+    indptr, labels, weights, row_lines, tag_off = row_arrays(cap_rows)
     tag_bytes = np.empty(64, dtype=np.uint8)
     cap_nnz = n // 6 + 64
     indices = np.empty(cap_nnz, dtype=np.uint32)
@@ -501,12 +523,9 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
                 values[nnz2] = 1.0
                 nnz2 += 1
             if r == cap_rows:
-                cap_rows *= 2
-                indptr = _grow(indptr, cap_rows + 1)
-                labels = _grow(labels, cap_rows)
-                weights = _grow(weights, cap_rows)
-                row_lines = _grow(row_lines, cap_rows)
-                tag_off = _grow(tag_off, cap_rows + 1)
+                cap_rows, indptr, labels, weights, row_lines, tag_off = grow_rows(
+                    cap_rows, indptr, labels, weights, row_lines, tag_off
+                )
             labels[r] = lab
             weights[r] = wt
             row_lines[r] = line
