@@ -82,6 +82,7 @@ _HASH = 35
 _NL = 10
 # float64 values from here up round to an infinite float32 (float32's max plus half an ulp)
 _F32_LIMIT = float(np.finfo(np.float32).max) + 2.0**103
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @njit(inline="always", cache=True)
@@ -376,6 +377,14 @@ def _term_ok(row_ns, letters, a, m, i, j, k) -> bool:
     return True
 
 
+@njit(inline="always", cache=True)
+def _f32_range(x: float) -> float:
+    """``x`` clamped to float32's finite range: an interaction of two large (finite) values
+    may overflow it. Such a value is absurd either way; clamped, every prediction stays finite,
+    and learning refuses it (``kernels.MAX_STEP``) instead of storing an infinity."""
+    return max(-_F32_MAX, min(_F32_MAX, x))
+
+
 @njit(cache=True, nogil=True)
 def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz, emit):
     """Count (emit=False) or write (emit=True) the interaction features of one row."""
@@ -393,7 +402,7 @@ def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, 
                 if m == 2:
                     if emit:
                         indices[nnz + count] = h2 & mask
-                        values[nnz + count] = row_v[i] * row_v[j]
+                        values[nnz + count] = _f32_range(row_v[i] * row_v[j])
                     count += 1
                     continue
                 for k in range(nb):
@@ -402,7 +411,7 @@ def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, 
                     if emit:
                         h3 = ((h2 * FNV_PRIME) ^ row_h[k]) & 0xFFFFFFFF
                         indices[nnz + count] = h3 & mask
-                        values[nnz + count] = row_v[i] * row_v[j] * row_v[k]
+                        values[nnz + count] = _f32_range(row_v[i] * row_v[j] * row_v[k])
                     count += 1
     return count
 

@@ -782,3 +782,21 @@ def test_a_utf8_byte_order_mark_is_not_data(
     a, b = (Batch.concat(list(TextReader(spec=spec).read(p))) for p in (plain, marked))
     assert len(a) == 2 and a.tags() == b.tags() and a.labels.tolist() == b.labels.tolist()
     assert a.indices.tolist() == b.indices.tolist() and a.values.tolist() == b.values.tolist()
+
+
+def test_an_interaction_beyond_float32_is_clamped_finite(tmp_path: pathlib.Path) -> None:
+    """1e20 x 1e20 overflows float32: the value is clamped, so predictions stay finite and
+    learning refuses the row (StepTooLarge) instead of storing an infinity."""
+    from shoal.errors import StepTooLarge
+    from shoal.model.model import Model
+
+    path = tmp_path / "big.vw"
+    path.write_text("1 |x a:1e20 |y b:1e20\n")
+    spec = FeatureSpec(bits=10, interactions=("xy",), constant=False)
+    (batch,) = TextReader(spec=spec).read(path)
+    big, top = float(np.float32(1e20)), float(np.finfo(np.float32).max)
+    assert batch.values.tolist() == [big, big, top]
+    model = Model(spec)
+    assert np.isfinite(model.predict(batch)).all()
+    with pytest.raises(StepTooLarge):
+        model.learn(batch)

@@ -37,8 +37,9 @@ def read_all(path: pathlib.Path, fmt: str, **kwargs: object) -> tuple[list, Read
 
 
 def record_lines(data: bytes, fmt: str) -> int:
-    """Lines that are records: not blank (space, tab, CR) and, in svmlight, not a comment."""
-    lines = data.split(b"\n")
+    """Lines that are records: not blank (space, tab, CR) and, in svmlight, not a comment (a
+    UTF-8 byte-order mark at the very start is not data)."""
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the text after the last newline is a line only if it is not empty
     kept = [line.strip(b" \t\r") for line in lines]
@@ -46,7 +47,7 @@ def record_lines(data: bytes, fmt: str) -> int:
 
 
 SEPARATORS = [b"|", b":", b"'", b"#", b" ", b"\t", b"\r", b"\n"]
-ODD_BYTES = [b"\x00", b"\xff", b"\xc3", b"\xe2\x82"]  # NUL and broken UTF-8
+ODD_BYTES = [b"\x00", b"\xff", b"\xc3", b"\xe2\x82", b"\xef\xbb\xbf"]  # NUL, broken UTF-8, a BOM
 NUMBERISH = [b"0", b"1", b"-1", b"+", b".", b"e", b"E", b"5.", b".5", b"1e5", b"nan", b"inf"]
 WORDS = [b"qid", b"a", b"b", b"ab", b"x:1", b"3:0.5", b"|a", b"| ", b"|b:2", b"1 |a x", b"-1 3:1"]
 GARBAGE_PIECES = st.sampled_from([*SEPARATORS, *ODD_BYTES, *NUMBERISH, *WORDS])
