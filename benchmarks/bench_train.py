@@ -234,25 +234,28 @@ def benchmark(ds: DataSet, args: argparse.Namespace, run: Path) -> list[Result]:
     for batch in reader.read(ds.train):
         rows, nnz = rows + len(batch), nnz + batch.nnz
     labels = np.concatenate([b.labels for b in reader.read(ds.test)])
-    results = []
-    for tool in args.tools:
-        train, predict, preds = commands(tool, ds, args.bits, run)
-        res = Result(ds.name, tool, rows, nnz / rows)
-        for i in range(args.repeat):
+    results = {tool: Result(ds.name, tool, rows, nnz / rows) for tool in args.tools}
+    # Round robin (shoal, vw, sklearn, shoal, ...): a shared machine's speed drifts over
+    # minutes, and runs of one tool in a row would catch another slice of it than the next's.
+    for i in range(args.repeat):
+        for tool in args.tools:
+            train, _, _ = commands(tool, ds, args.bits, run)
+            res = results[tool]
             log = run / f"{ds.name}.{tool}.train.log"
             wall, rss = spawn(train, log)
             res.walls.append(wall)
             res.inner.append(in_process_seconds(log))
             res.rss_mib = max(res.rss_mib, rss)
             print(f"{ds.name} {tool} run {i + 1}: {wall:.2f} s, {rss:.0f} MiB", file=sys.stderr)
+    for tool, res in results.items():
+        _, predict, preds = commands(tool, ds, args.bits, run)
         spawn(predict, run / f"{ds.name}.{tool}.predict.log")
         with preds.open() as f:
             probs = np.array([float(line.split()[0]) for line in f if line.strip()])
         if len(probs) != len(labels):
             sys.exit(f"{tool} made {len(probs)} predictions for {len(labels)} test rows")
         res.log_loss, res.auc = log_loss(probs, labels), auc(probs, labels)
-        results.append(res)
-    return results
+    return list(results.values())
 
 
 def scaling(clicks_results: list[Result], args: argparse.Namespace, run: Path) -> list[dict]:
@@ -260,6 +263,9 @@ def scaling(clicks_results: list[Result], args: argparse.Namespace, run: Path) -
     big_rows = args.rows * args.big_factor
     path, _ = clicks(args.workdir, big_rows, 1)
     big = DataSet("clicks-big", path, path, path, path)
+    with path.open("rb") as f:  # into the page cache first, so that neither tool pays for it
+        while f.read(1 << 24):
+            pass
     out = []
     for res in clicks_results:
         if res.tool != "sklearn":
