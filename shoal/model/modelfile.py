@@ -1,7 +1,8 @@
 """The model file: tensors in safetensors, metadata (spec, config, versions) as JSON inside it.
 
-Never pickle. Loading checks everything it reads and refuses a malformed, truncated or foreign
-file with a ``ModelFileError`` that says what is wrong. Writing is atomic: a temporary file is
+Never pickle. Loading checks everything it reads (the tensors against a CRC-32 kept in the
+metadata) and refuses a malformed, truncated, damaged or foreign file with a
+``ModelFileError`` that says what is wrong. Writing is atomic: a temporary file is
 written, flushed, fsynced and renamed over the target.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,14 +59,18 @@ def to_bytes(data: ModelData) -> bytes:
 
 
 def _canonical(payload: bytes) -> bytes:
-    """The same file with its JSON header's keys sorted.
+    """The same file with its JSON header's keys sorted and the data section's CRC-32 added.
 
     safetensors writes the header's keys in hash-map order, which changes from call to call;
     sorting them makes equal models equal bytes (checkpoints, and tests of determinism, compare
-    bytes). Offsets in the header point into the data section, which is left untouched.
+    bytes). Offsets in the header point into the data section, which is left untouched. The
+    CRC (``data_crc32`` in the metadata) lets loading tell a damaged tensor from a model:
+    safetensors has no checksum of its own.
     """
     n = int.from_bytes(payload[:8], "little")
-    header = json.dumps(json.loads(payload[8 : 8 + n]), sort_keys=True, separators=(",", ":"))
+    doc = json.loads(payload[8 : 8 + n])
+    doc["__metadata__"]["data_crc32"] = str(zlib.crc32(payload[8 + n :]))
+    header = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     raw = header.encode()
     raw += b" " * (-len(raw) % 8)  # safetensors aligns the data section to 8 bytes
     return len(raw).to_bytes(8, "little") + raw + payload[8 + n :]
@@ -114,6 +120,9 @@ def from_bytes(payload: bytes, name: str) -> ModelData:
     meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT:
         raise ModelFileError(name, "not a shoal model (no shoal metadata in the file)")
+    crc = meta.get("data_crc32")  # files of shoal 0.1 before it have none
+    if crc is not None and crc != str(zlib.crc32(memoryview(payload)[8 + header_len :])):
+        raise ModelFileError(name, "damaged: its tensors do not match their checksum")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
             name,
