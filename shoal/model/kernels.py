@@ -26,8 +26,9 @@ N_STATS = 7
 T, EXAMPLES = range(2)
 N_COUNTERS = 2
 # The largest |gradient x feature value| an update takes. A larger one (or NaN) means the
-# learning diverged or a value is absurdly large: its square would overflow the float32 state
-# of AdaGrad and FTRL within a few steps and leave a model that cannot be saved or served.
+# learning diverged or a value is absurdly large, and it heads for float32's limit (3.4e38):
+# AdaGrad and FTRL add up its square (1e30 at this bound), and an infinity there would leave a
+# model that cannot be saved or served.
 MAX_STEP = 1e15
 
 

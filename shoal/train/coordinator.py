@@ -104,14 +104,13 @@ class ClusterReport(TrainReport):
     worker_deaths: int = 0
     resumed_from_step: int = 0
     resumed_examples: int = 0  # learned before the restart, in the checkpoint
+    workers: int = 0
 
     @property
     def examples_per_second(self) -> float:
         """This run's speed: the examples of the rounds it ran, over its time."""
         run = self.examples - self.resumed_examples
         return run / self.seconds if self.seconds > 0 else math.nan
-
-    workers: int = 0
 
 
 @dataclass
