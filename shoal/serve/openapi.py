@@ -259,6 +259,11 @@ def document() -> dict[str, Any]:
                 features=_FEATURES,
                 weight={"type": "number", "minimum": 0},
             ),
+            {  # flat, as in JSON-lines files: every other key is a feature
+                **_FEATURES,
+                "required": ["label"],
+                "description": "label, optional weight and tag, and the features beside them",
+            },
         ]
     }
     paths = {

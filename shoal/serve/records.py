@@ -101,27 +101,33 @@ def features_line(record: Any, field: str = "record") -> str:
 
 
 def labeled_line(record: Any, field: str) -> str:
-    """A VW line from ``{"label": y, "features": {...}, "weight": w}`` (weight optional)."""
-    head = label_text(record, field)
-    return f"{head} {features_line(record['features'], f'{field}.features')}"
+    """A VW line from a labeled object (``labeled_parts``)."""
+    head, features, where = labeled_parts(record, field)
+    return f"{head} {features_line(features, where)}"
 
 
-def label_text(record: Any, field: str) -> str:
-    """The VW label text (``"1"``, ``"1 2.5"``) of a labeled object, its fields checked."""
+def labeled_parts(record: Any, field: str) -> tuple[str, Mapping[str, Any], str]:
+    """(VW label text such as ``"1"`` or ``"1 2.5"``, the features, their field) of a labeled
+    object: ``{"label": y, "features": {...}, "weight": w}`` (weight optional), or flat as in
+    JSON-lines files: ``{"label": y, "weight": w, "tag": t, NAME: value, ...}``, where every
+    key but those three is a feature (the tag is not learned)."""
     if not isinstance(record, Mapping):
         raise RequestError(field, f"must be a VW line or an object, got {type(record).__name__}")
-    unknown = set(record) - {"label", "features", "weight"}
-    if unknown:
-        raise RequestError(field, f"unknown fields {sorted(unknown)}: expected label, features"
-                           " and optionally weight")  # fmt: skip
+    if "features" in record:
+        unknown = set(record) - {"label", "features", "weight"}
+        if unknown:
+            raise RequestError(field, f"unknown fields {sorted(unknown)} beside 'features': "
+                               "expected label and optionally weight")  # fmt: skip
+        features, where = record["features"], f"{field}.features"
+    else:
+        features = {k: v for k, v in record.items() if k not in ("label", "weight", "tag")}
+        where = field
     if "label" not in record:
         raise RequestError(f"{field}.label", "missing: learning needs a label")
-    if "features" not in record:
-        raise RequestError(f"{field}.features", "missing: an object of feature values")
     head = number_text(record["label"], f"{field}.label")
     if "weight" in record:
         head += " " + weight_text(record["weight"], f"{field}.weight")
-    return head
+    return head, features, where
 
 
 def weight_text(value: Any, field: str) -> str:
@@ -179,8 +185,8 @@ def json_line(record: Any, field: str, *, labeled: bool = False) -> str:
         raise RequestError(field, f"must be a JSON object or a VW line, got {kind}")
     if not labeled:
         return json.dumps({"features": record})
-    label = label_text(record, field)
-    return with_label(json_line(record["features"], f"{field}.features"), label)
+    label, features, where = labeled_parts(record, field)
+    return with_label(json_line(features, where), label)
 
 
 def _is_json(line: str) -> bool:

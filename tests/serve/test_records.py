@@ -74,11 +74,15 @@ def test_what_vw_text_cannot_hold_is_refused_naming_the_field(record: object, fi
     assert err.value.field == field
 
 
-def test_labeled_records_need_label_and_features() -> None:
+def test_labeled_records_nested_or_flat_as_in_json_lines_files() -> None:
+    nested = {"label": 1, "weight": 2, "features": {"x": 0.5, "u": {"id": "a"}}}
+    flat = {"label": 1, "weight": 2, "tag": "t7", "x": 0.5, "u": {"id": "a"}}
+    assert labeled_line(nested, "r") == labeled_line(flat, "r") == "1 2 | x:0.5 |u id=a"
+    assert labeled_line({"label": -1}, "r") == "-1 |"  # no feature: the constant alone
     with pytest.raises(RequestError, match=r"r\.label: missing"):
         labeled_line({"features": {}}, "r")
-    with pytest.raises(RequestError, match=r"r\.features: missing"):
-        labeled_line({"label": 1}, "r")
+    with pytest.raises(RequestError, match=r"r\.label: missing"):
+        labeled_line({"lable": 1, "x": 2}, "r")
     with pytest.raises(RequestError, match=r"r\.label: must be a number"):
         labeled_line({"label": "1", "features": {}}, "r")
     with pytest.raises(RequestError, match=r"r\.weight: importance weight -1 is negative"):
