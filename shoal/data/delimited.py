@@ -1,7 +1,8 @@
 """Compiled parser of delimited text (CSV, TSV, the Criteo layout) under a column schema.
 
 Each line is split on the schema's delimiter (a field may be wrapped in double quotes, which
-are dropped, and may then hold the delimiter); every field goes to its column: numeric and
+are dropped, and may then hold the delimiter; a quote left open, or doubled quotes inside one,
+make the line a bad record); every field goes to its column: numeric and
 categorical columns become base features, the label, weight and tag columns fill the row.
 An empty field is a missing value. The base features are then assembled with the spec's
 interactions and constant feature, so the result is the same tuple ``textparse.parse_block``
@@ -21,6 +22,7 @@ WRONG_FIELDS = 20
 BAD_NUMBER = 21
 BAD_CSV_LABEL = 22
 BAD_CSV_WEIGHT = 23
+BAD_QUOTE = 24
 _NL = 10
 _CR = 13
 _QUOTE = 34
@@ -28,16 +30,23 @@ _QUOTE = 34
 
 @njit(inline="always", cache=True)
 def _field_end(buf, p, n, delim):
-    """(start, end) of the field's content and the position of the byte that ends it."""
+    """(start, end) of the field's content and the position of the byte that ends it; start
+    -1 for a quoted field that is not closed right before the delimiter or the line's end
+    (doubled quotes inside one included: read, they would silently cut the value short)."""
     if p < n and buf[p] == _QUOTE:
         q = p + 1
         while q < n and buf[q] != _QUOTE and buf[q] != _NL:
             q += 1
-        if q < n and buf[q] == _QUOTE:
-            e = q + 1
+        if q >= n or buf[q] != _QUOTE:  # never closed on this line
+            return -1, p, q
+        e = q + 1
+        if e < n and buf[e] == _CR:
+            e += 1
+        if e < n and buf[e] != delim and buf[e] != _NL:  # text after the closing quote
             while e < n and buf[e] != delim and buf[e] != _NL:
                 e += 1
-            return p + 1, q, e
+            return -1, p, e
+        return p + 1, q, e
     e = p
     while e < n and buf[e] != delim and buf[e] != _NL:
         e += 1
@@ -90,6 +99,9 @@ def parse_delimited(
         nb_row = nb
         while True:
             s, e, stop = _field_end(buf, p, n, delim)
+            if s < 0:
+                code, es, ee = BAD_QUOTE, e, stop
+                break
             if f < nfields and fieldmap[f] >= 0:
                 c = fieldmap[f]
                 role = roles[c]

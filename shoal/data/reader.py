@@ -50,6 +50,8 @@ _PROBLEMS = {
     delimited.BAD_NUMBER: "numeric field '{tok}' is not a finite number",
     delimited.BAD_CSV_LABEL: "label '{tok}' is not a number",
     delimited.BAD_CSV_WEIGHT: "weight '{tok}' is not a non-negative number",
+    delimited.BAD_QUOTE: "field '{tok}' opens a quote that does not close right before the next "
+    "delimiter (doubled quotes inside a quoted field are not supported)",
 }
 __all__ = ["FORMATS", "SKIP_HINT", "ReadStats", "TextReader", "count_lines", "guess_format"]
 

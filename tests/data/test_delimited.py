@@ -88,10 +88,10 @@ def test_log1p_and_fill(tmp_path: Path) -> None:
 
 def test_quoted_fields(tmp_path: Path) -> None:
     path = tmp_path / "q.csv"
-    path.write_text('1,"a,b",2\n')
+    path.write_text('1,"a,b",2\n1,"a,b","2"\r\n')  # a closing quote right before CR LF too
     spec = FeatureSpec(bits=20, schema=ColumnSchema.parse("label,C1:cat,I1:num"))
     vw = tmp_path / "q.vw"
-    vw.write_text("1 | C1=a,b I1:2\n")
+    vw.write_text("1 | C1=a,b I1:2\n1 | C1=a,b I1:2\n")
     a = concat(list(TextReader(spec=spec).read(path)))
     b = concat(list(TextReader(spec=FeatureSpec(bits=20)).read(vw)))
     assert sorted(a["indices"]) == sorted(b["indices"])
@@ -104,6 +104,9 @@ def test_quoted_fields(tmp_path: Path) -> None:
         ("1,2,x,4", "the line has 4 fields"),
         ("x,1,a", "label 'x' is not a number"),
         ("1,1e999,a", "numeric field '1e999' is not a finite number"),
+        ('1,2,"a""b"', 'field \'"a""b"\' opens a quote that does not close'),  # doubled quotes
+        ('1,2,"ab', "field '\"ab' opens a quote that does not close"),  # never closed
+        ('1,"2"x,a', "field '\"2\"x' opens a quote that does not close"),  # text after it
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, problem: str) -> None:
