@@ -14,6 +14,7 @@ pyarrow (and pandas) are imported only when a table is converted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,9 +27,23 @@ from shoal.errors import ConfigError, DataError
 from shoal.features.spec import FeatureSpec
 
 
+def _numbers(values: Any, what: str, dtype: Any = np.float64) -> np.ndarray:
+    """``values`` as a flat array of ``dtype`` (None: NaN, a missing label); text such as "1"
+    or "yes" is refused rather than parsed."""
+    raw = np.asarray(values).ravel()
+    if raw.dtype.kind == "O":  # None among numbers (JSON's null)
+        items = [math.nan if v is None else v for v in raw.tolist()]
+        if all(isinstance(v, int | float | np.number) for v in items):
+            return np.asarray(items, dtype=dtype)
+    elif raw.dtype.kind in "biuf":
+        return raw.astype(dtype)
+    bad = next(v for v in raw.tolist() if not isinstance(v, int | float | np.number | None))
+    raise ConfigError(what, f"must be numbers, got {bad!r}")
+
+
 def _rows_meta(n: int, labels: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
-    y = np.full(n, np.nan) if labels is None else np.asarray(labels, dtype=np.float64).ravel()
-    w = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, np.float32).ravel()
+    y = np.full(n, np.nan) if labels is None else _numbers(labels, "labels")
+    w = np.ones(n, np.float32) if weights is None else _numbers(weights, "weights", np.float32)
     if len(y) != n:
         raise ConfigError("labels", f"{len(y)} labels for {n} rows")
     if len(w) != n:
@@ -111,7 +126,7 @@ def batch_from_dicts(
 def _given(values: Any, n: int, what: str) -> np.ndarray | None:
     if values is None:
         return None
-    out = np.asarray(values, dtype=np.float64).ravel()
+    out = _numbers(values, what)
     if len(out) != n:
         raise ConfigError(what, f"{len(out)} {what} for {n} rows")
     if what == "weights" and not (np.isfinite(out).all() and (out >= 0).all()):

@@ -58,6 +58,8 @@ class LearnerConfig:
             object.__setattr__(self, "learning_rate", DEFAULT_RATES[self.optimizer])
         if not isinstance(self.classes, int) or self.classes < 2:
             raise ConfigError("classes", f"must be an integer >= 2, got {self.classes!r}")
+        if self.classes != 2 and self.loss != "multiclass":
+            raise ConfigError("classes", f"is for the multiclass loss, not {self.loss}")
         for name in ("learning_rate", "ftrl_beta"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):

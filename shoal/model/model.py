@@ -72,6 +72,10 @@ class Model:
     def __init__(
         self, spec: FeatureSpec | None = None, config: LearnerConfig | None = None
     ) -> None:
+        if not isinstance(spec, FeatureSpec | None):
+            raise ConfigError("spec", f"must be a FeatureSpec, got {type(spec).__name__}")
+        if not isinstance(config, LearnerConfig | None):
+            raise ConfigError("config", f"must be a LearnerConfig, got {type(config).__name__}")
         self.spec = spec or FeatureSpec()
         self.config = config or LearnerConfig()
         n = self.spec.size * self.config.outputs

@@ -10,7 +10,7 @@ import pytest
 from safetensors.numpy import save as st_save
 
 from shoal.data.batch import Batch
-from shoal.errors import DataError, ModelFileError, StepTooLarge
+from shoal.errors import ConfigError, DataError, ModelFileError, StepTooLarge
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.model import Model
@@ -297,3 +297,16 @@ def test_wrong_shapes_and_tensors_are_refused(saved: Path) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="no such file"):
         Model.load(tmp_path / "nope.shoal")
+
+
+def test_wrong_kinds_of_arguments_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="spec: must be a FeatureSpec"):
+        Model("nope")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="classes: is for the multiclass loss"):
+        LearnerConfig(classes=5)
+    model = fresh(LearnerConfig())
+    for label in ("1", "yes"):
+        with pytest.raises(ConfigError, match="labels: must be numbers"):
+            model.learn_one({"a": 1.0}, label)  # type: ignore[arg-type]
+    model.learn_one({"a": 1.0}, None)  # type: ignore[arg-type]  # unlabeled: not learned
+    assert model.examples_learned == 0
