@@ -42,6 +42,7 @@ from shoal.features.spec import FeatureSpec
 from shoal.serve.errors import RequestError
 
 _FORBIDDEN = frozenset(" \t\r\n|:")
+_NESTED_KEYS = frozenset({"label", "weight", "features"})  # a labeled record's keys, nested
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -114,7 +115,7 @@ def labeled_parts(record: Any, field: str) -> tuple[str, Mapping[str, Any], str]
     if not isinstance(record, Mapping):
         raise RequestError(field, f"must be a VW line or an object, got {type(record).__name__}")
     if "features" in record:
-        unknown = set(record) - {"label", "features", "weight"}
+        unknown = set(record) - _NESTED_KEYS
         if unknown:
             raise RequestError(field, f"unknown fields {sorted(unknown)} beside 'features': "
                                "expected label and optionally weight")  # fmt: skip
@@ -163,11 +164,9 @@ def _check_json_line(line: str, field: str) -> None:
         raise RequestError(field, f"starts with '{{' but is not valid JSON ({why})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("features"), dict):
         raise RequestError(field, _JSON_LINE)
-    if set(obj) - {"features", "label", "weight"}:
-        raise RequestError(
-            field,
-            f"{_JSON_LINE}; unknown keys {sorted(set(obj) - {'features', 'label', 'weight'})}",
-        )
+    unknown = set(obj) - _NESTED_KEYS
+    if unknown:
+        raise RequestError(field, f"{_JSON_LINE}; unknown keys {sorted(unknown)}")
     for key in ("label", "weight"):
         value = obj.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
