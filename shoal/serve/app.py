@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,6 +38,7 @@ from shoal.serve.metrics import Metrics
 from shoal.serve.offload import Predictions
 from shoal.serve.oip import OpenInference
 from shoal.serve.service import ModelService
+from shoal.serve.status import STATUS_PAGE
 
 # The one place where errors become HTTP statuses (the most specific class in an error's MRO
 # wins). Bad input of any kind is a 4xx; a bare ShoalError here is a bug in typing an error.
@@ -129,11 +130,15 @@ def build_app(
     async def spec(request: Request) -> JSONResponse:
         return JSONResponse(openapi.document())
 
+    async def status(request: Request) -> HTMLResponse:
+        return HTMLResponse(STATUS_PAGE)
+
     routes = [
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         Route("/openapi.json", spec, methods=["GET"]),
+        Route("/", status, methods=["GET"]),
     ]
     routes += [Route(e.path, guard(e, http), methods=[e.method]) for e in endpoints]
     names = {r.endpoint: r.path for r in routes}

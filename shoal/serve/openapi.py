@@ -290,6 +290,17 @@ def document() -> dict[str, Any]:
             }
         },
         "/openapi.json": {"get": _op("this document", {"type": "object"}, (), params=())},
+        "/": {
+            "get": {
+                "summary": "a live status page (HTML) drawn from /metrics",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/v1/models": {
             "get": _op(
                 "the served models",
