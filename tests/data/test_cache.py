@@ -1,0 +1,200 @@
+"""The binary cache's reader: the same batches and counts as the text, and a stale, foreign or
+damaged cache file rebuilt, never used."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from shoal.data.batch import Batch
+from shoal.data.cache import CachedReader, _hash_stream, _Part
+from shoal.data.reader import ReadStats, TextReader
+from shoal.data.synthetic import generate_clicks
+from shoal.errors import ConfigError
+from shoal.features.spec import FeatureSpec
+from shoal.train.plan import plan
+
+SPEC = FeatureSpec(bits=16)
+
+
+def text_reader(spec: FeatureSpec = SPEC, **kw: object) -> TextReader:
+    return TextReader(spec=spec, block_bytes=1 << 14, threads=2, **kw)  # many small batches
+
+
+def cached(directory: Path, spec: FeatureSpec = SPEC, **kw: object) -> CachedReader:
+    """A reader of a new run (its own session: every file it opens is checked)."""
+    return CachedReader(reader=text_reader(spec, **kw), directory=directory)
+
+
+@pytest.fixture(scope="module")
+def clicks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cache") / "clicks.vw"
+    generate_clicks(path, 3000)
+    return path
+
+
+@pytest.fixture
+def data(clicks: Path, tmp_path: Path) -> Path:
+    """A private copy of the click file, free to change."""
+    return Path(shutil.copy(clicks, tmp_path / "clicks.vw"))
+
+
+def everything(reader: TextReader | CachedReader, path: Path, **kw: object) -> tuple:
+    stats = ReadStats()
+    batches = list(reader.read(path, stats, **kw))  # type: ignore[arg-type]
+    return batches, stats
+
+
+def same_batches(a: list[Batch], b: list[Batch]) -> bool:
+    fields = ("indptr", "indices", "values", "labels", "weights", "lines", "tag_offsets")
+    return len(a) == len(b) and all(
+        x.source == y.source
+        and all(getattr(x, f).tobytes() == getattr(y, f).tobytes() for f in fields)
+        and x.tags() == y.tags()
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_the_cache_gives_the_text_readers_batches_and_counts(data: Path, tmp_path: Path) -> None:
+    lines = data.read_text().splitlines(keepends=True)
+    lines[100] = "1 |a x:notanumber\n"  # bad lines, skipped and counted
+    lines[2500] = "oops |\n"
+    data.write_text("".join(lines[:-1]) + "1 'tagged |a y\n")
+    want, want_stats = everything(text_reader(on_bad_record="skip"), data)
+    assert len(want) > 20 and want_stats.skipped == 2
+    first = cached(tmp_path / "c", on_bad_record="skip")
+    assert len(list(first.read(data))) == len(want)  # written as it is read
+    assert (first.stats.written, first.stats.reads, len(first.stats.files)) == (1, 0, 1)
+    again = cached(tmp_path / "c", on_bad_record="skip")
+    got, got_stats = everything(again, data)
+    assert (again.stats.written, again.stats.reads) == (0, 1)
+    assert again.stats.bytes == next((tmp_path / "c").glob("*.cache")).stat().st_size
+    assert same_batches(got, want)
+    assert got_stats == want_stats
+
+
+def test_shards_are_cached_one_by_one(data: Path, tmp_path: Path) -> None:
+    shards = plan([data], 3)
+    assert len(shards) == 3 and shards[1].start > 0
+    for s in shards:
+        kw = {"start": s.start, "end": s.end, "first_line": s.first_line}
+        want, want_stats = everything(text_reader(), data, **kw)
+        everything(cached(tmp_path / "c"), data, **kw)  # writes it
+        reader = cached(tmp_path / "c")
+        got, got_stats = everything(reader, data, **kw)
+        assert reader.stats.reads == 1
+        assert same_batches(got, want) and got_stats == want_stats
+    assert len(list((tmp_path / "c").glob("*.cache"))) == 3
+
+
+def test_a_uri_part_hashes_as_the_local_file(data: Path) -> None:
+    size = data.stat().st_size
+    for start, end in ((0, None), (1000, 50_000), (size // 2, None), (77, size - 3)):
+        ranged = start > 0 or end is not None
+        local = _Part(str(data), "vw", start, end).hash(threads=2)
+        assert _hash_stream(str(data), start, end, ranged) == local
+
+
+def rebuilt_once(directory: Path, path: Path, why: str, **kw: object) -> None:
+    """A new run refuses the cache file (saying ``why``), reads the text and writes it anew."""
+    reader = cached(directory, **kw)  # type: ignore[arg-type]
+    got, _ = everything(reader, path)
+    want, _ = everything(text_reader(**kw), path)  # type: ignore[arg-type]
+    assert same_batches(got, want)
+    assert (reader.stats.rebuilt, reader.stats.reads, reader.stats.written) == (1, 0, 1)
+    assert why in reader.stats.first_rebuilt
+    after = cached(directory, **kw)  # type: ignore[arg-type]
+    everything(after, path)
+    assert (after.stats.rebuilt, after.stats.reads) == (0, 1)
+
+
+def test_a_changed_input_is_noticed_even_with_the_same_size_and_time(
+    data: Path, tmp_path: Path
+) -> None:
+    everything(cached(tmp_path / "c"), data)
+    info = data.stat()
+    text = data.read_bytes()
+    at = text.index(b"\n1 ") + 1  # a label +1 becomes -1: one byte, same size
+    data.write_bytes(text[:at] + b"0" + text[at + 1 :])
+    os.utime(data, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert (data.stat().st_size, data.stat().st_mtime_ns) == (info.st_size, info.st_mtime_ns)
+    rebuilt_once(tmp_path / "c", data, "content changed (checksum)")
+    with data.open("ab") as f:
+        f.write(b"1 |a appended\n")
+    rebuilt_once(tmp_path / "c", data, "changed (size or modification time)")
+
+
+def test_another_spec_or_policy_never_reads_the_cache(data: Path, tmp_path: Path) -> None:
+    everything(cached(tmp_path / "c"), data)
+    for spec, kw in (
+        (FeatureSpec(bits=15), {}),
+        (FeatureSpec(bits=16, seed=1), {}),
+        (FeatureSpec(bits=16, interactions=("ab",)), {}),
+        (SPEC, {"on_bad_record": "skip"}),
+    ):
+        reader = cached(tmp_path / "c", spec, **kw)
+        got, _ = everything(reader, data)
+        assert reader.stats.reads == 0 and reader.stats.written == 1
+        assert same_batches(got, everything(text_reader(spec, **kw), data)[0])
+    assert len(list((tmp_path / "c").glob("*.cache"))) == 5
+
+
+def test_a_foreign_file_under_the_name_is_refused(data: Path, tmp_path: Path) -> None:
+    a, b = cached(tmp_path / "c"), cached(tmp_path / "c", FeatureSpec(bits=15))
+    everything(a, data)
+    everything(b, data)
+    name_a, name_b = next(iter(a.stats.files)), next(iter(b.stats.files))
+    shutil.copy(tmp_path / "c" / name_a, tmp_path / "c" / name_b)  # 16-bit batches, 15-bit name
+    rebuilt_once(tmp_path / "c", data, "foreign", spec=FeatureSpec(bits=15))
+
+
+def test_a_truncated_or_bit_flipped_cache_is_rebuilt(data: Path, tmp_path: Path) -> None:
+    reader = cached(tmp_path / "c")
+    everything(reader, data)
+    path = tmp_path / "c" / next(iter(reader.stats.files))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 3])
+    rebuilt_once(tmp_path / "c", data, "damaged: truncated")
+    for pos in (100, len(whole) // 2, len(whole) - 100):
+        damaged = bytearray(path.read_bytes())
+        damaged[pos] ^= 0x04
+        path.write_bytes(bytes(damaged))
+        rebuilt_once(tmp_path / "c", data, "damaged")
+
+
+def test_a_failed_read_leaves_no_cache_file(data: Path, tmp_path: Path) -> None:
+    with data.open("a") as f:
+        f.write("1 |a x:bad\n")  # stops the read at the last line
+    with pytest.raises(Exception, match="line 3001"):
+        everything(cached(tmp_path / "c"), data)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_a_dead_writers_temporary_file_is_removed(data: Path, tmp_path: Path) -> None:
+    import socket
+
+    (tmp_path / "c").mkdir()
+    host = socket.gethostname().replace(".", "_")
+    dead = tmp_path / "c" / f".clicks.vw.x.cache.{host}.{2**22 + 1}.abcd.tmp"  # no such pid
+    mine = tmp_path / "c" / f".clicks.vw.x.cache.{host}.{os.getpid()}.abcd.tmp"
+    dead.write_bytes(b"half")
+    mine.write_bytes(b"in progress")
+    everything(cached(tmp_path / "c"), data)
+    assert not dead.exists() and mine.exists()
+
+
+def test_unusable_settings_are_refused_in_one_line(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="inside the input directory"):
+        everything(cached(data.parent / "cache"), data.parent)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="cannot make"):
+        everything(cached(blocker / "c"), data)
+    r, w = os.pipe()
+    os.close(w)
+    with pytest.raises(ConfigError, match="is a pipe"):
+        everything(cached(tmp_path / "c", format="vw"), Path(f"/dev/fd/{r}"))
+    os.close(r)
