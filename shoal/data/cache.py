@@ -169,10 +169,14 @@ class CachedReader:
             self.stats.rebuilt += 1
             self.stats.first_rebuilt = self.stats.first_rebuilt or f"{path.name}: {exc.reason}"
             return None
-        _OPEN[memo] = (stamp, cf)
+        self._remember(path, stamp, cf)
+        return cf
+
+    def _remember(self, path: Path, stamp: tuple[Any, ...], cf: CacheFile) -> None:
+        """Keep a checked file mapped for this session's next reads of the part."""
+        _OPEN[(self.session, str(path))] = (stamp, cf)
         while len(_OPEN) > _KEEP_OPEN:
             _OPEN.popitem(last=False)
-        return cf
 
     def _build(
         self, path: Path, key: dict[str, Any], part: _Part, st: ReadStats, first_line: int | None
@@ -217,6 +221,11 @@ class CachedReader:
                 ) from None  # fmt: skip
         self.stats.written += 1
         self.stats.files[path.name] = size
+        with contextlib.suppress(OSError, CacheInvalid):  # what it wrote, read back once
+            info = os.stat(path)
+            text = json.dumps(key, sort_keys=True)
+            stamp = (info.st_ino, info.st_size, info.st_mtime_ns, text, before)
+            self._remember(path, stamp, CacheFile.open(str(path), self.reader.threads))
 
     # -- the directory ----------------------------------------------------------------------
 

@@ -114,7 +114,10 @@ def rebuilt_once(directory: Path, path: Path, why: str, **kw: object) -> None:
 def test_a_changed_input_is_noticed_even_with_the_same_size_and_time(
     data: Path, tmp_path: Path
 ) -> None:
-    everything(cached(tmp_path / "c"), data)
+    first = cached(tmp_path / "c")
+    everything(first, data)  # written, and kept mapped for its session
+    everything(first, data)
+    assert (first.stats.written, first.stats.reads) == (1, 1)
     info = data.stat()
     text = data.read_bytes()
     at = text.index(b"\n1 ") + 1  # a label +1 becomes -1: one byte, same size
@@ -198,3 +201,23 @@ def test_unusable_settings_are_refused_in_one_line(data: Path, tmp_path: Path) -
     with pytest.raises(ConfigError, match="is a pipe"):
         everything(cached(tmp_path / "c", format="vw"), Path(f"/dev/fd/{r}"))
     os.close(r)
+
+
+def test_a_shard_notices_a_change_in_its_last_record_past_its_end(
+    data: Path, tmp_path: Path
+) -> None:
+    text = data.read_bytes()
+    cut = text.index(b"\n", len(text) // 2) + 1
+    end = cut - 10  # inside the last record of the range: the reader reads it to its newline
+    kw = {"start": 0, "end": end, "first_line": 0}
+    everything(cached(tmp_path / "c"), data, **kw)
+    info = data.stat()
+    digit = text[cut - 3 : cut - 2]  # a digit of the record's last value, after byte `end`
+    assert digit.isdigit()
+    changed = text[: cut - 3] + (b"1" if digit != b"1" else b"2") + text[cut - 2 :]
+    data.write_bytes(changed)
+    os.utime(data, ns=(info.st_atime_ns, info.st_mtime_ns))
+    reader = cached(tmp_path / "c")
+    got, _ = everything(reader, data, **kw)
+    assert reader.stats.rebuilt == 1 and "checksum" in reader.stats.first_rebuilt
+    assert same_batches(got, everything(text_reader(), data, **kw)[0])

@@ -91,6 +91,7 @@ def shoal(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE, check=False)
 
 
+@pytest.mark.slow
 def test_a_writer_killed_mid_write_leaves_nothing_trusted(tmp_path: Path) -> None:
     data = tmp_path / "big.vw"
     generate_clicks(data, 150_000)
