@@ -119,9 +119,12 @@ class CacheWriter:
         chunk = np.zeros(layout[-1][3], dtype=np.uint8)
         for name, dtype, count, off in layout[:-1]:
             if count:
-                src = np.ascontiguousarray(getattr(batch, name), dtype=dtype)
-                if len(src) != count:
-                    raise ShoalError(f"batch array {name} has {len(src)} items, not {count}")
+                src = np.ascontiguousarray(getattr(batch, name))
+                if src.dtype != dtype or len(src) != count:  # a conversion would change batches
+                    raise ShoalError(
+                        f"cannot cache a batch whose {name} is {len(src)} {src.dtype}, not "
+                        f"{count} {dtype}: train without --cache and report this"
+                    )
                 chunk[off : off + count * dtype.itemsize] = src.view(np.uint8)
         offset = self._f.tell()
         self._f.write(chunk.data)

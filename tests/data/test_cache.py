@@ -221,3 +221,30 @@ def test_a_shard_notices_a_change_in_its_last_record_past_its_end(
     got, _ = everything(reader, data, **kw)
     assert reader.stats.rebuilt == 1 and "checksum" in reader.stats.first_rebuilt
     assert same_batches(got, everything(text_reader(), data, **kw)[0])
+
+
+@pytest.mark.parametrize("fmt", ["vw", "csv", "jsonl", "parquet", "vw.gz"])
+def test_every_format_comes_back_with_its_dtypes_and_tags(fmt: str, tmp_path: Path) -> None:
+    import dataclasses
+    import gzip
+
+    from tests.data import same_records as sr
+
+    records = sr.make_records(300)
+    path = tmp_path / f"r.{fmt}"
+    if fmt == "parquet":
+        sr.write_parquet(path, sr.arrow_table(records), row_group_size=37)
+    else:
+        maker = {"vw": sr.vw_text, "csv": sr.csv_text, "jsonl": sr.jsonl_text}
+        raw = maker[fmt.removesuffix(".gz")](records).encode()
+        path.write_bytes(gzip.compress(raw) if fmt.endswith(".gz") else raw)
+    spec = dataclasses.replace(SPEC, schema=sr.SCHEMA) if fmt == "csv" else SPEC
+    want, want_stats = everything(text_reader(spec, batch_rows=50), path)
+    assert any(len(b.tag_bytes) for b in want)
+    everything(cached(tmp_path / "c", spec, batch_rows=50), path)
+    reader = cached(tmp_path / "c", spec, batch_rows=50)
+    got, got_stats = everything(reader, path)
+    assert reader.stats.reads == 1 and got_stats == want_stats
+    assert same_batches(got, want)
+    for g, w in zip(got, want, strict=True):
+        assert all(getattr(g, f).dtype == getattr(w, f).dtype for f in ("indptr", "values"))
