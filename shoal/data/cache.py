@@ -233,10 +233,6 @@ class CachedReader:
         """Make the directory; refuse one inside an input directory (its files would be read
         as data); remove the temporary files of this machine's dead writers."""
         root = Path(self.directory)
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError("cache", f"cannot make {root}: {exc.strerror}") from None
         real = root.resolve()
         for p in paths:
             text = str(p)
@@ -247,6 +243,10 @@ class CachedReader:
                         "cache", f"{root} is inside the input directory {text}, whose files are "
                         "all read as data: put the cache elsewhere",
                     )  # fmt: skip
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("cache", f"cannot make {root}: {exc.strerror}") from None
         if str(real) not in _SWEPT:
             _SWEPT.add(str(real))
             _sweep(real)

@@ -53,6 +53,8 @@ class TrainOptions:
             raise ConfigError("parse_threads", f"must be >= 0, got {self.parse_threads!r}")
         if not (isinstance(self.holdout, int | float) and 0.0 <= self.holdout < 1.0):
             raise ConfigError("holdout", f"must be a fraction in [0, 1), got {self.holdout!r}")
+        if self.cache is not None and not str(self.cache):
+            raise ConfigError("cache", "must name a directory (or be None: no cache)")
 
     @property
     def holdout_period(self) -> int:

@@ -13,8 +13,10 @@ from typing import TypeVar
 
 import pytest
 
+from shoal.cli import main
 from shoal.data.cachefile import CacheFile
 from shoal.data.synthetic import generate_clicks
+from shoal.errors import ConfigError
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.model import Model
@@ -126,3 +128,16 @@ def test_a_writer_killed_mid_write_leaves_nothing_trusted(tmp_path: Path) -> Non
     assert "0 written, 2 read(s)" in again.stdout, again.stdout
     assert (tmp_path / "a.shoal").read_bytes() == (tmp_path / "t.shoal").read_bytes()
     assert "MiB" in again.stdout and "cache:" not in text.stdout
+
+
+def test_a_cache_that_cannot_work_is_refused_in_one_line(
+    clicks: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ConfigError, match="must name a directory"):
+        TrainOptions(cache="")
+    root = clicks[0].parent
+    out = tmp_path / "m.shoal"
+    assert main(["train", str(root), "-o", str(out), "--cache", str(root / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is inside the input directory" in err, err
+    assert not out.exists() and not (root / "cache").exists()
