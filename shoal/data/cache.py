@@ -125,6 +125,11 @@ class CachedReader:
         for name in files.expand(paths):
             yield from self._part(name, st, 0, None, None)
 
+    def close(self) -> None:
+        """Forget the files this session checked (unmapped once no batch refers to them)."""
+        for memo in [m for m in _OPEN if m[0] == self.session]:
+            del _OPEN[memo]
+
     # -- one part ---------------------------------------------------------------------------
 
     def _part(

@@ -120,19 +120,23 @@ def train(
     report = TrainReport()
     start = time.perf_counter()
     total = Progress()
-    for pass_index in range(opts.passes):
-        stats = ReadStats()
-        prog = Progress()
-        batches = reader.read_all(paths, stats)
-        for batch in batches:
-            model.learn(batch, holdout_period=opts.holdout_period, progress=prog)
-            if on_batch is not None:
-                on_batch(pass_index, prog, stats)
-        total.stats += prog.stats
-        report.pass_losses.append(prog.loss)
-        report.bytes_read += stats.bytes_read
-        if pass_index == 0:
-            report.skipped, report.first_skipped = stats.skipped, stats.first_skipped
+    try:
+        for pass_index in range(opts.passes):
+            stats = ReadStats()
+            prog = Progress()
+            batches = reader.read_all(paths, stats)
+            for batch in batches:
+                model.learn(batch, holdout_period=opts.holdout_period, progress=prog)
+                if on_batch is not None:
+                    on_batch(pass_index, prog, stats)
+            total.stats += prog.stats
+            report.pass_losses.append(prog.loss)
+            report.bytes_read += stats.bytes_read
+            if pass_index == 0:
+                report.skipped, report.first_skipped = stats.skipped, stats.first_skipped
+    finally:
+        if isinstance(reader, CachedReader):
+            reader.close()  # its files stay mapped only while the run uses them
     report.seconds = time.perf_counter() - start
     report.passes = opts.passes
     report.examples = total.examples

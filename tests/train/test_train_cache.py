@@ -14,6 +14,7 @@ from typing import TypeVar
 import pytest
 
 from shoal.cli import main
+from shoal.data.cache import _OPEN
 from shoal.data.cachefile import CacheFile
 from shoal.data.synthetic import generate_clicks
 from shoal.errors import ConfigError
@@ -59,6 +60,7 @@ def test_one_process_from_the_cache_is_the_text_model_to_the_bit(
     cache = tmp_path / "cache"
     for run in ("writes", "reads"):
         model = new_model(optimizer)
+        held = set(_OPEN)
         report = train(model, clicks, TrainOptions(**{**opts.__dict__, "cache": cache}))
         assert model.to_bytes() == text.to_bytes(), run
         assert report.pass_losses == want.pass_losses
@@ -67,6 +69,7 @@ def test_one_process_from_the_cache_is_the_text_model_to_the_bit(
         assert report.cache.bytes == sum(p.stat().st_size for p in cache.glob("*.cache"))
         written = 2 if run == "writes" else 0
         assert (report.cache.written, report.cache.reads) == (written, 6 - written)
+        assert set(_OPEN) <= held  # the run's files are no longer held
 
 
 def test_workers_read_their_shards_from_the_cache_to_the_same_bytes(
