@@ -116,21 +116,21 @@ def test_a_writer_killed_mid_write_leaves_nothing_trusted(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=DEADLINE)
     assert proc.returncode == -signal.SIGKILL
-    assert temps[0].exists()  # the half-written file stays behind, under its temporary name
-    for done in cache.glob("*.cache"):  # the kill came too late to catch the rename? It is whole.
+    # the half-written file stays behind under its temporary name; a file under its final name
+    # (only if the kill came right after the rename, microseconds after the check) is whole
+    caught = temps[0].exists()
+    assert len(list(cache.glob("*.cache"))) == (0 if caught else 1)
+    for done in cache.glob("*.cache"):
         CacheFile.open(str(done))
 
     out = shoal("train", data, "-o", tmp_path / "c.shoal", "--cache", cache, "--passes", "2")
     assert out.returncode == 0, out.stderr
-    assert "cache: 1 file(s)" in out.stdout and "1 written, 1 read(s)" in out.stdout
+    done = "1 written, 1 read(s)" if caught else "0 written, 2 read(s)"
+    assert "cache: 1 file(s)" in out.stdout and done in out.stdout, out.stdout
     assert not temps[0].exists()  # the dead writer's file is swept
-    text = shoal("train", data, "-o", tmp_path / "t.shoal", "--passes", "2")
-    assert text.returncode == 0, text.stderr
-    assert (tmp_path / "c.shoal").read_bytes() == (tmp_path / "t.shoal").read_bytes()
-    again = shoal("train", data, "-o", tmp_path / "a.shoal", "--cache", cache, "--passes", "2")
-    assert "0 written, 2 read(s)" in again.stdout, again.stdout
-    assert (tmp_path / "a.shoal").read_bytes() == (tmp_path / "t.shoal").read_bytes()
-    assert "MiB" in again.stdout and "cache:" not in text.stdout
+    text = Model(FeatureSpec(), LearnerConfig())  # the command's defaults
+    train(text, [data], TrainOptions(passes=2))
+    assert Model.load(tmp_path / "c.shoal").to_bytes() == text.to_bytes()
 
 
 def test_a_cache_that_cannot_work_is_refused_in_one_line(
