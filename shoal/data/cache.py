@@ -274,27 +274,42 @@ class _Part:
     def hash(self, threads: int) -> tuple[int, int, int]:
         """(first byte, end byte, checksum) of what the reader of this part depends on: the
         whole file, or for a text range the byte before it (is it a record's start?) to the end
-        of the record that crosses its end."""
+        of the record that crosses its end, and for CSV and TSV the header line too (it maps
+        the fields to the schema's columns)."""
         ranged = (self.start > 0 or self.end is not None) and self.format != "parquet"
-        if files.is_uri(self.name):
-            return _hash_stream(self.name, self.start, self.end, ranged)
-        with open(self.name, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                return 0, 0, checksum(np.zeros(0, dtype=np.uint8))
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        with contextlib.closing(mm):
-            a, b = 0, size
-            if ranged:
-                a = max(0, self.start - 1)
-                if self.end is not None and self.end < size:
-                    nl = mm.find(b"\n", max(0, self.end - 1))
-                    b = size if nl < 0 else nl + 1
-            view = np.frombuffer(mm, dtype=np.uint8)[a:b]
-            try:
-                return a, b, checksum(view, threads)
-            finally:
-                del view  # the mapping closes only without views of it
+        a, b, digest = (
+            _hash_stream(self.name, self.start, self.end, ranged)
+            if files.is_uri(self.name)
+            else _hash_local(self.name, self.start, self.end, ranged, threads)
+        )
+        if ranged and a > 0 and self.format in ("csv", "tsv"):
+            with files.open_input(self.name) as f:
+                header = f.readline()
+            digest = combine([hash_bytes(np.frombuffer(header, np.uint8)), digest], b - a)
+        return a, b, digest
+
+
+def _hash_local(
+    name: str, start: int, end: int | None, ranged: bool, threads: int
+) -> tuple[int, int, int]:
+    """``_Part.hash`` of a local file, memory-mapped, on ``threads`` threads."""
+    with open(name, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return 0, 0, checksum(np.zeros(0, dtype=np.uint8))
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    with contextlib.closing(mm):
+        a, b = 0, size
+        if ranged:
+            a = max(0, start - 1)
+            if end is not None and end < size:
+                nl = mm.find(b"\n", max(0, end - 1))
+                b = size if nl < 0 else nl + 1
+        view = np.frombuffer(mm, dtype=np.uint8)[a:b]
+        try:
+            return a, b, checksum(view, threads)
+        finally:
+            del view  # the mapping closes only without views of it
 
 
 def _hash_stream(name: str, start: int, end: int | None, ranged: bool) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shoal.data.batch import Batch
-from shoal.data.cache import CachedReader, _hash_stream, _Part
+from shoal.data.cache import CachedReader, _hash_local, _hash_stream
 from shoal.data.reader import ReadStats, TextReader
 from shoal.data.synthetic import generate_clicks
 from shoal.errors import ConfigError
@@ -94,7 +94,7 @@ def test_a_uri_part_hashes_as_the_local_file(data: Path) -> None:
     size = data.stat().st_size
     for start, end in ((0, None), (1000, 50_000), (size // 2, None), (77, size - 3)):
         ranged = start > 0 or end is not None
-        local = _Part(str(data), "vw", start, end).hash(threads=2)
+        local = _hash_local(str(data), start, end, ranged, threads=2)
         assert _hash_stream(str(data), start, end, ranged) == local
 
 
@@ -248,3 +248,28 @@ def test_every_format_comes_back_with_its_dtypes_and_tags(fmt: str, tmp_path: Pa
     assert same_batches(got, want)
     for g, w in zip(got, want, strict=True):
         assert all(getattr(g, f).dtype == getattr(w, f).dtype for f in ("indptr", "values"))
+
+
+def test_a_csv_shard_notices_a_changed_header(tmp_path: Path) -> None:
+    import dataclasses
+
+    from tests.data import same_records as sr
+
+    path = tmp_path / "r.csv"
+    path.write_text(sr.csv_text(sr.make_records(400)))
+    spec = dataclasses.replace(SPEC, schema=sr.SCHEMA)
+    shard = plan([path], 3)[2]
+    kw = {"start": shard.start, "end": shard.end, "first_line": shard.first_line}
+    everything(cached(tmp_path / "c", spec), path, **kw)
+    info = path.stat()
+    text = path.read_bytes()
+    header = text[: text.index(b"\n")]
+    names = header.split(b",")
+    assert b"I1" in names and b"I2" in names  # two numeric columns of the same width: swapped
+    swapped = [b"I2" if n == b"I1" else b"I1" if n == b"I2" else n for n in names]
+    path.write_bytes(b",".join(swapped) + text[len(header) :])
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    reader = cached(tmp_path / "c", spec)
+    got, _ = everything(reader, path, **kw)
+    assert reader.stats.rebuilt == 1 and "checksum" in reader.stats.first_rebuilt
+    assert same_batches(got, everything(text_reader(spec), path, **kw)[0])
