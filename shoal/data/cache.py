@@ -204,7 +204,13 @@ class CachedReader:
             )
             for batch in batches:
                 now = (own.rows, own.lines, own.skipped, own.bytes_read)
-                writer.append(batch, now)
+                try:
+                    writer.append(batch, now)
+                except OSError as exc:
+                    raise ConfigError(
+                        "cache", f"cannot write {path}: {exc.strerror}; free some space, give "
+                        "another directory, or train without a cache",
+                    ) from None  # fmt: skip
                 _forward(st, own, seen, now)
                 seen = now
                 yield batch

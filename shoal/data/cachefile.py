@@ -29,7 +29,8 @@ import mmap
 import os
 import secrets
 import socket
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,17 +94,25 @@ class CacheWriter:
     """Writes one cache file: ``append`` each batch with the reader's counts so far, then
     ``commit`` (synced, renamed into place) or ``discard``. Leaving the ``with`` block by an
     exception discards; a killed process leaves only a temporary file, which no reader opens.
+
+    Batches are laid out, checksummed and written by a thread of their own (copying, hashing
+    and writing release the GIL), a batch or two behind: the learner does not wait for the
+    disk. An error there (a full disk) is raised by the next ``append`` or by ``commit``.
     """
 
     path: Path
     _tmp: Path = field(init=False)
     _f: Any = field(init=False)
     _rows: list[tuple[int, ...]] = field(default_factory=list, init=False)
+    _pool: ThreadPoolExecutor = field(init=False)
+    _pending: deque[Future[None]] = field(default_factory=deque, init=False)
+    _buf: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8), init=False)
 
     def __post_init__(self) -> None:
         self._tmp = temp_name(self.path)
         self._f = open(self._tmp, "xb")  # noqa: SIM115 -- closed by commit or discard
         self._f.write(MAGIC + VERSION.to_bytes(4, "little") + bytes(HEAD - len(MAGIC) - 4))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-cache-write")
 
     def __enter__(self) -> CacheWriter:
         return self
@@ -116,22 +125,40 @@ class CacheWriter:
         """Write ``batch``; ``read`` is the reader's (rows, lines, skipped, bytes) after it."""
         n, nnz, t = len(batch), batch.nnz, len(batch.tag_bytes)
         layout = _layout(n, nnz, t)
-        chunk = np.zeros(layout[-1][3], dtype=np.uint8)
+        arrays = []
         for name, dtype, count, off in layout[:-1]:
-            if count:
-                src = np.ascontiguousarray(getattr(batch, name))
-                if src.dtype != dtype or len(src) != count:  # a conversion would change batches
-                    raise ShoalError(
-                        f"cannot cache a batch whose {name} is {len(src)} {src.dtype}, not "
-                        f"{count} {dtype}: train without --cache and report this"
-                    )
-                chunk[off : off + count * dtype.itemsize] = src.view(np.uint8)
+            src = np.ascontiguousarray(getattr(batch, name))
+            if count and (src.dtype != dtype or len(src) != count):  # converting would change it
+                raise ShoalError(
+                    f"cannot cache a batch whose {name} is {len(src)} {src.dtype}, not {count} "
+                    f"{dtype}: train without --cache and report this"
+                )
+            arrays.append((src, off, count * dtype.itemsize))
+        self._pending.append(self._pool.submit(self._write, arrays, layout[-1][3], read, n, nnz, t))
+        while len(self._pending) > 2:
+            self._pending.popleft().result()
+
+    def _write(self, arrays: list, length: int, read: tuple[int, ...], *sizes: int) -> None:
+        """Lay a batch out in the buffer, checksum it, write it (the writer thread)."""
+        if len(self._buf) < length:
+            self._buf = np.zeros(max(length, 2 * len(self._buf)), dtype=np.uint8)
+        chunk = self._buf[:length]
+        pos = 0
+        for src, off, nbytes in arrays:
+            chunk[pos:off] = 0  # the padding before an array
+            if nbytes:
+                chunk[off : off + nbytes] = src.view(np.uint8)
+            pos = off + nbytes
+        chunk[pos:] = 0
         offset = self._f.tell()
         self._f.write(chunk.data)
-        self._rows.append((offset, len(chunk), n, nnz, t, hash_bytes(chunk), *read))
+        self._rows.append((offset, length, *sizes, hash_bytes(chunk), *read))
 
     def commit(self, meta: dict[str, Any]) -> int:
         """Write the table and the footer, sync, rename into place; return the file's size."""
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown()
         f = self._f
         f.write(bytes(_align(f.tell()) - f.tell()))
         table = np.array(self._rows, dtype=TABLE) if self._rows else np.zeros(0, dtype=TABLE)
@@ -153,6 +180,10 @@ class CacheWriter:
         return size
 
     def discard(self) -> None:
+        for fut in self._pending:
+            fut.cancel()
+        self._pool.shutdown(wait=True)  # the batch being written, if any, finishes first
+        self._pending.clear()
         self._f.close()
         with contextlib.suppress(OSError):
             self._tmp.unlink()

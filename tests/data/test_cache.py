@@ -273,3 +273,22 @@ def test_a_csv_shard_notices_a_changed_header(tmp_path: Path) -> None:
     got, _ = everything(reader, path, **kw)
     assert reader.stats.rebuilt == 1 and "checksum" in reader.stats.first_rebuilt
     assert same_batches(got, everything(text_reader(spec), path, **kw)[0])
+
+
+def test_a_full_disk_stops_the_read_with_one_line_and_leaves_nothing(
+    data: Path, tmp_path: Path
+) -> None:
+    import resource
+    import signal
+
+    reader = cached(tmp_path / "c")
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, old_limit[1]))  # files end at 200 kB
+    try:
+        with pytest.raises(ConfigError, match=r"cannot write .*: File too large"):
+            everything(reader, data)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert list((tmp_path / "c").iterdir()) == []
