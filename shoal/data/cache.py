@@ -9,7 +9,7 @@ gives the model that training from the text gives, to the bit.
 
 A cache file is used only when everything that shaped its batches is what the reader would use
 now, which its footer records: the input (its real path, the byte range, its size, its
-modification time and a checksum of the bytes read, ``checksum.py``), the feature spec (hash
+modification time and a checksum of the bytes read, ``identity.py``), the feature spec (hash
 bits, seed, namespaces, interactions, schema), the format, the bad-record policy, the block
 size and shoal's version. A stale, foreign or damaged file is rebuilt from the text, never
 used; a killed run leaves only a temporary file, which no reader opens (``CacheWriter``).
@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 import re
 import secrets
@@ -44,13 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shoal._version import __version__
 from shoal.data import files
 from shoal.data.batch import Batch
 from shoal.data.cachefile import CacheFile, CacheInvalid, CacheWriter
-from shoal.data.checksum import CHUNK, checksum, combine, hash_bytes, hex64
+from shoal.data.checksum import hex64
+from shoal.data.identity import Part, stamp_of
 from shoal.data.reader import ReadStats, TextReader, guess_format
 from shoal.errors import ConfigError
 
@@ -143,7 +141,7 @@ class CachedReader:
         fmt = self.reader.format or guess_format(name)
         key = _key(self.reader, name, fmt, start, end, first_line)
         path = Path(self.directory) / _file_name(name, key)
-        part = _Part(name, fmt, start, end)
+        part = Part(name, fmt, start, end)
         cached = self._open(path, key, part)
         if cached is not None:
             self.stats.reads += 1
@@ -152,7 +150,7 @@ class CachedReader:
             return
         yield from self._build(path, key, part, st, first_line)
 
-    def _open(self, path: Path, key: dict[str, Any], part: _Part) -> CacheFile | None:
+    def _open(self, path: Path, key: dict[str, Any], part: Part) -> CacheFile | None:
         """The verified cache file of the part, or None (none yet, or refused: it is rebuilt)."""
         try:
             info = os.stat(path)
@@ -161,7 +159,7 @@ class CachedReader:
         except OSError as exc:
             raise ConfigError("cache", f"cannot read {path}: {exc.strerror}") from None
         text = json.dumps(key, sort_keys=True)
-        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, text, _stamp(part.name))
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns, text, stamp_of(part.name))
         memo = (self.session, str(path))
         known = _OPEN.get(memo)
         if known is not None and known[0] == stamp:
@@ -184,10 +182,10 @@ class CachedReader:
             _OPEN.popitem(last=False)
 
     def _build(
-        self, path: Path, key: dict[str, Any], part: _Part, st: ReadStats, first_line: int | None
+        self, path: Path, key: dict[str, Any], part: Part, st: ReadStats, first_line: int | None
     ) -> Iterator[Batch]:
         """The part's batches from the text, written to the cache as they go by."""
-        before = _stamp(part.name)
+        before = stamp_of(part.name)
         own = ReadStats()
         seen = (0, 0, 0, 0)
         st.files.append(part.name)
@@ -215,7 +213,7 @@ class CachedReader:
                 seen = now
                 yield batch
             _forward(st, own, seen, (own.rows, own.lines, own.skipped, own.bytes_read))
-            if _stamp(part.name) != before:
+            if stamp_of(part.name) != before:
                 writer.discard()  # the input changed while it was read: nothing to trust
                 return
             a, b, digest = part.hash(self.reader.threads)
@@ -268,92 +266,6 @@ def new_session() -> str:
     return secrets.token_hex(8)
 
 
-@dataclass(frozen=True)
-class _Part:
-    """The bytes of an input that a part's records come from, for its checksum."""
-
-    name: str
-    format: str
-    start: int
-    end: int | None
-
-    def hash(self, threads: int) -> tuple[int, int, int]:
-        """(first byte, end byte, checksum) of what the reader of this part depends on: the
-        whole file, or for a text range the byte before it (is it a record's start?) to the end
-        of the record that crosses its end, and for CSV and TSV the header line too (it maps
-        the fields to the schema's columns)."""
-        ranged = (self.start > 0 or self.end is not None) and self.format != "parquet"
-        a, b, digest = (
-            _hash_stream(self.name, self.start, self.end, ranged)
-            if files.is_uri(self.name)
-            else _hash_local(self.name, self.start, self.end, ranged, threads)
-        )
-        if ranged and a > 0 and self.format in ("csv", "tsv"):
-            with files.open_input(self.name) as f:
-                header = f.readline()
-            digest = combine([hash_bytes(np.frombuffer(header, np.uint8)), digest], b - a)
-        return a, b, digest
-
-
-def _hash_local(
-    name: str, start: int, end: int | None, ranged: bool, threads: int
-) -> tuple[int, int, int]:
-    """``_Part.hash`` of a local file, memory-mapped, on ``threads`` threads."""
-    with open(name, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return 0, 0, checksum(np.zeros(0, dtype=np.uint8))
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    with contextlib.closing(mm):
-        a, b = 0, size
-        if ranged:
-            a = max(0, start - 1)
-            if end is not None and end < size:
-                nl = mm.find(b"\n", max(0, end - 1))
-                b = size if nl < 0 else nl + 1
-        view = np.frombuffer(mm, dtype=np.uint8)[a:b]
-        try:
-            return a, b, checksum(view, threads)
-        finally:
-            del view  # the mapping closes only without views of it
-
-
-def _hash_stream(name: str, start: int, end: int | None, ranged: bool) -> tuple[int, int, int]:
-    """``_Part.hash`` of a URI, read in ``CHUNK`` pieces (the same pieces as a local file's)."""
-    a = max(0, start - 1) if ranged else 0
-    hashes, pos = [], a
-    with files.open_input(name) as f:
-        if a:
-            f.seek(a)
-        while True:
-            piece = f.read(CHUNK)
-            done = not piece
-            if ranged and end is not None and piece and pos + len(piece) >= end:
-                nl = piece.find(b"\n", max(0, end - 1 - pos))
-                if nl >= 0:
-                    piece, done = piece[: nl + 1], True
-            if piece:
-                hashes.append(hash_bytes(np.frombuffer(piece, dtype=np.uint8)))
-                pos += len(piece)
-            if done:
-                break
-    return a, pos, combine(hashes or [hash_bytes(np.zeros(0, np.uint8))], pos - a)
-
-
-def _stamp(name: str) -> tuple[int, int]:
-    """(size, modification time in ns) of an input; a URI's time where its store gives one."""
-    if not files.is_uri(name):
-        info = os.stat(name)
-        return info.st_size, info.st_mtime_ns
-    import pyarrow.fs as pafs
-
-    fs, inner = files.arrow_filesystem(name)
-    got = fs.get_file_info(inner)
-    if got.type == pafs.FileType.NotFound:
-        raise ConfigError("cache", f"{name}: no such file")
-    return int(got.size or 0), int(got.mtime_ns or 0)
-
-
 def _key(
     reader: TextReader, name: str, fmt: str, start: int, end: int | None, first_line: int | None
 ) -> dict[str, Any]:
@@ -379,12 +291,12 @@ def _file_name(name: str, key: dict[str, Any]) -> str:
     return f"{base}.{digest}{SUFFIX}"
 
 
-def _check(cf: CacheFile, key_text: str, part: _Part, threads: int) -> None:
+def _check(cf: CacheFile, key_text: str, part: Part, threads: int) -> None:
     """Refuse a verified file written for other settings or for other bytes of the input."""
     if json.dumps(cf.meta.get("key"), sort_keys=True) != key_text:
         raise CacheInvalid(cf.path, "foreign: written for other settings, input or shoal version")
     src = cf.meta.get("source") or {}
-    size, mtime = _stamp(part.name)
+    size, mtime = stamp_of(part.name)
     if (src.get("size"), src.get("mtime_ns")) != (size, mtime):
         raise CacheInvalid(cf.path, f"stale: {part.name} changed (size or modification time)")
     a, b, digest = part.hash(threads)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from shoal.data.batch import Batch
-from shoal.data.cache import CachedReader, _hash_local, _hash_stream
+from shoal.data.cache import CachedReader
 from shoal.data.reader import ReadStats, TextReader
 from shoal.data.synthetic import generate_clicks
 from shoal.errors import ConfigError
@@ -88,14 +88,6 @@ def test_shards_are_cached_one_by_one(data: Path, tmp_path: Path) -> None:
         assert reader.stats.reads == 1
         assert same_batches(got, want) and got_stats == want_stats
     assert len(list((tmp_path / "c").glob("*.cache"))) == 3
-
-
-def test_a_uri_part_hashes_as_the_local_file(data: Path) -> None:
-    size = data.stat().st_size
-    for start, end in ((0, None), (1000, 50_000), (size // 2, None), (77, size - 3)):
-        ranged = start > 0 or end is not None
-        local = _hash_local(str(data), start, end, ranged, threads=2)
-        assert _hash_stream(str(data), start, end, ranged) == local
 
 
 def rebuilt_once(directory: Path, path: Path, why: str, **kw: object) -> None:
