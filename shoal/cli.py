@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         help="threads parsing ahead of the learner, in this process or in each worker (default: "
         "one per core, or the cores per local worker); the model does not depend on it",
     )
+    t.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep the hashed batches of the first pass in DIR: later passes and runs with the "
+        "same inputs and settings read them instead of the text (the same model, faster)",
+    )
     c = t.add_argument_group("distributed training (data parallel, fault tolerant)")
     c.add_argument(
         "--workers",

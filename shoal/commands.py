@@ -32,6 +32,7 @@ from shoal.model.output import prediction_line
 from shoal.train.single import TrainOptions, TrainReport, train
 
 if TYPE_CHECKING:  # shoal.serve imports the web stack: only `shoal serve` loads it
+    from shoal.data.cache import CacheStats
     from shoal.serve.config import HttpConfig, TcpConfig
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
@@ -157,11 +158,22 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
     print(line)
     if report.skipped:
         print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
+    if report.cache is not None:
+        print(_cache_line(report.cache))
     if report.examples == 0:
         print("shoal: warning: no labeled example was read, so nothing was learned (is the "
               "label column there?)", file=sys.stderr)  # fmt: skip
     if out is not None:
         print(f"model written to {out}")
+
+
+def _cache_line(cache: CacheStats) -> str:
+    """The summary's line about the binary cache: its size, what was written and read."""
+    line = (f"cache: {len(cache.files)} file(s), {cache.bytes / (1 << 20):,.1f} MiB; "
+            f"{cache.written} written, {cache.reads} read(s) from the cache")  # fmt: skip
+    if cache.rebuilt:
+        line += f"; {cache.rebuilt} refused and rebuilt (first: {cache.first_rebuilt})"
+    return line
 
 
 def _output(path: str, inputs: Sequence[str]) -> Path:
@@ -184,6 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         holdout=args.holdout,
         on_bad_record=args.on_bad_record,
         parse_threads=args.parse_threads,
+        cache=args.cache,
     )
     if distributed(args):
         return _train_cluster(model, opts, args)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from shoal.data.checksum import checksum
 from shoal.data.reader import TextReader
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
@@ -28,6 +31,7 @@ def warm_up() -> None:
         for batch in TextReader(spec=model.spec).read(path):
             model.learn(batch)
             model.predict(batch)
+        checksum(np.frombuffer(path.read_bytes(), dtype=np.uint8))  # the binary cache's check
 
 
 warm_up()

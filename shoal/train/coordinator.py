@@ -244,6 +244,7 @@ class Coordinator:
             holdout_period=self.options.holdout_period,
             block_bytes=self.options.block_bytes,
             parse_threads=self.options.parse_threads or self.cluster.worker_threads,
+            cache=None if self.options.cache is None else str(self.options.cache),
         )
         pass_progress = Progress()
         if step >= steps:  # a finished run's checkpoint: nothing left to do
@@ -261,6 +262,7 @@ class Coordinator:
                 self.report.bytes_read += res.bytes_read
                 self.report.skipped += res.skipped
                 self.report.first_skipped = self.report.first_skipped or res.first_skipped
+                self.report.add_cache(res.cache)
             self.report.examples += sum(int(res.counters[1]) for res in results)
             step += 1
             self._checkpoint(step)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from shoal.data.cache import CachedReader, CacheStats, new_session
 from shoal.data.formats import BadRecordPolicy, Format
 from shoal.data.reader import ReadStats, TextReader
 from shoal.model.kernels import N_STATS
@@ -20,13 +21,16 @@ from shoal.train.plan import Shard
 
 @dataclass(frozen=True, kw_only=True)
 class TaskSpec:
-    """What every task of a run shares: how to read, and the holdout."""
+    """What every task of a run shares: how to read (``cache``: the binary cache's directory,
+    where each shard is cached by the worker that first reads it), and the holdout."""
 
     format: Format | None = None
     on_bad_record: BadRecordPolicy = "stop"
     holdout_period: int = 0
     block_bytes: int = 4 << 20
     parse_threads: int = 1  # parse ahead of the learner; the result does not depend on it
+    cache: str | None = None
+    cache_session: str = field(default_factory=new_session)  # one per run: files checked once
 
 
 @dataclass(frozen=True)
@@ -53,17 +57,24 @@ class TaskResult:
     bytes_read: int = 0
     skipped: int = 0
     first_skipped: str = ""
+    cache: CacheStats | None = None
 
 
 def run_task(task: Task, base: Model) -> TaskResult:
     """Learn ``task.shard`` on a copy of ``base``; return the sparse difference."""
     model = base.copy()
-    reader = TextReader(
+    text = TextReader(
         spec=model.spec,
         format=task.spec.format,
         on_bad_record=task.spec.on_bad_record,
         block_bytes=task.spec.block_bytes,
         threads=task.spec.parse_threads,
+    )
+    cache = task.spec.cache
+    reader = (
+        text
+        if cache is None
+        else CachedReader(reader=text, directory=cache, session=task.spec.cache_session)
     )
     stats = ReadStats()
     prog = Progress()
@@ -86,4 +97,5 @@ def run_task(task: Task, base: Model) -> TaskResult:
         bytes_read=stats.bytes_read,
         skipped=stats.skipped,
         first_skipped=stats.first_skipped,
+        cache=reader.stats if isinstance(reader, CachedReader) else None,
     )
