@@ -7,6 +7,7 @@ Every wait here waits on a condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -248,3 +249,30 @@ def test_the_command_survives_its_helpers_killed_again_and_again(
     assert killed
     assert "Traceback" not in err and "Error" not in err, err
     assert (tmp_path / "killed.shoal").read_bytes() == (tmp_path / "quiet.shoal").read_bytes()
+
+
+def test_helpers_of_a_killed_coordinator_exit_quietly(clicks: Path, tmp_path: Path) -> None:
+    """SIGKILL the ``shoal train`` process alone, mid-run: its fork server and workers see
+    their connections end and exit (stderr, which they share, reaches end of file) without a
+    traceback, busy workers included."""
+    cmd = [sys.executable, "-m", "shoal.cli", "train", str(clicks), "--workers", "2",
+           "--passes", "50", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the first round's line: the workers are busy
+        assert line.startswith("shoal: round 1/"), line
+        os.kill(proc.pid, signal.SIGKILL)
+        rest: list[str] = []
+        reader = threading.Thread(target=lambda: rest.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        reader.join(DEADLINE)  # end of file: every process holding stderr has exited
+        assert not reader.is_alive(), "a helper outlived its coordinator"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(DEADLINE)
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert "Traceback" not in rest[0] and "Error" not in rest[0], rest[0]
