@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from shoal.errors import ShoalError
-from shoal.model.modelfile import write_atomic
 from shoal.train import forkserver
 from shoal.train.executor import Event, failure
 from shoal.train.task import Task, run_task
@@ -53,8 +52,10 @@ def worker_main(fd: int) -> None:
             msg = conn.recv()
             if msg is None:
                 return
-            attempt, task, path = msg
+            attempt, task, path, cwd = msg
             try:
+                if cwd != os.getcwd():  # relative inputs are the coordinator's, wherever it is
+                    os.chdir(cwd)
                 if path != cached or model is None:
                     model = Model.load(path)
                     cached = path
@@ -207,7 +208,9 @@ class LocalExecutor:
     # -- the Executor interface -----------------------------------------------------------
 
     def broadcast(self, step: int, model: bytes) -> None:
-        write_atomic(Path(self._dir) / f"step-{step}.shoal", model)
+        # a scratch file, read only by attempts submitted after this returns: no fsync, no
+        # rename (a crash loses the folder anyway; checkpoints are the coordinator's)
+        (Path(self._dir) / f"step-{step}.shoal").write_bytes(model)
         if self._last_step is not None and self._last_step != step:
             # the coordinator has collected or cancelled every attempt of the last round
             with contextlib.suppress(OSError):
@@ -242,7 +245,7 @@ class LocalExecutor:
         worker.attempt = attempt
         path = Path(self._dir) / f"step-{task.step}.shoal"
         with contextlib.suppress(OSError):  # a dead worker: poll() reports it
-            worker.conn.send((attempt, task, path))
+            worker.conn.send((attempt, task, path, os.getcwd()))
 
     def poll(self, timeout: float) -> list[Event]:
         handles: dict[Any, _Worker | None] = {}
