@@ -66,6 +66,7 @@ class ForkServer:
                 [sys.executable, "-c", _BOOT, str(theirs.fileno()), json.dumps(sys.path)],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # never holds the coordinator's stdout (a pipe) open
             )
         except BaseException:
             ours.close()
@@ -74,6 +75,7 @@ class ForkServer:
             theirs.close()
         self.sock = ours
         self.forked = 0  # workers this server has confirmed
+        self.early: list[int] = []  # our ends of workers asked for before an executor took it
 
     @property
     def pid(self) -> int:
@@ -88,6 +90,26 @@ class ForkServer:
     def request(self, fd: int) -> None:
         """Ask for a worker on connection ``fd``; raises ``OSError`` if the server is gone."""
         socket.send_fds(self.sock, [b"w"], [fd])
+
+    def prefork(self, n: int) -> None:
+        """Ask now for ``n`` workers, forked as soon as the server is warm, for the executor
+        that takes this server (``adopt``)."""
+        for _ in range(n):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.request(theirs.fileno())
+            except OSError:
+                ours.close()
+                return
+            finally:
+                theirs.close()
+            self.early.append(ours.detach())
+
+    def adopt(self) -> list[int]:
+        """The connections of the pre-forked workers, in the order of their replies (which
+        come before any other)."""
+        early, self.early = self.early, []
+        return early
 
     def reply(self) -> tuple[int, int | None]:
         """The next worker's process id and pidfd; ``EOFError`` if the server is gone."""
@@ -104,6 +126,8 @@ class ForkServer:
 
     def close(self) -> None:
         """Stop the server (it exits on end of file; killed if it does not) and reap it."""
+        for fd in self.adopt():
+            os.close(fd)
         self.sock.close()
         try:
             self.process.wait(timeout=2)
@@ -121,10 +145,13 @@ def _close_idle() -> None:
         _idle.pop().close()
 
 
-def launch() -> None:
-    """Start a fork server for a later run of this process, without waiting for its imports."""
+def launch(workers: int = 0) -> None:
+    """Start a fork server for a later run of this process, without waiting for its imports,
+    and ask it for ``workers`` workers: they are forked, warm, while the run imports and plans."""
     if not any(s.alive() for s in _idle):
         _idle.append(ForkServer())
+    server = next(s for s in reversed(_idle) if s.alive())
+    server.prefork(workers - len(server.early))
 
 
 def take() -> ForkServer:
@@ -139,7 +166,7 @@ def take() -> ForkServer:
 
 def give_back(server: ForkServer) -> None:
     """Keep ``server`` for the next run of this process (its workers have all stopped)."""
-    if server.alive():
+    if server.alive() and not server.early:
         _idle.append(server)
     else:
         server.close()

@@ -123,18 +123,28 @@ class LocalExecutor:
     # -- lifecycle ------------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Take a fork server (started by ``forkserver.launch``, or now), without waiting for
-        it to import shoal and load the kernels (``start`` waits for the workers)."""
-        if self._server is None:
-            self._server = forkserver.take()
+        """Take a fork server (started by ``forkserver.launch``, or now) and ask it for the
+        workers, without waiting: they are forked as soon as the server has imported shoal
+        (``start`` waits for them). Workers the server was asked for early are adopted."""
+        if self._server is not None:
+            return
+        self._server = forkserver.take()
+        for fd in self._server.adopt():  # their replies come first, in this order
+            if len(self._pool) < self.workers:
+                worker = _Worker(Connection(fd))
+                self._asked.append(worker)
+                self._pool.append(worker)
+            else:  # one too many: it exits when it finds its connection closed
+                os.close(fd)
+                self._asked.append(None)
+        while len(self._pool) < self.workers:
+            self._pool.append(self._spawn())
 
     def start(self, deadline: float = 120.0) -> None:
         """Start the workers and wait (at most ``deadline`` seconds) until all are ready."""
         self._dir = tempfile.mkdtemp(prefix="shoal-workers-")
         try:
             self.launch()
-            for _ in range(self.workers):
-                self._pool.append(self._spawn())
             limit = time.monotonic() + deadline
             while not all(w.usable for w in self._pool):
                 if time.monotonic() > limit:

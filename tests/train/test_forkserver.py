@@ -98,6 +98,22 @@ def test_a_server_forks_workers_and_a_dead_server_says_so() -> None:
     assert not server.alive()
 
 
+def test_workers_asked_for_early_are_the_runs_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shoal train`` asks for its workers right after parsing its arguments; the executor
+    adopts them instead of asking again."""
+    monkeypatch.setattr(forkserver, "_idle", [])
+    forkserver.launch(2)
+    [server] = forkserver._idle
+    assert len(server.early) == 2
+    executor = LocalExecutor(2)
+    try:
+        executor.start()
+        assert (server.early, server.forked, executor.idle()) == ([], 2, 2)
+    finally:
+        executor.close()
+        server.close()
+
+
 # -- helpers killed during a run -------------------------------------------------------------
 
 
