@@ -31,8 +31,9 @@ from shoal.train import forkserver
 from shoal.train.executor import Event, failure
 from shoal.train.task import Task, run_task
 
-# A fork server that dies this many times in a row before starting a worker is not restarted
-# again: something keeps it from starting (its error is on stderr).
+# A fork server that exits by itself this many times in a row before starting a worker is not
+# restarted again: something keeps it from starting (its error is on stderr). One killed by a
+# signal is always restarted.
 MAX_SERVER_FAILURES = 5
 
 
@@ -114,7 +115,7 @@ class LocalExecutor:
         self._server: forkserver.ForkServer | None = None
         # workers waiting for the server's reply, in the order asked (None: one given up)
         self._asked: deque[_Worker | None] = deque()
-        self._server_failures = 0  # servers in a row that died before starting a worker
+        self._server_failures = 0  # servers in a row that exited before starting a worker
         self.server_restarts = 0
         self._pool: list[_Worker] = []
         self._dir = ""
@@ -174,14 +175,14 @@ class LocalExecutor:
         """Start a new fork server; the workers the dead one had not confirmed are asked for
         again (a worker it forked without replying sees its connection closed and exits)."""
         assert self._server is not None
-        if self._server.forked == 0:
-            self._server_failures += 1
+        self._server.close()
+        if self._server.forked == 0 and self._server.process.returncode >= 0:
+            self._server_failures += 1  # it exited by itself, before it could fork
         else:
             self._server_failures = 0
-        self._server.close()
         if self._server_failures >= MAX_SERVER_FAILURES:
             raise ShoalError(
-                f"the local workers' fork server stopped {self._server_failures} times in a row "
+                f"the local workers' fork server exited {self._server_failures} times in a row "
                 "before starting a worker (see its error above)"
             )
         self.server_restarts += 1
