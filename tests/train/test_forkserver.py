@@ -299,3 +299,34 @@ def test_helpers_of_a_killed_coordinator_exit_quietly(clicks: Path, tmp_path: Pa
         if proc.stderr is not None:
             proc.stderr.close()
     assert "Traceback" not in rest[0] and "Error" not in rest[0], rest[0]
+
+
+def test_ctrl_c_stops_the_run_in_one_line_and_leaves_no_process(
+    clicks: Path, tmp_path: Path
+) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: the fork server and the
+    workers ignore it, the coordinator stops them and says so in one line."""
+    cmd = [sys.executable, "-m", "shoal.cli", "train", str(clicks), "--workers", "2",
+           "--passes", "50", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("shoal: round 1/")  # mid-run
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(DEADLINE)
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    assert proc.returncode == 130
+    assert err == "shoal: interrupted\n"
+    wait_for(group_gone, "the fork server and the workers to exit")
