@@ -289,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if distributed(args):
             if args.engine == "local":
-                forkserver.launch()  # its half-second start overlaps the imports and planning
+                # its half-second start, and the workers' fork, overlap the imports and planning
+                forkserver.launch(args.workers or os.cpu_count() or 1)
         else:
             _check_local_flags(args)
             init_numba()

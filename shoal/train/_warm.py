@@ -1,7 +1,7 @@
 """Imported once by the local executor's fork server: load the compiled kernels there.
 
-Workers are forked from that server, so they start with shoal imported and the kernels of the
-common paths (the VW and svmlight parser, the binary learner, prediction) already loaded from
+Workers are forked from that server, so they start with shoal imported and the kernels a task
+runs on the common paths (the VW and svmlight parser, the binary learner) already loaded from
 numba's cache (numba started without SciPy's linear algebra: ``shoal.startup``): a worker, or
 its replacement after a crash, is ready in milliseconds instead of the second an import and
 the first kernel calls take.
@@ -29,8 +29,7 @@ def warm_up() -> None:
         path.write_text("1 |a x:1 y\n-1 |b z\n")
         model = Model(FeatureSpec(bits=4), LearnerConfig())
         for batch in TextReader(spec=model.spec).read(path):
-            model.learn(batch)
-            model.predict(batch)
+            model.learn(batch)  # a task never predicts: that kernel is not loaded (~50 ms)
         checksum(np.frombuffer(path.read_bytes(), dtype=np.uint8))  # the binary cache's check
 
 

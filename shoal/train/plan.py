@@ -1,11 +1,13 @@
 """Planning: input paths -> shards (whole files, or byte ranges cut at record boundaries).
 
 Workers read their shards themselves, local paths and URIs (``s3://...``) alike; a shard is
-only a path and a byte range. Planning reads each uncompressed text file larger than a shard
-once, quickly (newline counting), so that every range starts exactly at a record and knows its
-first line number: error messages name real lines. Files no larger than a shard are not read
-at all (their sizes come from the file system), so a data set of many part files behind a URI
-is planned without downloading it. Parquet files are cut between row groups (from
+only a path and a byte range. Planning is O(shards): an uncompressed text file larger than a
+shard is cut at the first record boundary after each multiple of the shard size, found by a
+seek and a short read, so every range starts exactly at a record. Line numbers are not counted
+ahead: a worker counts the lines before its range only when an error must name a true line
+(``Shard.lines_before``). Files no larger than a shard are not read at all (their sizes come
+from the file system), so a data set of many part files behind a URI is planned without
+downloading it. Parquet files are cut between row groups (from
 their footers; a range reads the row groups that begin in it). gzip files are not splittable
 and stay whole, as do files that their file system only streams.
 """
@@ -21,18 +23,30 @@ from shoal.data import files as data_files
 from shoal.data.blocks import open_file, whole_only
 from shoal.errors import ShoalError
 
-_SCAN = 1 << 22
+_SCAN = 1 << 16  # bytes read at a time to find the end of the line a cut falls in
 
 
 @dataclass(frozen=True)
 class Shard:
-    """Records of ``path`` that begin in bytes ``[start, end)`` (``end`` None: to the end)."""
+    """Records of ``path`` that begin in bytes ``[start, end)`` (``end`` None: to the end).
+
+    ``first_line``: the lines (Parquet: rows) before ``start``; None when not counted (a text
+    file's cut: ``lines_before`` counts them when an error needs a true line number).
+    """
 
     index: int
     path: str
     start: int = 0
     end: int | None = None
-    first_line: int = 0
+    first_line: int | None = 0
+
+    def lines_before(self) -> int:
+        """The lines before ``start``, counted now if the plan did not (reads that far)."""
+        if self.first_line is not None:
+            return self.first_line
+        from shoal.data.blocks import count_lines
+
+        return count_lines(self.path, self.start)
 
     def describe(self) -> str:
         if self.start == 0 and self.end is None:
@@ -48,28 +62,29 @@ def _kind(path: str) -> str:
         return "parquet" if f.read(4) == b"PAR1" else "text"
 
 
-def _cut_points(path: str, size: int, target: int) -> list[tuple[int, int]]:
-    """(offset, lines before it) of record starts near every multiple of ``target`` bytes."""
-    cuts: list[tuple[int, int]] = []
+def _cut_points(path: str, size: int, target: int) -> list[int]:
+    """Offsets of the record starts nearest after every multiple of ``target`` bytes.
+
+    Reads only around each cut (a seek, then up to the next newline): planning costs a few
+    small reads per shard, not a pass over the file.
+    """
+    cuts: list[int] = []
     want = target
-    lines = 0
-    pos = 0
     with data_files.open_input(path) as f:
         while want < size:
-            chunk = f.read(_SCAN)
-            if not chunk:
-                break
-            end = pos + len(chunk)
-            while want < end:
-                nl = chunk.find(b"\n", max(0, want - pos))  # want may lie in an earlier chunk
+            f.seek(want)
+            pos, nl = want, -1
+            while nl < 0:
+                chunk = f.read(_SCAN)
+                if not chunk:
+                    return cuts  # no newline after ``want``: the last record runs to the end
+                nl = chunk.find(b"\n")
                 if nl < 0:
-                    break
-                cut = pos + nl + 1
-                if cut < size:
-                    cuts.append((cut, lines + chunk.count(b"\n", 0, nl + 1)))
-                want = max(want + target, cut + 1)
-            lines += chunk.count(b"\n")
-            pos = end
+                    pos += len(chunk)
+            cut = pos + nl + 1
+            if cut < size:
+                cuts.append(cut)
+            want = max(want + target, cut + 1)
     return cuts
 
 
@@ -93,17 +108,19 @@ def plan(inputs: Sequence[str | os.PathLike[str]], shards: int) -> list[Shard]:
         if kind == "whole":
             out.append(Shard(len(out), path))
             continue
+        cuts: list[tuple[int, int | None]]
         if kind == "parquet":
             from shoal.data.parquet import cut_points  # imports pyarrow: only when needed
 
-            cuts = cut_points(path, target)
+            cuts = list(cut_points(path, target))  # row counts come free, from the footer
         else:
-            cuts = _cut_points(path, size, target)
-        start, first = 0, 0
+            cuts = [(cut, None) for cut in _cut_points(path, size, target)]
+        start = 0
+        first_of: int | None = 0
         for cut, lines in cuts:
-            out.append(Shard(len(out), path, start, cut, first))
-            start, first = cut, lines
-        out.append(Shard(len(out), path, start, None, first))
+            out.append(Shard(len(out), path, start, cut, first_of))
+            start, first_of = cut, lines
+        out.append(Shard(len(out), path, start, None, first_of))
     return out
 
 

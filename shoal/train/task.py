@@ -7,6 +7,7 @@ the same result.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from shoal.data.cache import CachedReader, CacheStats, new_session
 from shoal.data.formats import BadRecordPolicy, Format
 from shoal.data.reader import ReadStats, TextReader
+from shoal.errors import DataError
 from shoal.model.kernels import N_STATS
 from shoal.model.model import Model, Progress
 from shoal.train.plan import Shard
@@ -60,6 +62,18 @@ class TaskResult:
     cache: CacheStats | None = None
 
 
+def _shifted(exc: DataError, lines: int) -> DataError:
+    """``exc`` (or its subclass) with its line number moved ``lines`` further."""
+    cls, args = exc.__reduce__()[:2]
+    return cls(args[0], args[1] + lines, *args[2:])
+
+
+def _shift_message(text: str, shard: Shard) -> str:
+    """A skipped record's "line N of PATH: ..." with N made the file's line."""
+    m = re.match(r"line (\d+) (.*)", text, re.S)
+    return f"line {int(m[1]) + shard.lines_before()} {m[2]}" if m else text
+
+
 def run_task(task: Task, base: Model) -> TaskResult:
     """Learn ``task.shard`` on a copy of ``base``; return the sparse difference."""
     model = base.copy()
@@ -79,8 +93,17 @@ def run_task(task: Task, base: Model) -> TaskResult:
     stats = ReadStats()
     prog = Progress()
     s = task.shard
-    for batch in reader.read(s.path, stats, start=s.start, end=s.end, first_line=s.first_line):
-        model.learn(batch, holdout_period=task.spec.holdout_period, progress=prog)
+    # lines not counted by the plan: numbered from the range's start, made true on an error
+    first = 0 if s.first_line is None else s.first_line
+    try:
+        for batch in reader.read(s.path, stats, start=s.start, end=s.end, first_line=first):
+            model.learn(batch, holdout_period=task.spec.holdout_period, progress=prog)
+    except DataError as exc:
+        if s.first_line is not None or exc.path != s.path:
+            raise
+        raise _shifted(exc, s.lines_before()) from None
+    if stats.first_skipped and s.first_line is None:
+        stats.first_skipped = _shift_message(stats.first_skipped, s)
     mask = model.weights != base.weights
     for k, v in model.state.items():
         mask |= v != base.state[k]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import pickle
 import random
@@ -23,12 +24,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import pytest
 
 from shoal.cli import main
 from shoal.data.reader import TextReader
 from shoal.data.synthetic import generate_clicks
 from shoal.errors import ShoalError
+from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.evaluate import evaluate
@@ -45,7 +48,7 @@ from shoal.train.coordinator import (
 from shoal.train.local import LocalExecutor
 from shoal.train.plan import plan
 from shoal.train.single import TrainOptions, train
-from shoal.train.task import Task
+from shoal.train.task import Task, TaskResult, TaskSpec, run_task
 
 ROWS = 20_000
 OPTIONS = TrainOptions(passes=2)
@@ -434,3 +437,123 @@ def test_workers_learn_as_well_as_one_process_on_a9a(data_dir: Path) -> None:
         model, report = run_bounded(coord)
         assert report.examples == 2 * 32_561
         assert test_loss(model) == pytest.approx(expected, rel=0.01)
+
+
+# -- what a checkpoint must match ----------------------------------------------------------------
+
+SMALL = ClusterOptions(workers=1, shards=2, tasks_per_round=1)
+CSV_SCHEMA = "label,I1:num,C1:cat"
+
+
+def csv_model(schema: str = CSV_SCHEMA) -> Model:
+    return Model(FeatureSpec(bits=16, schema=ColumnSchema.parse(schema)), LearnerConfig())
+
+
+def other_initial_model() -> Model:
+    model = new_model()
+    model.weights[7] = 0.5  # as --initial-model with another file would
+    return model
+
+
+@pytest.fixture(scope="module")
+def csv_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("csv") / "small.csv"
+    rng = random.Random(3)
+    lines = [f"{rng.choice('01')},{rng.randrange(100)},c{rng.randrange(20)}\n" for _ in range(600)]
+    path.write_text("".join(lines))
+    return path
+
+
+# (name, the first run's model, options and data, the second run's) for every setting the run
+# key must cover; the second run must be refused
+Run = tuple[Callable[[], Model], TrainOptions, str, Callable[[], Model], TrainOptions]
+CHANGES: dict[str, Run] = {
+    "initial-model": (new_model, OPTIONS, "vw", other_initial_model, OPTIONS),
+    "holdout": (new_model, OPTIONS, "vw", new_model, dataclasses.replace(OPTIONS, holdout=0.1)),
+    "format": (new_model, OPTIONS, "vw", new_model, dataclasses.replace(OPTIONS, format="vw")),
+    "on-bad-record": (
+        new_model, OPTIONS, "vw", new_model, dataclasses.replace(OPTIONS, on_bad_record="skip")
+    ),
+    "schema": (
+        csv_model, OPTIONS, "csv", lambda: csv_model("label,I1:num:log1p,C1:cat"), OPTIONS
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("setting", list(CHANGES))
+def test_a_checkpoint_of_other_settings_is_refused(
+    setting: str, clicks: Path, csv_file: Path, tmp_path: Path
+) -> None:
+    first_model, first_opts, kind, second_model, second_opts = CHANGES[setting]
+    data = clicks if kind == "vw" else csv_file
+    cluster = dataclasses.replace(SMALL, checkpoint_dir=str(tmp_path / "ckpt"))
+    if kind == "vw":  # a few thousand rows are enough
+        data = tmp_path / "small.vw"
+        data.write_text("".join(clicks.read_text().splitlines(keepends=True)[:3000]))
+    run_bounded(Coordinator(first_model(), [data], first_opts, cluster))
+    # the same run again is resumed (finished: nothing left to do) ...
+    _, again = run_bounded(Coordinator(first_model(), [data], first_opts, cluster))
+    assert again.resumed_from_step == again.rounds > 0
+    # ... and the run with the one setting changed is not
+    with pytest.raises(ShoalError, match="belongs to another run"):
+        run_bounded(Coordinator(second_model(), [data], second_opts, cluster))
+
+
+# -- FTRL across workers -------------------------------------------------------------------------
+
+
+def ftrl_merge(base: Model, results: list[TaskResult]) -> Model:
+    """The documented merge of FTRL-Proximal results, written out plainly: per coordinate, the
+    tasks' new weights averaged with their increments of ``n`` as weights, the increments of
+    ``n`` added up, ``z`` the value that FTRL's closed form (McMahan et al., 2013) maps to the
+    merged weight (for a zero weight: the weighted average of the tasks' ``z``, clipped to
+    [-l1, l1]); coordinates no task changed keep every value."""
+    cfg = base.config
+    out = base.copy()
+    w0 = base.weights.astype(np.float64)
+    n0 = base.state["ftrl_n"].astype(np.float64)
+    num, inc_n, zsum = np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    for r in sorted(results, key=lambda r: r.shard):
+        out.counters += r.counters
+        inc = r.state["ftrl_n"].astype(np.float64) - n0[r.changed]
+        num[r.changed] += inc * (r.weights.astype(np.float64) - w0[r.changed])
+        inc_n[r.changed] += inc
+        zsum[r.changed] += inc * r.state["ftrl_z"].astype(np.float64)
+    for slot in np.flatnonzero(inc_n > 0).tolist():
+        w = w0[slot] + num[slot] / inc_n[slot]
+        n = n0[slot] + inc_n[slot]
+        if w == 0:
+            z = min(cfg.l1, max(-cfg.l1, zsum[slot] / inc_n[slot]))
+        else:
+            z = -w * ((cfg.ftrl_beta + math.sqrt(n)) / cfg.rate + cfg.l2) - math.copysign(cfg.l1, w)
+        out.weights[slot], out.state["ftrl_n"][slot], out.state["ftrl_z"][slot] = w, n, z
+    return out
+
+
+def test_ftrl_across_workers_is_the_merge_of_its_rounds(clicks: Path, tmp_path: Path) -> None:
+    """Two workers, four rounds of FTRL-Proximal (L1: some weights stay zero): the model is what
+    the documented merge of each round's tasks gives, including the ``z`` of coordinates that a
+    round left alone (which keep theirs)."""
+    data = tmp_path / "small.vw"
+    data.write_text("".join(clicks.read_text().splitlines(keepends=True)[:3000]))
+    initial = Model(FeatureSpec(bits=14), LearnerConfig(optimizer="ftrl", l1=0.5))
+    cluster = ClusterOptions(workers=2, shards=6, tasks_per_round=3)  # 2 rounds a pass
+    got, report = run_bounded(Coordinator(initial, [data], OPTIONS, cluster))
+    assert report.rounds == 4
+
+    expected = initial
+    shards = plan([data], 6)
+    for step in range(4):
+        round_ = shards[3 * (step % 2) : 3 * (step % 2) + 3]
+        results = [run_task(Task(step, s, TaskSpec()), expected) for s in round_]
+        expected = ftrl_merge(expected, results)
+    touched = np.zeros(len(expected.weights), dtype=bool)
+    for r in results:
+        touched[r.changed] = True
+    # coordinates with a z of their own that the last round left alone: a lost z would show
+    assert np.count_nonzero(expected.state["ftrl_z"][~touched]) > 0
+    assert (expected.weights == 0).any() and (expected.weights != 0).any()
+    np.testing.assert_array_equal(got.counters, expected.counters)
+    np.testing.assert_allclose(got.weights, expected.weights, rtol=1e-5, atol=1e-6)
+    for k in ("ftrl_n", "ftrl_z"):
+        np.testing.assert_allclose(got.state[k], expected.state[k], rtol=1e-5, atol=1e-6, err_msg=k)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.model.model import Model
 from shoal.train.local import LocalExecutor
 
 DEADLINE = 60.0
@@ -44,5 +45,22 @@ def test_a_worker_takes_attempts_only_once_it_is_ready(
     finally:
         executor.close()
     assert executor.pids() == []
-    # the workers' scratch folder is gone (multiprocessing's fork server keeps its own pymp-*)
-    assert [p for p in tmp_path.iterdir() if not p.name.startswith("pymp-")] == []
+    assert list(tmp_path.iterdir()) == []  # the workers' scratch folder is gone
+
+
+def test_relative_paths_are_the_coordinators_wherever_it_moved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork server (kept between runs) started in another directory: a worker reads the
+    relative path of the coordinator's directory now, as the coordinator planned it."""
+    from shoal.data.synthetic import generate_clicks
+    from shoal.train.coordinator import ClusterOptions, train_cluster
+
+    executor = LocalExecutor(1)
+    executor.start()  # a fork server started here, kept for the next run
+    executor.close()
+    (tmp_path / "data").mkdir()
+    generate_clicks(tmp_path / "data" / "part.vw", 2000)
+    monkeypatch.chdir(tmp_path)
+    _, report = train_cluster(Model(), ["data/part.vw"], cluster=ClusterOptions(workers=1))
+    assert report.examples == 2000

@@ -118,7 +118,8 @@ def check_covering(shards: list[Shard], data: bytes) -> None:
         assert prev.end == nxt.start
     for s in shards:
         assert s.start == 0 or data[s.start - 1 : s.start] == b"\n"
-        assert s.first_line == data.count(b"\n", 0, s.start)
+        assert s.first_line == (0 if s.start == 0 else None)  # not counted ahead
+        assert s.lines_before() == data.count(b"\n", 0, s.start)  # counted when asked
         assert s.end is None or s.start < s.end < len(data)
 
 
@@ -166,6 +167,44 @@ def test_more_shards_than_records_gives_one_record_per_shard(tmp_path: pathlib.P
     check_covering(shards, path.read_bytes())
     assert len(shards) == 5
     assert [len(read_shards([s], "svmlight")) for s in shards] == [1] * 5
+
+
+def test_planning_reads_only_around_the_cuts(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O(shards), not O(data): a seek and a line's worth of bytes per cut."""
+    data = layout(vw_lines(3000, random.Random(8)), random.Random(9), crlf=False, blanks=False,
+                  final_newline=True)  # fmt: skip
+    path = tmp_path / "big.vw"
+    path.write_bytes(data)
+    longest = max(len(line) for line in data.split(b"\n")) + 1
+    read = [0]
+    real_open = files.open_input
+
+    class Counting:
+        def __init__(self, f: object) -> None:
+            self.f = f
+
+        def __enter__(self) -> Counting:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()  # type: ignore[attr-defined]
+
+        def __getattr__(self, name: str) -> object:  # seek, peek, ...
+            return getattr(self.f, name)
+
+        def read(self, n: int = -1) -> bytes:
+            out: bytes = self.f.read(n)  # type: ignore[attr-defined]
+            read[0] += len(out)
+            return out
+
+    monkeypatch.setattr(plan_module, "_SCAN", 64)
+    monkeypatch.setattr(plan_module.data_files, "open_input", lambda p: Counting(real_open(p)))
+    shards = plan([path], 10)
+    assert len(shards) == 10
+    assert read[0] <= 9 * (longest + 64)  # 9 cuts
+    assert read[0] < len(data) // 20
 
 
 @pytest.mark.parametrize("scan", [1, 7, 64, 1000])
