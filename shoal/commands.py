@@ -453,6 +453,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         feedback_ttl=args.feedback_ttl,
         batch_max_records=args.batch_max_records,
         batch_wait=args.batch_wait_ms / 1000,
+        ignore_unknown=args.ignore_unknown,
     )
 
     def ready(service: ModelService, urls: list[str]) -> None:

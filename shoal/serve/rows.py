@@ -109,6 +109,30 @@ class Rows:
             return None
         return [self.sep.join(fields) for fields in zip(*columns, strict=True)]
 
+    def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
+        """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
+        its values), or None where a value needs a record of its own (``of_record``)."""
+        fields: list[list[str]] = []
+        for c in self.columns:
+            values = columns.get(c.name)
+            if values is None or not c.is_feature:
+                fields.append([""] * n)
+                continue
+            texts = _texts(values, c.role == "num", self.sep)
+            if texts is None:
+                return None
+            fields.append(texts)
+        return [self.sep.join(row) for row in zip(*fields, strict=True)]
+
+    def column_of(self, name: str) -> str | None:
+        """The column an input names: a column, or ``NS.NAME`` for a column of namespace NS."""
+        if name in self.known:
+            return name
+        ns, dot, column = name.partition(".")
+        if dot and column in self.known and ns in self.namespaces:
+            return column
+        return None
+
     def of_record(self, record: Any, field: str, *, ignore_unknown: bool = False) -> str:
         """One record's row (or JSON line), with errors that name its field."""
         from shoal.serve.records import json_line  # records imports this module

@@ -264,10 +264,10 @@ class ModelService:
             self._events.remember(rows, now + self.config.feedback_ttl)
         return ids
 
-    def learn(self, records: Sequence[Any]) -> Future[list[int]]:
+    def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
         model = self.learner.live.model
-        lines = self._lines(records, model, True)
+        lines = self._lines(records, model, True, ignore_unknown)
         batch = parse_lines(model.spec, lines)
         missing = np.flatnonzero(np.isnan(batch.labels))
         if len(missing):
