@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,7 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _SPECIAL = ('"', "\n", "\r")  # characters no field of a row can hold
 _NUMBERS = frozenset({int, float, type(None)})
 _CATEGORIES = frozenset({str, int, type(None)})
+_TEXTS: dict[Any, str] = {None: "", **{i: str(i) for i in range(-128, 4096)}}
 
 
 class _Unrepresentable(Exception):
@@ -88,31 +90,22 @@ class Rows:
         ]
 
     def _by_columns(self, records: Sequence[Any]) -> list[str] | None:
-        """The rows, built a column at a time; None where any record needs a closer look."""
-        if not all(type(r) is dict for r in records):
+        """The rows, built a column at a time; None where any record needs a closer look (a
+        key that names no column, a namespace's object: ``of_record``)."""
+        if set(map(type, records)) != {dict} or not all(map(self.known.issuperset, records)):
             return None
         n = len(records)
-        columns: list[list[str]] = []
-        found = 0
-        for c in self.columns:
-            values = [r.get(c.name, _MISSING) for r in records]
-            missing = values.count(_MISSING)
-            found += n - missing
-            if not c.is_feature:
-                columns.append([""] * n)
-                continue
-            texts = _texts(values, c.role == "num", self.sep)
-            if texts is None:
-                return None
-            columns.append(texts)
-        if found != sum(map(len, records)):  # an unknown key, or a namespace's object
-            return None
-        return [self.sep.join(fields) for fields in zip(*columns, strict=True)]
+        table = {
+            c.name: list(map(dict.get, records, itertools.repeat(c.name, n)))
+            for c in self.columns
+            if c.is_feature
+        }
+        return self.of_columns(table, n)
 
     def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
         """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
         its values), or None where a value needs a record of its own (``of_record``)."""
-        fields: list[list[str]] = []
+        fields: list[Sequence[str]] = []
         for c in self.columns:
             values = columns.get(c.name)
             if values is None or not c.is_feature:
@@ -122,7 +115,7 @@ class Rows:
             if texts is None:
                 return None
             fields.append(texts)
-        return [self.sep.join(row) for row in zip(*fields, strict=True)]
+        return list(map(self.sep.join, zip(*fields, strict=True)))
 
     def column_of(self, name: str) -> str | None:
         """The column an input names: a column, or ``NS.NAME`` for a column of namespace NS."""
@@ -238,36 +231,34 @@ class Rows:
         return f"{problem}; {what}"
 
 
-class _Missing:
-    __slots__ = ()
-
-
-_MISSING = _Missing()
-
-
 @functools.lru_cache(maxsize=16)
 def rows_of(spec: FeatureSpec) -> Rows:
     """The rows of ``spec``'s model (made once per spec: the schema compiled for the kernel)."""
     return Rows(spec)
 
 
-def _texts(values: list[Any], numeric: bool, sep: str) -> list[str] | None:
+def _texts(values: Sequence[Any], numeric: bool, sep: str) -> Sequence[str] | None:
     """A column's fields, or None where a value needs ``Rows.of_record`` (a bool, a NaN, a
-    string a field cannot hold, a value of the wrong type: its error names the record)."""
+    string a field cannot hold, a value of the wrong type: its error names the record). No
+    Python runs per value: this is the path of every request of plain values."""
     kinds = set(map(type, values))
-    kinds.discard(_Missing)
     if not kinds <= (_NUMBERS if numeric else _CATEGORIES):
         return None
-    texts = ["" if v is None or v is _MISSING else str(v) for v in values]
+    if kinds == {str}:
+        texts = values
+    else:  # null or left out is an empty field; small integers' texts are looked up
+        texts = list(map(_TEXTS.get, values, values))
+        if kinds - {str, type(None)}:
+            texts = list(map(str, texts))
+    joined = "".join(texts)
     if numeric:
-        if float in kinds:
-            for v in values:
-                if type(v) is float and not -_F32_MAX <= v <= _F32_MAX:  # NaN, inf, too large
-                    return None
-        elif texts and max(map(len, texts)) > 15:  # an integer that may not be exact
+        # 'inf', 'nan' and exponents ('1e+39': perhaps past float32) go the careful way, and
+        # so do integers of 16 digits and more (perhaps not exact as a float)
+        if float in kinds and ("n" in joined or "e+" in joined):
+            return None
+        if int in kinds and texts and max(map(len, texts)) > 15:
             return None
         return texts
-    joined = "".join(texts)
     if sep in joined or any(ch in joined for ch in _SPECIAL):
         return None
     return texts
