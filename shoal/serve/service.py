@@ -34,6 +34,7 @@ import numpy as np
 
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError, DataError
+from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.batcher import Batcher, split
 from shoal.serve.config import ServiceConfig
@@ -212,6 +213,17 @@ class ModelService:
         """
         lines = self._lines(records, self.learner.live.model, False)
         return self._batcher.submit((lines, remember))
+
+    def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
+        """Predict now, with no batching, what ``parse`` makes with the live model's spec: the
+        batch, its predictions and the version that made them. The TCP server's fast path,
+        which parses whole blocks of lines itself (``lines.answer_block``)."""
+        live = self.learner.live
+        batch = parse(live.model.spec)
+        values = live.model.predict(batch)
+        with self._lock:
+            self.predictions += len(batch)
+        return batch, values, live.version
 
     def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
         """``predict`` of several requests at once (one batch where they fit): each gets its

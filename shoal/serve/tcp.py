@@ -1,9 +1,10 @@
 """The TCP line server: Vowpal Wabbit's daemon protocol (``lines.py``) on asyncio streams.
 
-A connection is two tasks joined by a short queue. The reader takes whatever has arrived, cuts
-it into lines and answers them as one batch: a small one on the event loop, together with the
-other connections' small batches of the same loop turn (``offload.LoopTurn``), a large one in a
-worker thread (the model's work must not stall the event loop, which also serves HTTP). The
+A connection is two tasks joined by a short queue. The reader takes whatever has arrived, and
+answers its whole lines as one block (``lines.answer_block``: one kernel call parses, hashes
+and predicts them all): a small block at once on the event loop -- a lone line waits for
+nothing -- a large one in a worker thread (the model's work must not stall the event loop,
+which also serves HTTP). The
 writer sends the answers in order, each once its learned lines are durable. The queue holds
 ``_IN_FLIGHT`` answers: a client that writes faster than it reads is no longer read, and TCP's
 flow control slows it down. A connection holds at most ``max_line_bytes`` + ``_CHUNK`` bytes of
@@ -37,13 +38,12 @@ import contextlib
 import logging
 import socket
 from collections import Counter
-from collections.abc import Sequence
 
 from shoal.serve import lines, sockets
 from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.metrics import Metrics
-from shoal.serve.offload import INLINE_RECORDS, LoopTurn
+from shoal.serve.offload import INLINE_RECORDS
 from shoal.serve.service import ModelService
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,7 @@ class LineServer:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connections: dict[asyncio.Task[None], _Connection] = {}
-        # small batches of lines of all connections, answered together once per loop turn
-        self.turn: LoopTurn[tuple[Sequence[bytes], int], lines.Answer] = LoopTurn(
-            lambda batches: lines.answer_many(service, batches)
-        )
+        self.counted = {k: metrics.tcp_lines.labels(k) for k in ("predicted", "learned", "error")}
 
     def bind(self) -> tuple[str, int]:
         self.sock = sockets.listen(self.config.host, self.config.port, "--tcp")
@@ -166,6 +163,7 @@ class _Connection:
         self.writer = writer
         self.answers: asyncio.Queue[lines.Answer | None] = asyncio.Queue(_IN_FLIGHT)
         self.lines_read = 0
+        self.writing = False  # the writer holds an answer: the reader may not reply itself
         self.closing = False  # read no more: shutting down, or a line was too long
         self._deadline: asyncio.Timeout | None = None  # set while waiting for input
 
@@ -212,18 +210,25 @@ class _Connection:
         stops early (idle, shutdown) an unfinished line is dropped, never guessed complete.
         """
         buffer = bytearray()
+        limit = self.config.max_line_bytes
         while (chunk := await self._chunk()) is not None:
-            buffer += chunk
-            end = buffer.rfind(b"\n") + 1 if chunk else len(buffer)
-            batch = bytes(buffer[:end]).removesuffix(b"\n").split(b"\n") if end else []
-            del buffer[:end]
-            fits = _fitting(batch, self.config.max_line_bytes)
-            if fits < len(batch) or len(buffer) > self.config.max_line_bytes:
-                await self._answer(batch[:fits])
+            if buffer:
+                buffer += chunk
+                end = buffer.rfind(b"\n") + 1 if chunk else len(buffer)
+                block = bytes(buffer[:end])
+                del buffer[:end]
+            else:  # the usual case: whole lines arrive, and no copy is needed
+                end = chunk.rfind(b"\n") + 1
+                block, buffer = chunk[:end], bytearray(chunk[end:])
+                if not chunk:
+                    block, buffer = bytes(buffer), bytearray()
+            fits = len(block) if len(block) <= limit else _fitting(block, limit)
+            if fits < len(block) or len(buffer) > limit:
+                await self._answer(block[:fits])
                 await self.answers.put(self._too_long())
                 self.closing = True
                 break
-            await self._answer(batch)
+            await self._answer(block)
             if not chunk:
                 break
         await self.answers.put(None)
@@ -241,15 +246,23 @@ class _Connection:
         finally:
             self._deadline = None
 
-    async def _answer(self, batch: Sequence[bytes]) -> None:
-        if not batch:
+    async def _answer(self, block: bytes) -> None:
+        """Answer a block of whole lines (the last one's line end may be missing at the end of
+        the input) and queue the answer for the writer."""
+        if not block:
             return
+        n = block.count(b"\n") + (not block.endswith(b"\n"))
         first = self.lines_read + 1
-        self.lines_read += len(batch)
-        if len(batch) <= INLINE_RECORDS:  # with the other connections' lines of this turn
-            answer = await self.server.turn((batch, first))
+        self.lines_read += n
+        if n <= INLINE_RECORDS:
+            answer = lines.answer_block(self.server.service, block, first)
+            if not answer.durable and self.answers.empty() and not self.writing:
+                self._send(answer.replies, answer.kinds)  # nothing to wait for: reply now
+                if self.writer.transport.get_write_buffer_size():
+                    await self.answers.put(lines.Answer())  # the writer waits for the client
+                return
         else:
-            answer = await asyncio.to_thread(lines.answer, self.server.service, batch, first)
+            answer = await asyncio.to_thread(lines.answer_block, self.server.service, block, first)
         await self.answers.put(answer)
 
     def _too_long(self) -> lines.Answer:
@@ -265,18 +278,29 @@ class _Connection:
         """Send each answer once it is settled, in order; a client that does not take its
         replies for ``idle_timeout`` seconds raises TimeoutError (the connection is dropped)."""
         while (answer := await self.answers.get()) is not None:
-            replies = await answer.settled()
-            for kind, count in Counter(answer.kinds).items():
-                self.server.metrics.tcp_lines.labels(kind).inc(count)
-            if replies:
-                self.writer.write("".join(r + "\n" for r in replies).encode())
+            self.writing = True
+            self._send(await answer.settled(), answer.kinds)
+            if self.writer.transport.get_write_buffer_size():  # the client is slow to read
                 async with asyncio.timeout(self.config.idle_timeout):
                     await self.writer.drain()
+            self.writing = False
+
+    def _send(self, replies: list[str], kinds: list[str]) -> None:
+        """Count the replies by kind, and send them (the reader does, when nothing waits)."""
+        if len(set(kinds)) == 1:
+            self.server.counted[kinds[0]].inc(len(kinds))
+        else:
+            for kind, count in Counter(kinds).items():
+                self.server.counted[kind].inc(count)
+        if replies:
+            self.writer.write(("\n".join(replies) + "\n").encode())
 
 
-def _fitting(batch: Sequence[bytes], limit: int) -> int:
-    """How many lines of ``batch`` come before the first one over ``limit`` bytes."""
-    for i, line in enumerate(batch):
+def _fitting(block: bytes, limit: int) -> int:
+    """How many bytes of ``block`` hold the whole lines before the first one over ``limit``."""
+    pos = 0
+    for line in block.split(b"\n"):
         if len(line) > limit:
-            return i
-    return len(batch)
+            return pos
+        pos += len(line) + 1
+    return len(block)
