@@ -32,7 +32,6 @@ that is not UTF-8 takes the slow path: each line on its own, so that each gets i
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -72,6 +71,17 @@ class Answer:
         flat = " ".join(problem.splitlines())  # a reply is one line, whatever the message
         self.replies[index] = f"error: line {self.lines[index]}: {flat}"
         self.kinds[index] = "error"
+
+    def settled_now(self) -> list[str]:
+        """``settled``, once every future of ``durable`` is done."""
+        for indexes, future in self.durable:
+            exc = future.exception()
+            if isinstance(exc, ShoalError):
+                for i in indexes:
+                    self.fail(i, exc)
+            elif exc is not None:
+                raise exc
+        return self.replies
 
     async def settled(self) -> list[str]:
         """The replies, once every learned line is durable; a line whose event could not be
@@ -150,10 +160,19 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
     return as_parsed(out, buf).batch("line", first)
 
 
-@functools.lru_cache(maxsize=16)
+_KERNEL_ARGS: dict[int, tuple[FeatureSpec, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
 def _kernel_args(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    offsets, letters = spec.interaction_arrays()
-    return offsets, letters, spec.ignore_array()
+    """The spec's arrays for the VW kernel, made once per spec (looked up by identity: a
+    spec's hash walks all its fields, a cost per line here)."""
+    found = _KERNEL_ARGS.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_KERNEL_ARGS) > 16:
+            _KERNEL_ARGS.clear()
+        offsets, letters = spec.interaction_arrays()
+        found = _KERNEL_ARGS[id(spec)] = (spec, (offsets, letters, spec.ignore_array()))
+    return found[1]
 
 
 def _replies(batch: Batch, values: list[Any]) -> list[str]:

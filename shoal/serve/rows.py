@@ -27,7 +27,6 @@ records[0]: unknown field 'N' (did you mean 'n'?)
 from __future__ import annotations
 
 import difflib
-import functools
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -231,10 +230,18 @@ class Rows:
         return f"{problem}; {what}"
 
 
-@functools.lru_cache(maxsize=16)
+_ROWS: dict[int, Rows] = {}
+
+
 def rows_of(spec: FeatureSpec) -> Rows:
-    """The rows of ``spec``'s model (made once per spec: the schema compiled for the kernel)."""
-    return Rows(spec)
+    """The rows of ``spec``'s model, made once per spec (the schema compiled for the kernel;
+    looked up by identity, as hashing a spec walks all its columns)."""
+    found = _ROWS.get(id(spec))
+    if found is None or found.spec is not spec:
+        if len(_ROWS) > 16:
+            _ROWS.clear()
+        found = _ROWS[id(spec)] = Rows(spec)
+    return found
 
 
 def _texts(values: Sequence[Any], numeric: bool, sep: str) -> Sequence[str] | None:
