@@ -54,14 +54,13 @@ def as_object(row: str) -> dict[str, Any]:
 
 @pytest.fixture
 def clicks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, list[str], list[str]]:
-    """``shoal train --schema`` on a TSV file without an extension, and what ``shoal predict``
-    (no --format: the model knows it) writes for some rows: (model, rows, predictions)."""
+    """``shoal train --schema --format tsv`` on a file without an extension, and what ``shoal
+    predict`` (no --format: the model knows it) writes for some rows: (model, rows,
+    predictions). The schema's delimiter is the default comma: the format says tab."""
     data = tmp_path / "clicks"
     data.write_text("".join(r + "\n" for r in table(400, 1)))
     model = tmp_path / "clicks.shoal"
-    assert (
-        main(["train", str(data), "--schema", SCHEMA, "--delimiter", "\t", "-o", str(model)]) == 0
-    )
+    assert main(["train", str(data), "--schema", SCHEMA, "--format", "tsv", "-o", str(model)]) == 0
     rows = table(12, 2)
     queries = tmp_path / "queries"
     queries.write_text("".join(r + "\n" for r in rows))
