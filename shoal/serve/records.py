@@ -33,6 +33,7 @@ import dataclasses
 import itertools
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -204,7 +205,7 @@ def json_line(record: Any, field: str, *, labeled: bool = False) -> str:
 
 
 def _is_json(line: str) -> bool:
-    return line.startswith("{")  # no VW line does: a label is a number
+    return line[:1] == "{"  # no VW line does: a label is a number
 
 
 def features_part(line: str, *, row: bool = False) -> str:
@@ -217,6 +218,17 @@ def features_part(line: str, *, row: bool = False) -> str:
     if row:
         return row_line(line)
     return line[line.index("|") :] if "|" in line else "|"
+
+
+def features_parts(lines: Sequence[str], *, row: bool = False) -> list[str]:
+    """``features_part`` of each line; for rows without JSON lines, with no Python per line."""
+    if row and not any(map(_STARTS_JSON, lines)):
+        return list(map(_ROW_LINE, map(_json_string, lines)))
+    return [features_part(x, row=row) for x in lines]
+
+
+_STARTS_JSON = operator.methodcaller("startswith", "{")
+_ROW_LINE = '{{"row": {}}}'.format
 
 
 def row_line(row: str) -> str:
@@ -250,6 +262,15 @@ def parse_lines(spec: FeatureSpec, lines: Sequence[str], field: str = "records")
     parts: list[Batch] = []
     first = 0
     plain = _parse_rows if spec.schema is not None else _parse_vw
+    if lines and not any(map(_STARTS_JSON, lines)):  # the usual case: no JSON line
+        run = list(lines)
+        try:
+            batch = plain(spec, run, field, 0)
+        except UnicodeEncodeError:
+            raise _not_unicode(run, field, 0) from None
+        if len(batch) != len(run):
+            raise RequestError(field, f"{len(run)} records parsed into {len(batch)} rows")
+        return batch
     for is_json, group in itertools.groupby(lines, key=_is_json):
         run = list(group)
         parse = _parse_json if is_json else plain

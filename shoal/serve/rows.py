@@ -29,7 +29,8 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,15 @@ class Rows:
         self.namespaces = frozenset(c.namespace for c in schema.columns if c.namespace)
         self.known = frozenset(self.names)
         self._fieldmap = np.arange(len(self.columns), dtype=np.int64)
+        # a row from its numeric fields, its categorical ones and a blank, put in the schema's
+        # order (``_whole``)
+        self._num_columns = [c.name for c in self.columns if c.role == "num"]
+        self._cat_columns = [c.name for c in self.columns if c.role == "cat"]
+        self._getters = (_getter(self._num_columns), _getter(self._cat_columns))
+        place = {name: i for i, name in enumerate(self._num_columns + self._cat_columns)}
+        blank = len(place)
+        self._in_order = operator.itemgetter(*(place.get(c.name, blank) for c in self.columns))
+        self._blank = itertools.repeat(("",))
         self._plan = ColumnPlan.build(schema, spec)
         self._offsets, self._letters = spec.interaction_arrays()
 
@@ -93,6 +103,9 @@ class Rows:
         key that names no column, a namespace's object: ``of_record``)."""
         if set(map(type, records)) != {dict} or not all(map(self.known.issuperset, records)):
             return None
+        whole = self._whole(records)
+        if whole is not None:
+            return whole
         n = len(records)
         table = {
             c.name: list(map(dict.get, records, itertools.repeat(c.name, n)))
@@ -100,6 +113,26 @@ class Rows:
             if c.is_feature
         }
         return self.of_columns(table, n)
+
+    def _whole(self, records: Sequence[dict[str, Any]]) -> list[str] | None:
+        """The rows of records that all hold every feature column (null for a missing value),
+        made from two flat lists of values -- numeric, categorical -- with no Python per value
+        or column; None where they do not all hold them, or a value needs a closer look."""
+        num, cat = self._getters
+        try:
+            nums = list(itertools.chain.from_iterable(map(num, records))) if num else []
+            cats = list(itertools.chain.from_iterable(map(cat, records))) if cat else []
+        except KeyError:
+            return None
+        num_texts = _texts(nums, True, self.sep)
+        cat_texts = _texts(cats, False, self.sep)
+        if num_texts is None or cat_texts is None:
+            return None
+        n_num, n_cat = len(self._num_columns), len(self._cat_columns)
+        by_row_num = zip(*[iter(num_texts)] * n_num, strict=True) if n_num else itertools.repeat(())
+        by_row_cat = zip(*[iter(cat_texts)] * n_cat, strict=True) if n_cat else itertools.repeat(())
+        joined = map(operator.add, map(operator.add, by_row_num, by_row_cat), self._blank)
+        return list(map(self.sep.join, map(self._in_order, joined)))
 
     def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
         """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
@@ -275,6 +308,16 @@ def _number(value: Any, field: str) -> str:
     from shoal.serve.records import number_text  # records imports this module
 
     return number_text(value, field)
+
+
+def _getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]] | None:
+    """A record's values of ``names`` as a tuple (KeyError if one is left out)."""
+    if not names:
+        return None
+    if len(names) == 1:
+        one = operator.itemgetter(names[0])
+        return lambda record: (one(record),)
+    return operator.itemgetter(*names)
 
 
 def unknown_error(

@@ -47,6 +47,7 @@ from shoal.serve.records import (
     data_error_field,
     features_line,
     features_part,
+    features_parts,
     labeled_line,
     labeled_parts,
     number_text,
@@ -182,7 +183,7 @@ class ModelService:
         self, records: Sequence[Any], model: Model, labeled: bool, ignore: bool = False
     ) -> list[str]:
         ignore = ignore or self.config.ignore_unknown
-        if model.spec.schema is not None and not labeled and all(type(r) is dict for r in records):
+        if model.spec.schema is not None and not labeled and set(map(type, records)) == {dict}:
             return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore)
         return [
             self._line(r, f"records[{i}]", model, labeled, ignore) for i, r in enumerate(records)
@@ -268,9 +269,9 @@ class ModelService:
         chunks = (digits[i : i + 16] for i in range(0, len(digits), 16))
         ids = [[stamp + next(chunks) for _ in x] for x in requests]
         rows = [
-            (i, features_part(x, row=row))
+            (i, x)
             for r, lines in zip(ids, requests, strict=True)
-            for i, x in zip(r, lines, strict=True)
+            for i, x in zip(r, features_parts(lines, row=row), strict=True)
         ]
         if rows:
             self._events.remember(rows, now + self.config.feedback_ttl)
