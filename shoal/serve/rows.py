@@ -124,6 +124,22 @@ class Rows:
             cats = list(itertools.chain.from_iterable(map(cat, records))) if cat else []
         except KeyError:
             return None
+        return self._from_flat(nums, cats)
+
+    def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
+        """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
+        its values), or None where a value needs a record of its own (``of_record``)."""
+        missing = [None] * n
+
+        def flat(names: list[str]) -> list[Any]:
+            by_row = zip(*(columns.get(name, missing) for name in names), strict=True)
+            return list(itertools.chain.from_iterable(by_row))
+
+        return self._from_flat(flat(self._num_columns), flat(self._cat_columns))
+
+    def _from_flat(self, nums: list[Any], cats: list[Any]) -> list[str] | None:
+        """Rows from the numeric and the categorical values of each record, record after
+        record, in ``_num_columns`` and ``_cat_columns`` order."""
         num_texts = _texts(nums, True, self.sep)
         cat_texts = _texts(cats, False, self.sep)
         if num_texts is None or cat_texts is None:
@@ -133,21 +149,6 @@ class Rows:
         by_row_cat = zip(*[iter(cat_texts)] * n_cat, strict=True) if n_cat else itertools.repeat(())
         joined = map(operator.add, map(operator.add, by_row_num, by_row_cat), self._blank)
         return list(map(self.sep.join, map(self._in_order, joined)))
-
-    def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
-        """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
-        its values), or None where a value needs a record of its own (``of_record``)."""
-        fields: list[Sequence[str]] = []
-        for c in self.columns:
-            values = columns.get(c.name)
-            if values is None or not c.is_feature:
-                fields.append([""] * n)
-                continue
-            texts = _texts(values, c.role == "num", self.sep)
-            if texts is None:
-                return None
-            fields.append(texts)
-        return list(map(self.sep.join, zip(*fields, strict=True)))
 
     def column_of(self, name: str) -> str | None:
         """The column an input names: a column, or ``NS.NAME`` for a column of namespace NS."""
