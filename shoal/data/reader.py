@@ -138,7 +138,7 @@ def with_format(
     else the first input's, so that the model file remembers it (``guess_format``). A spec
     without a schema, or whose schema knows its format, is returned as it is.
 
-    >>> from shoal.features.schema import TABLE_FORMATS, ColumnSchema
+    >>> from shoal.features.schema import ColumnSchema
     >>> spec = FeatureSpec(schema=ColumnSchema.parse("label,a,b:cat"))
     >>> with_format(spec, None, ["clicks.tsv"]).schema.format
     'tsv'
@@ -147,8 +147,12 @@ def with_format(
     if schema is None or schema.format is not None:
         return spec
     if fmt is None:
+        paths = list(paths)
         try:
             first = next(iter(files.expand(paths)), None)
+        except ShoalError:  # not there (yet): its name may still say
+            first = str(paths[0]) if paths else None
+        try:
             fmt = guess_format(first, schema) if first is not None else None
         except ShoalError:
             return spec  # a missing or unreadable input: the reader says what is wrong
