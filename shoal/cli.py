@@ -230,6 +230,12 @@ def _add_serve_parser(sub: Any) -> None:
         metavar="MS",
         help="how long a batch waits for more predictions (default 0: batch what is queued)",
     )
+    s.add_argument(
+        "--ignore-unknown",
+        action="store_true",
+        help="drop the fields and inputs that name no column of a schema model (default: they "
+        "are errors)",
+    )
     t = s.add_argument_group("TCP line protocol (--tcp)")
     t.add_argument(
         "--max-line-bytes",

@@ -21,7 +21,7 @@ import numpy as np
 
 from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
 from shoal.data import files as data_files
-from shoal.data.reader import ReadStats, TextReader
+from shoal.data.reader import ReadStats, TextReader, with_format
 from shoal.errors import ConfigError, ShoalError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
@@ -112,8 +112,9 @@ def _build_model(args: argparse.Namespace) -> Model:
             have = current.get(name)
             if name == "interactions":
                 value = list(value)
-            if name == "schema":
+            if name == "schema":  # the format the model learned from is not a flag
                 value = _schema(value, args.delimiter).to_dict()
+                have = {k: v for k, v in (have or {}).items() if k != "format"}
             if value != have:
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(
@@ -190,6 +191,7 @@ def _output(path: str, inputs: Sequence[str]) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     _output(args.output, args.data)
     model = _build_model(args)
+    model.spec = with_format(model.spec, args.format, args.data)  # the model file keeps it
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
@@ -464,6 +466,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         feedback_ttl=args.feedback_ttl,
         batch_max_records=args.batch_max_records,
         batch_wait=args.batch_wait_ms / 1000,
+        ignore_unknown=args.ignore_unknown,
     )
 
     def ready(service: ModelService, urls: list[str]) -> None:

@@ -14,6 +14,7 @@ line and problem; ``skip`` skips the line and counts it in ``ReadStats``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,8 +39,8 @@ from shoal.data.blocks import (
 )
 from shoal.data.columns import ColumnPlan
 from shoal.data.formats import FORMATS, SUFFIXES, BadRecordPolicy, Format
-from shoal.errors import ConfigError, DataError
-from shoal.features.schema import ColumnSchema
+from shoal.errors import ConfigError, DataError, ShoalError
+from shoal.features.schema import TABLE_FORMATS, ColumnSchema
 from shoal.features.spec import FeatureSpec
 
 DEFAULT_BLOCK_BYTES = 4 << 20
@@ -53,7 +54,15 @@ _PROBLEMS = {
     delimited.BAD_QUOTE: "field '{tok}' opens a quote that does not close right before the next "
     "delimiter (doubled quotes inside a quoted field are not supported)",
 }
-__all__ = ["FORMATS", "SKIP_HINT", "ReadStats", "TextReader", "count_lines", "guess_format"]
+__all__ = [
+    "FORMATS",
+    "SKIP_HINT",
+    "ReadStats",
+    "TextReader",
+    "count_lines",
+    "guess_format",
+    "with_format",
+]
 
 
 @dataclass
@@ -77,8 +86,9 @@ class ReadStats:
         self.files.extend(other.files)
 
 
-def guess_format(path: str | os.PathLike[str]) -> Format:
-    """The format named by the file's suffix, else sniffed from its first bytes.
+def guess_format(path: str | os.PathLike[str], schema: ColumnSchema | None = None) -> Format:
+    """The format named by the file's suffix, else the one a model's ``schema`` learned from,
+    else sniffed from its first bytes (under a schema, text that is not JSON is a table).
 
     A directory is taken for Parquet (a data set).
     """
@@ -86,6 +96,8 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
     suffix = Path(name[:-3] if name.endswith(".gz") else name).suffix.lower()
     if suffix in SUFFIXES:
         return SUFFIXES[suffix]
+    if schema is not None and schema.format is not None:
+        return schema.format  # type: ignore[return-value]  # one of TABLE_FORMATS
     text = str(path)
     if files.is_dir(text):
         return "parquet"
@@ -98,6 +110,8 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
         head = read_bytes(f, 1 << 16, text)
     if head.startswith(b"PAR1"):
         return "parquet"
+    if schema is not None:  # a model of columns reads tables: JSON lines, or delimited text
+        return "jsonl" if head.removeprefix(BOM).lstrip().startswith(b"{") else "csv"
     for raw in head.splitlines():
         line = raw.strip()
         if line:
@@ -115,6 +129,36 @@ def guess_format(path: str | os.PathLike[str]) -> Format:
     raise ConfigError(
         "format", f"cannot tell the format of {text}; pass --format ({', '.join(FORMATS)})"
     )
+
+
+def with_format(
+    spec: FeatureSpec, fmt: Format | None, paths: Iterable[str | os.PathLike[str]]
+) -> FeatureSpec:
+    """``spec`` with its schema's ``format`` set to what training reads: ``fmt`` (``--format``),
+    else the first input's, so that the model file remembers it (``guess_format``). A spec
+    without a schema, or whose schema knows its format, is returned as it is.
+
+    >>> from shoal.features.schema import ColumnSchema
+    >>> spec = FeatureSpec(schema=ColumnSchema.parse("label,a,b:cat"))
+    >>> with_format(spec, None, ["clicks.tsv"]).schema.format
+    'tsv'
+    """
+    schema = spec.schema
+    if schema is None or schema.format is not None:
+        return spec
+    if fmt is None:
+        paths = list(paths)
+        try:
+            first = next(iter(files.expand(paths)), None)
+        except ShoalError:  # not there (yet): its name may still say
+            first = str(paths[0]) if paths else None
+        try:
+            fmt = guess_format(first, schema) if first is not None else None
+        except ShoalError:
+            return spec  # a missing or unreadable input: the reader says what is wrong
+    if fmt not in TABLE_FORMATS:
+        return spec  # VW text or svmlight under a schema: the schema is not a table's
+    return dataclasses.replace(spec, schema=dataclasses.replace(schema, format=fmt))
 
 
 def _describe(code: int, buf: np.ndarray, s: int, e: int, delim: int = 0, expected: int = 0) -> str:
@@ -238,7 +282,7 @@ class TextReader:
         first_line: int | None = None,
     ) -> Iterator[Batch]:
         """The batches of one file, local or behind a URI, or of a byte range of it."""
-        fmt = self.format or guess_format(name)
+        fmt = self.format or guess_format(name, self.spec.schema)
         st.files.append(name)
         if fmt == "parquet":
             from shoal.data import parquet  # imports pyarrow: only when needed

@@ -9,6 +9,10 @@ fields, nulls) drop the feature unless the column says ``fill=VALUE``; numeric c
 transformed (``log1p``: sign(x) * log(1 + |x|)). The schema travels inside the FeatureSpec, so
 a server applies the same transforms.
 
+A schema also remembers the format of the table a model learned from (``csv``, ``tsv``,
+``jsonl`` or ``parquet``): a model file holds it, so reading a file whose name does not say its
+format, or a row sent to a server as text, needs no ``--format`` again (``separator``).
+
 The text form is comma-separated ``NAME[:ROLE[:OPTION...]]``, where a bare name is a numeric
 column unless it is ``label``, ``weight`` or ``tag``; options are ``log1p``, ``fill=VALUE`` and
 ``ns=NAMESPACE``; ``I1..I13:num`` expands to I1, I2, ..., I13. The Criteo layout:
@@ -32,6 +36,7 @@ from shoal.errors import ConfigError
 Role = Literal["label", "weight", "tag", "num", "cat", "ignore"]
 ROLES: tuple[str, ...] = ("label", "weight", "tag", "num", "cat", "ignore")
 Transform = Literal["none", "log1p"]
+TABLE_FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet")
 _RANGE = re.compile(r"^([A-Za-z_]*)(\d+)\.\.([A-Za-z_]*)(\d+)$")
 
 
@@ -74,9 +79,14 @@ class ColumnSchema:
     columns: tuple[Column, ...]
     delimiter: str = ","
     header: bool | None = None  # None: a first line equal to the column names is a header
+    format: str | None = None  # the table format the model learned from (None: not known)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
+        if self.format is not None and self.format not in TABLE_FORMATS:
+            raise ConfigError(
+                "schema", f"format must be one of {', '.join(TABLE_FORMATS)}, got {self.format!r}"
+            )
         names = [c.name for c in self.columns]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -98,6 +108,11 @@ class ColumnSchema:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def separator(self) -> str:
+        """What separates the fields of a row as text: a tab for TSV, else the delimiter."""
+        return "\t" if self.format == "tsv" else self.delimiter
 
     # -- text and JSON forms -------------------------------------------------------------------
 
@@ -129,7 +144,7 @@ class ColumnSchema:
         return cls.parse(",".join(lines), delimiter=delimiter or ",")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "delimiter": self.delimiter,
             "header": self.header,
             "columns": [
@@ -137,12 +152,20 @@ class ColumnSchema:
                 for c in self.columns
             ],
         }
+        if self.format is not None:  # files written before formats were kept stay the same
+            d["format"] = self.format
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ColumnSchema:
         try:
             cols = tuple(Column(**c) for c in d["columns"])
-            return cls(columns=cols, delimiter=d.get("delimiter", ","), header=d.get("header"))
+            return cls(
+                columns=cols,
+                delimiter=d.get("delimiter", ","),
+                header=d.get("header"),
+                format=d.get("format"),
+            )
         except (KeyError, TypeError) as exc:
             raise ConfigError("schema", f"malformed schema: {exc}") from None
 
@@ -180,4 +203,4 @@ def _parse_entry(entry: str) -> list[Column]:
     return [Column(name=name, role=role, **kw)]  # type: ignore[arg-type]
 
 
-__all__ = ["Column", "ColumnSchema"]
+__all__ = ["TABLE_FORMATS", "Column", "ColumnSchema"]

@@ -46,6 +46,7 @@ class ServiceConfig:
     learn_batch: int = 1024  # most events the learner applies in one step
     batch_max_records: int = 1024  # most records scored in one batch of concurrent predictions
     batch_wait: float = 0.0  # seconds a batch waits for more predictions (0: no waiting)
+    ignore_unknown: bool = False  # drop fields and inputs that name no column of the schema
 
     def __post_init__(self) -> None:
         if not self.model_path:
@@ -64,6 +65,8 @@ class ServiceConfig:
         _positive("--feedback-ttl", self.feedback_ttl)
         _positive("learn_batch", self.learn_batch, integer=True)
         _positive("--batch-max-records", self.batch_max_records, integer=True)
+        if not isinstance(self.ignore_unknown, bool):
+            raise ConfigError("--ignore-unknown", "must be true or false")
         if not (isinstance(self.batch_wait, int | float) and 0 <= self.batch_wait <= 1):
             raise ConfigError("--batch-wait-ms", "must be from 0 to 1000 milliseconds")
 

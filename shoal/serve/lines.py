@@ -10,9 +10,12 @@ Where VW has no answer, shoal replies ``error: line N: PROBLEM``: ``N`` counts t
 connection's lines from 1, and the connection stays usable. Blank lines are not examples, as in
 VW text files and ``shoal predict``: they get no reply.
 
-The lines that arrived together are answered together, one ``predict`` and one ``learn`` for
-all of them. One bad line fails such a call as a whole; then each line is tried on its own, a
-slow path that only bad input takes.
+The lines that arrived together are answered together (``answer_block``): the block of bytes
+is split, parsed and hashed by the training parser's kernel in one call (VW text; for a model
+with a column schema, rows of its table: ``rows.py``), predicted at once by the live model (a
+lone line waits for no batch), its replies are formatted in one go, and its labeled lines are
+logged with one durable commit. A block the kernel refuses (a bad line), a JSON line or text
+that is not UTF-8 takes the slow path: each line on its own, so that each gets its own answer.
 
 >>> import tempfile, pathlib
 >>> from shoal import FeatureSpec, Model
@@ -20,9 +23,10 @@ slow path that only bad input takes.
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> Model(FeatureSpec(bits=8)).save(d / "m.shoal")
 >>> with ModelService(ServiceConfig(model_path=str(d / "m.shoal"), state_dir=str(d / "s"))) as s:
-...     out = answer(s, [b"| a", b"", b"1 'seen | b", b"7 | c"], first=1)
-...     out.lines, out.kinds, [r.split()[-1] for r in out.replies]
-([1, 3, 4], ['predicted', 'learned', 'error'], ['0.5', 'seen', '0/1'])
+...     fast = answer_block(s, b"| a\\n\\n'q | b\\n", first=1)
+...     out = answer_block(s, b"| a\\n\\n1 'seen | b\\n7 | c\\n", first=1)
+...     out.lines, out.kinds, [r.split()[-1] for r in out.replies], fast.replies
+([1, 3, 4], ['predicted', 'learned', 'error'], ['0.5', 'seen', '0/1'], ['0.5', '0.5 q'])
 """
 
 from __future__ import annotations
@@ -31,11 +35,19 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
+
+from shoal.data import textparse
+from shoal.data.batch import Batch
+from shoal.data.reader import as_parsed
 from shoal.errors import ShoalError
+from shoal.features.spec import FeatureSpec
 from shoal.model.output import prediction_line
 from shoal.serve.errors import RequestError
 from shoal.serve.records import check_line
+from shoal.serve.rows import rows_of
 from shoal.serve.service import ModelService
 
 
@@ -60,6 +72,17 @@ class Answer:
         self.replies[index] = f"error: line {self.lines[index]}: {flat}"
         self.kinds[index] = "error"
 
+    def settled_now(self) -> list[str]:
+        """``settled``, once every future of ``durable`` is done."""
+        for indexes, future in self.durable:
+            exc = future.exception()
+            if isinstance(exc, ShoalError):
+                for i in indexes:
+                    self.fail(i, exc)
+            elif exc is not None:
+                raise exc
+        return self.replies
+
     async def settled(self) -> list[str]:
         """The replies, once every learned line is durable; a line whose event could not be
         logged gets an error instead of its prediction, which would acknowledge it."""
@@ -70,6 +93,93 @@ class Answer:
                 for i in indexes:
                     self.fail(i, exc)
         return self.replies
+
+
+def answer_block(service: ModelService, block: bytes, first: int) -> Answer:
+    """Answer the whole lines of ``block`` (the last one's line end may be missing), numbered
+    from ``first`` on their connection: at once in the common case, else line by line."""
+    try:
+        fast = _fast(service, block, first)
+    except ShoalError:  # shutting down, a label the loss cannot take: each line says so
+        fast = None
+    if fast is not None:
+        return fast
+    return answer(service, block.removesuffix(b"\n").split(b"\n"), first)
+
+
+def _fast(service: ModelService, block: bytes, first: int) -> Answer | None:
+    """The block's answer with no Python per line but for the labeled ones; None where a line
+    needs a closer look (it is bad, a JSON line, or not UTF-8)."""
+    if b"{" in block or not (block.isascii() or _utf8(block)):
+        return None
+    buf = np.frombuffer(block, dtype=np.uint8)
+    try:
+        batch, values, _ = service.score(lambda spec: _parse(spec, buf, first))
+    except RequestError:
+        return None
+    out = Answer(
+        lines=batch.lines.tolist(), replies=_replies(batch, values.tolist()),
+        kinds=["predicted"] * len(batch),
+    )  # fmt: skip
+    labeled = np.flatnonzero(~np.isnan(batch.labels))
+    if len(labeled):
+        service.learner.live.model.check_labels(batch)  # else each line gets its error
+        ends = np.flatnonzero(buf == 10)
+        starts = np.concatenate(([0], ends + 1))
+        ends = np.concatenate((ends, [len(buf)]))
+        texts = [
+            block[starts[k] : ends[k]].removesuffix(b"\r").decode("utf-8")
+            for k in (batch.lines[labeled] - first).tolist()
+        ]
+        future = service.learn(texts)  # one commit; their replies wait for it
+        for i in labeled.tolist():
+            out.kinds[i] = "learned"
+        out.durable.append((labeled.tolist(), future))
+    return out
+
+
+def _utf8(block: bytes) -> bool:
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
+    """The block's rows, by the training parser's kernel; RequestError for a bad line."""
+    if spec.schema is not None:
+        return rows_of(spec).parse_block(buf, "line", first - 1)
+    offsets, letters, ignore = _kernel_args(spec)
+    out = textparse.parse_block(
+        buf, len(buf), False, spec.seed, spec.mask, spec.constant, ignore, offsets, letters,
+        False,
+    )  # fmt: skip
+    if out[10]:  # its error code
+        raise RequestError("line", "a bad line")
+    return as_parsed(out, buf).batch("line", first)
+
+
+_KERNEL_ARGS: dict[int, tuple[FeatureSpec, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _kernel_args(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The spec's arrays for the VW kernel, made once per spec (looked up by identity: a
+    spec's hash walks all its fields, a cost per line here)."""
+    found = _KERNEL_ARGS.get(id(spec))
+    if found is None or found[0] is not spec:
+        if len(_KERNEL_ARGS) > 16:
+            _KERNEL_ARGS.clear()
+        offsets, letters = spec.interaction_arrays()
+        found = _KERNEL_ARGS[id(spec)] = (spec, (offsets, letters, spec.ignore_array()))
+    return found[1]
+
+
+def _replies(batch: Batch, values: list[Any]) -> list[str]:
+    """Each prediction as ``shoal predict --tags`` writes it (``prediction_line``)."""
+    if not len(batch.tag_bytes):
+        return list(map(repr, values))
+    return list(map(prediction_line, values, batch.tags()))
 
 
 _Slot = tuple[Answer, int]  # a reply: its connection's answer, and its index there

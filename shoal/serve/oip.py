@@ -2,15 +2,20 @@
 
 Routes: server metadata (``GET /v2``), model metadata, model readiness and inference
 (``/v2/models/{name}[/versions/{version}][/ready|/infer]``), with the binary tensor data
-extension (``tensors.py``), so that Triton's and KServe's clients work as they are.
+extension (``tensors.py``), so that Triton's and KServe's clients work as they are; and
+Triton's model configuration (``.../config``), which its tools ask for.
 
 How shoal reads tensors (each holds one element per record, shape ``[N]`` or ``[N, 1]``):
 
-- the BYTES input ``lines`` holds whole records in Vowpal Wabbit text, and comes alone;
+- the BYTES input ``lines`` holds whole records as text -- Vowpal Wabbit lines, or for a model
+  with a column schema rows of its table (``rows.py``) -- and comes alone;
 - any other input is a feature named after it, as the JSON API's objects are: a number ``x``
   in input ``NAME`` is the feature ``NAME:x``, a string ``v`` is ``NAME=v``; ``NS.NAME`` is that
-  feature in namespace ``NS``; an input named after a column of the model's schema is that
-  column. Tensors cannot hold null, so an empty string or a NaN is a missing value.
+  feature in namespace ``NS``. For a model with a column schema each input is a column (or
+  ``NS.NAME``, its column in namespace NS), and the columns become rows of its table a tensor
+  at a time; an input that names no column is an error (the request's parameter
+  ``ignore_unknown``, or ``--ignore-unknown``, drops it). Tensors cannot hold null, so an empty
+  string or a NaN is a missing value.
 
 Outputs: the prediction (``probability`` FP32 for logistic loss, ``class`` INT64 1..K for
 multiclass, else ``prediction`` FP32) and ``event_id`` (BYTES), the id that the JSON API's
@@ -33,6 +38,7 @@ from shoal.serve.body import read_body
 from shoal.serve.endpoints import Endpoint, Routes, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
 from shoal.serve.records import check_word
+from shoal.serve.rows import Rows, rows_of
 from shoal.serve.service import ModelService, Prediction
 from shoal.serve.tensors import (
     HEADER,
@@ -46,6 +52,7 @@ from shoal.serve.tensors import (
 LINES = "lines"  # the input of whole VW lines
 EVENT_ID = "event_id"  # the output of event ids
 _PREDICTION = {"logistic": ("probability", "FP32"), "multiclass": ("class", "INT64")}
+_TRITON_TYPE = {"BYTES": "TYPE_STRING", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
 EXTENSIONS = ["binary_tensor_data"]
 
 
@@ -59,6 +66,8 @@ class OpenInference(Routes):
             Endpoint("/v2", "GET", self.server_metadata, "open"),
             Endpoint(m, "GET", self.model_metadata, "open"),
             Endpoint(v, "GET", self.model_metadata, "open"),
+            Endpoint(f"{m}/config", "GET", self.model_config, "open"),
+            Endpoint(f"{v}/config", "GET", self.model_config, "open"),
             Endpoint(f"{m}/ready", "GET", self.model_ready, "open"),
             Endpoint(f"{v}/ready", "GET", self.model_ready, "open"),
             Endpoint(f"{m}/infer", "POST", self.infer, "predict"),
@@ -100,6 +109,22 @@ class OpenInference(Routes):
             }
         )
 
+    async def model_config(self, request: Request) -> JSONResponse:
+        """Triton's model configuration: one element per record, up to ``--max-records``."""
+        service = self._service(request)
+        live = service.learner.live
+        inputs = [(i["name"], i["datatype"]) for i in model_inputs(live.model.spec)]
+
+        def tensors(pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+            return [{"name": n, "data_type": _TRITON_TYPE[d], "dims": [1]} for n, d in pairs]
+
+        return JSONResponse({
+            "name": service.name, "platform": "shoal", "backend": "shoal",
+            "max_batch_size": self.http.max_records,
+            "version_policy": {"latest": {"num_versions": 1}},
+            "input": tensors(inputs), "output": tensors(model_outputs(live.model.config)),
+        })  # fmt: skip
+
     async def model_ready(self, request: Request) -> JSONResponse:
         """200 when the model answers, else 503 (as ``/v2/health/ready``)."""
         service = find_service(self.services, request)
@@ -114,7 +139,11 @@ class OpenInference(Routes):
         infer = decode_request(body, request.headers.get(HEADER), self.http.max_records)
         model = service.learner.live.model
         wanted = _wanted(infer, model.config)  # before predicting: a typo costs no event ids
-        recs = tensor_records(infer.inputs, _columns(model.spec))
+        ignore = infer.ignore_unknown or service.config.ignore_unknown
+        if model.spec.schema is not None:
+            recs = schema_records(infer.inputs, rows_of(model.spec), ignore)
+        else:
+            recs = tensor_records(infer.inputs)
         try:
             out = await self.predictions(service, recs)
         except RequestError as exc:
@@ -143,25 +172,21 @@ def model_outputs(config: LearnerConfig) -> list[tuple[str, str]]:
     return [_PREDICTION.get(config.loss, ("prediction", "FP32")), (EVENT_ID, "BYTES")]
 
 
-def _columns(spec: FeatureSpec) -> frozenset[str]:
-    return frozenset(spec.schema.names if spec.schema is not None else ())
-
-
 # -- tensors to records --------------------------------------------------------------------------
 
 
-def tensor_records(tensors: list[Tensor], columns: frozenset[str]) -> list[Any]:
+def tensor_records(tensors: list[Tensor]) -> list[Any]:
     """One record per row for ``ModelService.predict``: the row's VW line, or the JSON API's
     object of the row's elements keyed by input name (``{"NS": {"NAME": x}}`` for ``NS.NAME``).
 
     >>> u = Tensor("u.id", "BYTES", 2, ["a7", ""])
-    >>> tensor_records([u, Tensor("hour", "INT32", 2, [14, 2])], columns=frozenset())
+    >>> tensor_records([u, Tensor("hour", "INT32", 2, [14, 2])])
     [{'u': {'id': 'a7'}, 'hour': 14}, {'u': {'id': None}, 'hour': 2}]
     """
     for k, t in enumerate(tensors):
         if t.name == LINES:
             return _lines(tensors, k)
-    keys = [_key(t.name, f"inputs[{k}].name", columns) for k, t in enumerate(tensors)]
+    keys = [_key(t.name, f"inputs[{k}].name") for k, t in enumerate(tensors)]
     plain = {key[0] for key in keys if len(key) == 1}
     for k, key in enumerate(keys):
         if len(key) == 2 and key[0] in plain:
@@ -171,6 +196,41 @@ def tensor_records(tensors: list[Tensor], columns: frozenset[str]) -> list[Any]:
             )
     columns_of_values = [_feature_values(t) for t in tensors]
     return [_record(keys, row) for row in zip(*columns_of_values, strict=True)]
+
+
+def schema_records(tensors: list[Tensor], rows: Rows, ignore_unknown: bool) -> list[Any]:
+    """The records of a schema model's request: the rows of ``lines``, or the rows that its
+    column tensors make, a column at a time (objects, where a value needs its own look).
+
+    >>> from shoal.features.schema import ColumnSchema
+    >>> rows = rows_of(FeatureSpec(schema=ColumnSchema.parse("label,n,c:cat")))
+    >>> schema_records([Tensor("c", "BYTES", 2, ["a", ""]), Tensor("n", "INT64", 2, [3, 4])],
+    ...                rows, ignore_unknown=False)
+    [',3,a', ',4,']
+    """
+    for k, t in enumerate(tensors):
+        if t.name == LINES:
+            return _lines(tensors, k)
+    named: dict[str, Tensor] = {}
+    unknown: list[tuple[int, str]] = []
+    for k, t in enumerate(tensors):
+        column = rows.column_of(t.name)
+        if column is None:
+            unknown.append((k, t.name))
+        elif column in named:
+            raise RequestError(
+                f"inputs[{k}].name", f"names column {column!r}, as another input does"
+            )
+        else:
+            named[column] = t
+    if unknown and not ignore_unknown:
+        raise rows.unknown([n for _, n in unknown], f"inputs[{unknown[0][0]}].name", "input")
+    n = tensors[0].rows
+    fast = rows.of_columns({c: t.values for c, t in named.items()}, n)
+    if fast is not None:
+        return fast
+    values = [_feature_values(t) for t in named.values()]  # each record on its own
+    return [dict(zip(named, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _lines(tensors: list[Tensor], k: int) -> list[Any]:
@@ -186,10 +246,8 @@ def _lines(tensors: list[Tensor], k: int) -> list[Any]:
     return tensors[k].values
 
 
-def _key(name: str, field: str, columns: frozenset[str]) -> tuple[str, ...]:
-    """Where an input's elements go in a record: a column, ``NS.NAME``, or a plain feature."""
-    if name in columns:
-        return (name,)
+def _key(name: str, field: str) -> tuple[str, ...]:
+    """Where an input's elements go in a record: ``NS.NAME``, or a plain feature."""
     ns, dot, feature = name.partition(".")
     if not dot:
         return (check_word(name, field, "feature name"),)

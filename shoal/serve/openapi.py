@@ -58,6 +58,12 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
 
+_IGNORE_UNKNOWN = {
+    "type": "boolean",
+    "description": "drop the fields that name no column of a schema model (default: a 400)",
+}
+
+
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
 
@@ -201,6 +207,24 @@ def _infer(params: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     return op
 
 
+_CONFIG_TENSOR = _obj(
+    ["name", "data_type", "dims"],
+    name={"type": "string"},
+    data_type={"type": "string"},
+    dims={"type": "array", "items": {"type": "integer"}},
+)
+_CONFIG = _obj(
+    ["name", "platform", "max_batch_size", "input", "output"],
+    name={"type": "string"},
+    platform={"const": "shoal"},
+    backend={"const": "shoal"},
+    max_batch_size={"type": "integer", "description": "--max-records"},
+    version_policy={"type": "object"},
+    input={"type": "array", "items": _CONFIG_TENSOR},
+    output={"type": "array", "items": _CONFIG_TENSOR},
+)
+
+
 def _oip_paths() -> dict[str, Any]:
     m = "/v2/models/{name}"
     v = f"{m}/versions/{{version}}"
@@ -234,6 +258,9 @@ def _oip_paths() -> dict[str, Any]:
             "get": _op("200 when the model answers, else 503", ready, (404, 503), params=params)
         }
         paths[f"{path}/infer"] = {"post": _infer(params)}
+        paths[f"{path}/config"] = {
+            "get": _op("Triton's model configuration", _CONFIG, (404, 503), params=params)
+        }
     return paths
 
 
@@ -344,6 +371,7 @@ def document() -> dict[str, Any]:
                         "minItems": 1,
                         "items": {"anyOf": [_VW_LINE, _FEATURES]},
                     },
+                    ignore_unknown=_IGNORE_UNKNOWN,
                 ),
             )
         },
@@ -359,7 +387,9 @@ def document() -> dict[str, Any]:
                 admin=True,
                 params=(_NAME, _WAIT),
                 body=_obj(
-                    ["records"], records={"type": "array", "minItems": 1, "items": learn_record}
+                    ["records"],
+                    records={"type": "array", "minItems": 1, "items": learn_record},
+                    ignore_unknown=_IGNORE_UNKNOWN,
                 ),
             )
         },

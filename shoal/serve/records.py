@@ -9,10 +9,15 @@ an offline one learn from the same records and end with the same tensors. A line
   (value 1), a nested object is a namespace (``{"ns": {"a": 2}}`` is ``|ns a:2``), and ``null``
   is a missing value. Names and strings that VW text cannot hold (blanks, ``|``, ``:``) are
   refused with the field they are in.
-- a **JSON line** ``{"label": y, "weight": w, "features": {...}}`` (label and weight optional),
-  for JSON objects sent to a model with a column schema (trained on CSV, Parquet...): the schema
-  decides how its columns hash (``shoal.data.records``), exactly as for a row of its table, and
-  any string a column holds is kept as it is.
+- a **row** of a model with a column schema (trained on CSV, TSV, Parquet...): its table's
+  fields, as ``rows.py`` says. JSON objects sent to such a model become rows too, and a row is
+  parsed by the kernel of delimited files, so the schema decides how its columns hash (its
+  ``log1p``, its ``fill``) exactly as for a row of the training file.
+- a **JSON line**: ``{"label": y, "weight": w, "row": ROW}`` learns a row with a label given
+  apart from it (feedback on a row that was predicted; a JSON object's label), and
+  ``{"label": y, "weight": w, "features": {...}}`` an object of a schema model that no row can
+  hold (a string with a quote or a line break), hashed by ``shoal.data.records``. Label and
+  weight are optional.
 
 >>> features_line({"user": {"id": "u7", "age": 31}, "hour": 14})
 '| hour:14 |user id=u7 age:31'
@@ -28,6 +33,7 @@ import dataclasses
 import itertools
 import json
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +46,7 @@ from shoal.data.reader import as_parsed
 from shoal.errors import DataError
 from shoal.features.spec import FeatureSpec
 from shoal.serve.errors import RequestError
+from shoal.serve.rows import rows_of
 
 _FORBIDDEN = frozenset(" \t\r\n|:")
 _NESTED_KEYS = frozenset({"label", "weight", "features"})  # a labeled record's keys, nested
@@ -138,20 +145,26 @@ def weight_text(value: Any, field: str) -> str:
     return text
 
 
-def check_line(line: Any, field: str) -> str:
-    """A VW line as one record: a string of one non-blank line (or a JSON line, checked)."""
+def check_line(line: Any, field: str, *, row: bool = False) -> str:
+    """A VW line (or a ``row``) as one record: a string of one non-blank line (or a JSON line,
+    checked). A row may be all blanks: its fields are missing values, as in a file."""
     if not isinstance(line, str):
-        raise RequestError(field, f"must be a VW line (a string) or an object, not {line!r}")
+        what = "a row of the model's table" if row else "a VW line"
+        raise RequestError(field, f"must be {what} (a string) or an object, not {line!r}")
     if "\n" in line or "\r" in line:
         raise RequestError(field, "holds a line break: send each record as its own string")
-    if not line.strip():
+    if not (line if row else line.strip()):
         raise RequestError(field, "is blank")
     if _is_json(line):
         _check_json_line(line, field)
     return line
 
 
-_JSON_LINE = 'a JSON line is {"features": {...}}, with a numeric "label" and "weight" if any'
+_JSON_LINE = (
+    'a JSON line is {"features": {...}} or {"row": "..."}, with a numeric "label" and "weight" '
+    "if any"
+)
+_ROW_KEYS = frozenset({"label", "weight", "row"})
 
 
 def _check_json_line(line: str, field: str) -> None:
@@ -162,9 +175,12 @@ def _check_json_line(line: str, field: str) -> None:
     except (ValueError, RecursionError) as exc:
         why = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         raise RequestError(field, f"starts with '{{' but is not valid JSON ({why})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("features"), dict):
+    is_row = isinstance(obj, dict) and isinstance(obj.get("row"), str) and "features" not in obj
+    if not is_row and (not isinstance(obj, dict) or not isinstance(obj.get("features"), dict)):
         raise RequestError(field, _JSON_LINE)
-    unknown = set(obj) - _NESTED_KEYS
+    if is_row and ("\n" in obj["row"] or "\r" in obj["row"]):
+        raise RequestError(field, '"row" holds a line break: a row is one line')
+    unknown = set(obj) - (_ROW_KEYS if is_row else _NESTED_KEYS)
     if unknown:
         raise RequestError(field, f"{_JSON_LINE}; unknown keys {sorted(unknown)}")
     for key in ("label", "weight"):
@@ -189,14 +205,38 @@ def json_line(record: Any, field: str, *, labeled: bool = False) -> str:
 
 
 def _is_json(line: str) -> bool:
-    return line.startswith("{")  # no VW line does: a label is a number
+    return line[:1] == "{"  # no VW line does: a label is a number
 
 
-def features_part(line: str) -> str:
-    """The features of a line, label and weight dropped (VW: its tag too), for feedback."""
+def features_part(line: str, *, row: bool = False) -> str:
+    """The features of a line, label and weight dropped (VW: its tag too), for feedback. A
+    ``row`` (a line of a schema model) is kept whole, as the JSON line ``{"row": ...}``: the
+    label that ``with_label`` gives it comes apart from the row's own label column."""
     if _is_json(line):
-        return json.dumps({"features": json.loads(line)["features"]})
+        obj = json.loads(line)
+        return row_line(obj["row"]) if "row" in obj else json.dumps({"features": obj["features"]})
+    if row:
+        return row_line(line)
     return line[line.index("|") :] if "|" in line else "|"
+
+
+def features_parts(lines: Sequence[str], *, row: bool = False) -> list[str]:
+    """``features_part`` of each line; for rows without JSON lines, with no Python per line."""
+    if row and not any(map(_STARTS_JSON, lines)):
+        return list(map(_ROW_LINE, map(_json_string, lines)))
+    return [features_part(x, row=row) for x in lines]
+
+
+_STARTS_JSON = operator.methodcaller("startswith", "{")
+_ROW_LINE = '{{"row": {}}}'.format
+
+
+def row_line(row: str) -> str:
+    """The JSON line of a row without a label (``features_part``; ``with_label`` adds one)."""
+    return '{"row": ' + _json_string(row) + "}"
+
+
+_json_string = json.encoder.encode_basestring_ascii
 
 
 def with_label(features: str, label: str) -> str:
@@ -214,14 +254,26 @@ def with_label(features: str, label: str) -> str:
 def parse_lines(spec: FeatureSpec, lines: Sequence[str], field: str = "records") -> Batch:
     """Hash checked lines (VW and JSON) into a Batch of one row per line, in order.
 
-    VW lines go through the training parser; JSON lines through the record encoder of
-    ``shoal.data.records``, as in JSON-lines files and ``Model.learn_frame``.
+    VW lines and rows go through the training parsers (VW text, delimited text); JSON lines
+    through those of their rows, or the record encoder of ``shoal.data.records``, as in
+    JSON-lines files and ``Model.learn_frame``. Which a line that is not JSON is, the spec
+    says: a row if it has a column schema, else a VW line.
     """
     parts: list[Batch] = []
     first = 0
+    plain = _parse_rows if spec.schema is not None else _parse_vw
+    if lines and not any(map(_STARTS_JSON, lines)):  # the usual case: no JSON line
+        run = list(lines)
+        try:
+            batch = plain(spec, run, field, 0)
+        except UnicodeEncodeError:
+            raise _not_unicode(run, field, 0) from None
+        if len(batch) != len(run):
+            raise RequestError(field, f"{len(run)} records parsed into {len(batch)} rows")
+        return batch
     for is_json, group in itertools.groupby(lines, key=_is_json):
         run = list(group)
-        parse = _parse_json if is_json else _parse_vw
+        parse = _parse_json if is_json else plain
         try:
             batch = parse(spec, run, field, first)
         except UnicodeEncodeError:  # a JSON body may escape what UTF-8 cannot hold
@@ -258,8 +310,37 @@ def _parse_vw(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Ba
     return out.batch(field, first + 1)
 
 
+def _parse_rows(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Batch:
+    return rows_of(spec).parse(lines, field, first)
+
+
 def _parse_json(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Batch:
     events = [json.loads(line) for line in lines]
+    parts = []
+    start = first
+    for is_row, group in itertools.groupby(events, key=lambda e: "row" in e):
+        run = list(group)
+        parse = _parse_row_events if is_row else _parse_feature_events
+        parts.append(parse(spec, run, field, start))
+        start += len(run)
+    return Batch.concat(parts, source=field)
+
+
+def _parse_row_events(spec: FeatureSpec, events: list[Any], field: str, first: int) -> Batch:
+    """Rows whose label and weight are the JSON line's (none: no label), not the row's own."""
+    if spec.schema is None:
+        raise RequestError(
+            f"{field}[{first}]", 'a JSON line of a "row" is for a model with a column schema'
+        )
+    batch = rows_of(spec).parse([e["row"] for e in events], field, first)
+    return dataclasses.replace(
+        batch,
+        labels=np.array([e.get("label", math.nan) for e in events], dtype=np.float64),
+        weights=np.array([e.get("weight", 1.0) for e in events], dtype=np.float32),
+    )
+
+
+def _parse_feature_events(spec: FeatureSpec, events: list[Any], field: str, first: int) -> Batch:
     try:
         batch = batch_from_dicts(
             [e["features"] for e in events],

@@ -34,6 +34,7 @@ import numpy as np
 
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError, DataError
+from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.batcher import Batcher, split
 from shoal.serve.config import ServiceConfig
@@ -46,12 +47,15 @@ from shoal.serve.records import (
     data_error_field,
     features_line,
     features_part,
-    json_line,
+    features_parts,
     labeled_line,
+    labeled_parts,
     number_text,
     parse_lines,
     weight_text,
+    with_label,
 )
+from shoal.serve.rows import rows_of
 from shoal.serve.snapshots import SnapshotStore, Version
 from shoal.serve.statedir import StateDir
 
@@ -165,14 +169,37 @@ class ModelService:
 
     # -- records -------------------------------------------------------------------------------
 
-    def _lines(self, records: Sequence[Any], model: Model, labeled: bool) -> list[str]:
-        return [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
+    def lines(
+        self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
+    ) -> list[str]:
+        """Records as the lines that the event log keeps and the parsers read (``records.py``):
+        a model with a column schema takes rows of its table, and objects become such rows
+        (``rows.py``); unknown fields are errors unless ``ignore_unknown`` (or the server's
+        ``--ignore-unknown``)."""
+        model = self.learner.live.model
+        return self._lines(records, model, labeled, ignore_unknown)
 
-    def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
+    def _lines(
+        self, records: Sequence[Any], model: Model, labeled: bool, ignore: bool = False
+    ) -> list[str]:
+        ignore = ignore or self.config.ignore_unknown
+        if model.spec.schema is not None and not labeled and set(map(type, records)) == {dict}:
+            return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore)
+        return [
+            self._line(r, f"records[{i}]", model, labeled, ignore) for i, r in enumerate(records)
+        ]
+
+    def _line(self, record: Any, field: str, model: Model, labeled: bool, ignore: bool) -> str:
+        schema = model.spec.schema is not None
         if isinstance(record, str):
-            return check_line(record, field)
-        if model.spec.schema is not None:  # its columns hash as the schema says
-            return json_line(record, field, labeled=labeled)
+            return check_line(record, field, row=schema)
+        if schema:  # a row of its table: its columns hash as the schema says
+            rows = rows_of(model.spec)
+            if not labeled:
+                return rows.of_record(record, field, ignore_unknown=ignore)
+            label, features, where = labeled_parts(record, field)
+            line = rows.of_record(features, where, ignore_unknown=ignore)
+            return with_label(features_part(line, row=True), label)
         return labeled_line(record, field) if labeled else features_line(record, field)
 
     # -- operations ------------------------------------------------------------------------------
@@ -187,6 +214,17 @@ class ModelService:
         """
         lines = self._lines(records, self.learner.live.model, False)
         return self._batcher.submit((lines, remember))
+
+    def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
+        """Predict now, with no batching, what ``parse`` makes with the live model's spec: the
+        batch, its predictions and the version that made them. The TCP server's fast path,
+        which parses whole blocks of lines itself (``lines.answer_block``)."""
+        live = self.learner.live
+        batch = parse(live.model.spec)
+        values = live.model.predict(batch)
+        with self._lock:
+            self.predictions += len(batch)
+        return batch, values, live.version
 
     def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
         """``predict`` of several requests at once (one batch where they fit): each gets its
@@ -213,7 +251,8 @@ class ModelService:
         values = split(live.model.predict(batch).tolist(), sizes)
         tags = split(batch.tags(), sizes)
         labeled = split((~np.isnan(batch.labels)).tolist(), sizes)
-        ids = self._remember([lines if keep else [] for lines, keep in requests])
+        row = live.model.spec.schema is not None
+        ids = self._remember([lines if keep else [] for lines, keep in requests], row)
         with self._lock:
             self.predictions += len(batch)
         return [
@@ -221,7 +260,7 @@ class ModelService:
             for v, i, t, y in zip(values, ids, tags, labeled, strict=True)
         ]
 
-    def _remember(self, requests: list[list[str]]) -> list[list[str]]:
+    def _remember(self, requests: list[list[str]], row: bool = False) -> list[list[str]]:
         """New event ids for each request's predictions, their features kept for
         ``--feedback-ttl`` (in one write for all of them)."""
         now = self._clock()
@@ -230,25 +269,28 @@ class ModelService:
         chunks = (digits[i : i + 16] for i in range(0, len(digits), 16))
         ids = [[stamp + next(chunks) for _ in x] for x in requests]
         rows = [
-            (i, features_part(x))
+            (i, x)
             for r, lines in zip(ids, requests, strict=True)
-            for i, x in zip(r, lines, strict=True)
+            for i, x in zip(r, features_parts(lines, row=row), strict=True)
         ]
         if rows:
             self._events.remember(rows, now + self.config.feedback_ttl)
         return ids
 
-    def learn(self, records: Sequence[Any]) -> Future[list[int]]:
+    def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
         model = self.learner.live.model
-        lines = self._lines(records, model, True)
+        lines = self._lines(records, model, True, ignore_unknown)
         batch = parse_lines(model.spec, lines)
         missing = np.flatnonzero(np.isnan(batch.labels))
         if len(missing):
+            where = (
+                "in its label column" if model.spec.schema is not None else "before the first '|'"
+            )
             raise RequestError(
                 f"records[{missing[0]}]",
-                "has no label: learning needs one before the first '|' (or an object with "
-                "'label' and 'features')",
+                f"has no label: learning needs one {where} (or an object with 'label' and "
+                "'features')",
             )
         self._check_labels(model, batch)
         return self._events.append(lines)

@@ -1,13 +1,15 @@
-"""The TCP line server: Vowpal Wabbit's daemon protocol (``lines.py``) on asyncio streams.
+"""The TCP line server: Vowpal Wabbit's daemon protocol (``lines.py``) on asyncio.
 
-A connection is two tasks joined by a short queue. The reader takes whatever has arrived, cuts
-it into lines and answers them as one batch: a small one on the event loop, together with the
-other connections' small batches of the same loop turn (``offload.LoopTurn``), a large one in a
-worker thread (the model's work must not stall the event loop, which also serves HTTP). The
-writer sends the answers in order, each once its learned lines are durable. The queue holds
-``_IN_FLIGHT`` answers: a client that writes faster than it reads is no longer read, and TCP's
-flow control slows it down. A connection holds at most ``max_line_bytes`` + ``_CHUNK`` bytes of
-input and a few batches of replies.
+A connection is an asyncio ``Protocol``: what arrives is cut at its last line end and its whole
+lines are answered as one block (``lines.answer_block``: one kernel call parses, hashes and
+predicts them all) -- a small block at once on the event loop, in the callback that received
+it, so a lone line waits for nothing; a large one in a worker thread (the model's work must not
+stall the event loop, which also serves HTTP). Answers are written in order, each once its
+learned lines are durable; an answer with nothing to wait for, and nothing before it, is
+written at once. A connection holds ``_IN_FLIGHT`` answers at most: beyond, it is no longer
+read, and TCP's flow control slows the client down; so does a client that does not read its
+replies (the transport's write buffer is full). A connection holds at most ``max_line_bytes``
+bytes of an unfinished line and a few blocks of replies.
 
 Limits close connections with a last ``error:`` line: a line over ``max_line_bytes``, or a
 connection over ``max_connections`` (refused at once: a client that waited unseen in a queue
@@ -36,19 +38,17 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
 
 from shoal.serve import lines, sockets
 from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.metrics import Metrics
-from shoal.serve.offload import INLINE_RECORDS, LoopTurn
+from shoal.serve.offload import INLINE_RECORDS
 from shoal.serve.service import ModelService
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 64 << 10  # bytes read at once: the most that one batch of lines can come from
 _IN_FLIGHT = 4  # answers a connection may hold before it stops reading
 _LINGER = 2.0  # seconds a closing connection drops input so that its replies arrive (_linger)
 
@@ -65,11 +65,8 @@ class LineServer:
         self._exit = False
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connections: dict[asyncio.Task[None], _Connection] = {}
-        # small batches of lines of all connections, answered together once per loop turn
-        self.turn: LoopTurn[tuple[Sequence[bytes], int], lines.Answer] = LoopTurn(
-            lambda batches: lines.answer_many(service, batches)
-        )
+        self.connections: set[_Connection] = set()
+        self.counted = {k: metrics.tcp_lines.labels(k) for k in ("predicted", "learned", "error")}
 
     def bind(self) -> tuple[str, int]:
         self.sock = sockets.listen(self.config.host, self.config.port, "--tcp")
@@ -104,9 +101,10 @@ class LineServer:
         lines it has read (for ``graceful_timeout`` seconds at most), and close them."""
         if self.sock is None:
             self.bind()
+        assert self.sock is not None
         self._stop = asyncio.Event()
         self._loop = asyncio.get_running_loop()  # after _stop: the setter needs both
-        server = await asyncio.start_server(self._connected, sock=self.sock)
+        server = await self._loop.create_server(lambda: _Connection(self), sock=self.sock)
         self.started = True
         try:
             if not self._exit:  # else it was set before the setter could see the loop
@@ -117,140 +115,257 @@ class LineServer:
             self._loop = None
 
     async def _drain(self) -> None:
-        """Read no more, let each connection send the replies it owes, cancel the late ones."""
-        tasks = list(self._connections)
-        for conn in self._connections.values():
+        """Read no more, let each connection send the replies it owes, drop the late ones."""
+        connections = list(self.connections)
+        for conn in connections:
             conn.stop_reading()
-        if not tasks:
+        if not connections:
             return
-        _, late = await asyncio.wait(tasks, timeout=self.config.graceful_timeout)
-        for task in late:
-            task.cancel()
-        await asyncio.wait(tasks)
+        done = [conn.done for conn in connections]
+        await asyncio.wait(done, timeout=self.config.graceful_timeout)
+        for conn in connections:
+            if not conn.done.done():
+                conn.transport.abort()
+        await asyncio.wait(done)
 
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def accept(self, conn: _Connection) -> str:
+        """Register a new connection; the problem that refuses it, or ""."""
         limit = self.config.max_connections
-        if self._exit or len(self._connections) >= limit:
+        if self._exit or len(self.connections) >= limit:
             self.metrics.tcp_connections.labels("refused").inc()
-            full = f"too many connections (--max-connections {limit}); try again later"
-            await _refuse(writer, "the server is shutting down" if self._exit else full)
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections[task] = _Connection(self, reader, writer)
+            if self._exit:
+                return "the server is shutting down"
+            return f"too many connections (--max-connections {limit}); try again later"
+        self.connections.add(conn)
         self.metrics.tcp_connections.labels("accepted").inc()
         self.metrics.tcp_open.inc()
-        try:
-            await self._connections[task].run()
-        finally:
-            del self._connections[task]
+        return ""
+
+    def forget(self, conn: _Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
             self.metrics.tcp_open.dec()
 
 
-async def _refuse(writer: asyncio.StreamWriter, problem: str) -> None:
-    writer.write(f"error: {problem}\n".encode())
-    writer.close()
-    with contextlib.suppress(ConnectionError):
-        await writer.wait_closed()
+class _Connection(asyncio.Protocol):
+    """One client: blocks of lines in, their answers out in order."""
 
+    transport: asyncio.Transport
 
-class _Connection:
-    """One client: the reader answers batches of lines, the writer sends the answers in order."""
-
-    def __init__(
-        self, server: LineServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, server: LineServer) -> None:
         self.server = server
         self.config = server.config
-        self.reader = reader
-        self.writer = writer
-        self.answers: asyncio.Queue[lines.Answer | None] = asyncio.Queue(_IN_FLIGHT)
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[None] = self.loop.create_future()  # resolved once closed
+        self.buffer = bytearray()  # an unfinished line
+        self.pending: deque[lines.Answer | asyncio.Future[lines.Answer]] = deque()
         self.lines_read = 0
-        self.closing = False  # read no more: shutting down, or a line was too long
-        self._deadline: asyncio.Timeout | None = None  # set while waiting for input
+        self.closing = False  # read no more: shutting down, idle, or a line was too long
+        self.linger = False  # input may be left unread: close gently (_linger)
+        self.ended = False  # the client ended its input
+        self.writable = True  # the transport's buffer has room (pause_writing/resume_writing)
+        self.reading = True
+        self.last_input = self.loop.time()
+        self.timer: asyncio.TimerHandle | None = None
 
-    async def run(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._read())
-                group.create_task(self._write())
-            if self.closing:
-                await self._linger()
-        except* (ConnectionError, TimeoutError):
-            self.writer.transport.abort()  # gone, or not reading its replies: nothing to flush
-        except* Exception:
-            log.exception("a TCP connection failed; the server goes on")
-            self.writer.transport.abort()
-        finally:
-            self.writer.close()
-            with contextlib.suppress(ConnectionError):
-                await self.writer.wait_closed()
+    # -- the protocol's callbacks ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        problem = self.server.accept(self)
+        if problem:
+            self.transport.write(f"error: {problem}\n".encode())
+            self.transport.close()
+            return
+        self.timer = self.loop.call_later(self.config.idle_timeout, self._idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # dropped: the connection is closing (_linger)
+        self.last_input = self.loop.time()
+        self._guard(self._received, data)
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        if not self.closing:  # at the end of the input a last line needs no line end
+            self.closing = True
+            block, self.buffer = bytes(self.buffer), bytearray()
+            self._guard(self._answer, block)
+        self._guard(self._flush)
+        return True  # keep the transport: the replies still go out
+
+    def pause_writing(self) -> None:
+        """The client does not read its replies: read no more of it; drop it after
+        ``idle_timeout`` seconds of this."""
+        self.writable = False
+        self._read(False)
+        self.timer = self._reset(self.timer, self.config.idle_timeout, self._stuck)
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self.timer = self._reset(self.timer, self.config.idle_timeout, self._idle)
+        self._guard(self._flush)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.server.forget(self)
+        for item in self.pending:
+            if isinstance(item, asyncio.Future):
+                item.cancel()
+        self.pending.clear()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _received(self, data: bytes) -> None:
+        """Answer the whole lines received; keep an unfinished one for later."""
+        if self.buffer:
+            self.buffer += data
+            end = self.buffer.rfind(b"\n") + 1
+            block = bytes(self.buffer[:end])
+            del self.buffer[:end]
+        else:  # the usual case: whole lines arrive, and no copy is needed
+            end = data.rfind(b"\n") + 1
+            block = data[:end]
+            if end < len(data):
+                self.buffer = bytearray(data[end:])
+        limit = self.config.max_line_bytes
+        fits = len(block) if len(block) <= limit else _fitting(block, limit)
+        if fits < len(block) or len(self.buffer) > limit:
+            self._answer(block[:fits])
+            self._push(self._too_long())
+            self.stop_reading()
+            return
+        self._answer(block)
+
+    def _answer(self, block: bytes) -> None:
+        """Answer a block of whole lines (the last one's line end may be missing at the end of
+        the input), in order with the others."""
+        if not block:
+            return
+        n = block.count(b"\n") + (not block.endswith(b"\n"))
+        first = self.lines_read + 1
+        self.lines_read += n
+        service = self.server.service
+        if n <= INLINE_RECORDS:
+            self._push(lines.answer_block(service, block, first))
+        else:
+            later = self.loop.run_in_executor(None, lines.answer_block, service, block, first)
+            later.add_done_callback(lambda _: self._guard(self._flush))
+            self._push(later)
+
+    def _push(self, item: lines.Answer | asyncio.Future[lines.Answer]) -> None:
+        self.pending.append(item)
+        if isinstance(item, lines.Answer):
+            for _, future in item.durable:  # a learned line's reply waits for its commit
+                future.add_done_callback(self._on_durable)
+        if len(self.pending) >= _IN_FLIGHT:
+            self._read(False)
+        self._flush()
+
+    def _on_durable(self, _: object) -> None:  # the event log's thread
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            self.loop.call_soon_threadsafe(self._guard, self._flush)
+
+    def _read(self, on: bool) -> None:
+        if on != self.reading and not self.transport.is_closing():
+            self.reading = on
+            (self.transport.resume_reading if on else self.transport.pause_reading)()
 
     def stop_reading(self) -> None:
-        """Shutting down: read no more lines, but answer those already read."""
-        self.closing = True
-        if self._deadline is not None:  # waiting for input: wake it now
-            self._deadline.reschedule(asyncio.get_running_loop().time())
+        """Shutting down (or a line too long): read no more lines, but answer those read."""
+        if not self.closing:
+            self.closing = True
+            self.linger = True
+            self.buffer = bytearray()  # an unfinished line is dropped, never guessed complete
+        self._guard(self._flush)
 
-    async def _linger(self) -> None:
-        """Close without a reset after input was left unread. Closing a socket with unread
-        input makes the kernel reset the connection, which throws away the replies still on
-        their way; so end the replies first (FIN), then read and drop what the client still
-        sends until it closes too, for ``_LINGER`` seconds at most."""
-        self.writer.write_eof()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_LINGER):
-                while await self.reader.read(_CHUNK):
-                    pass
-
-    # -- the reader ----------------------------------------------------------------------------
-
-    async def _read(self) -> None:
-        """Cut the input into lines and answer them a batch at a time; ``None`` ends the queue.
-
-        At the client's end of input a last line needs no line end (as in a file); when reading
-        stops early (idle, shutdown) an unfinished line is dropped, never guessed complete.
-        """
-        buffer = bytearray()
-        while (chunk := await self._chunk()) is not None:
-            buffer += chunk
-            end = buffer.rfind(b"\n") + 1 if chunk else len(buffer)
-            batch = bytes(buffer[:end]).removesuffix(b"\n").split(b"\n") if end else []
-            del buffer[:end]
-            fits = _fitting(batch, self.config.max_line_bytes)
-            if fits < len(batch) or len(buffer) > self.config.max_line_bytes:
-                await self._answer(batch[:fits])
-                await self.answers.put(self._too_long())
-                self.closing = True
-                break
-            await self._answer(batch)
-            if not chunk:
-                break
-        await self.answers.put(None)
-
-    async def _chunk(self) -> bytes | None:
-        """The next bytes from the client, ``b""`` at its end of input; ``None`` once the
-        connection is closing or has been silent for ``idle_timeout`` seconds."""
-        if self.closing:
-            return None
-        try:
-            async with asyncio.timeout(self.config.idle_timeout) as self._deadline:
-                return await self.reader.read(_CHUNK)
-        except TimeoutError:
-            return None
-        finally:
-            self._deadline = None
-
-    async def _answer(self, batch: Sequence[bytes]) -> None:
-        if not batch:
+    def _idle(self) -> None:
+        """Silent for ``idle_timeout`` seconds: answer what was read, then close."""
+        self.timer = None
+        waited = self.loop.time() - self.last_input
+        if self.pending or waited < self.config.idle_timeout:  # busy, or not silent that long
+            self.timer = self.loop.call_later(
+                max(0.0, self.config.idle_timeout - waited), self._idle
+            )
             return
-        first = self.lines_read + 1
-        self.lines_read += len(batch)
-        if len(batch) <= INLINE_RECORDS:  # with the other connections' lines of this turn
-            answer = await self.server.turn((batch, first))
+        self.closing = True
+        self.buffer = bytearray()
+        self._flush()
+
+    def _stuck(self) -> None:
+        """The client has not taken its replies for ``idle_timeout`` seconds: drop it."""
+        self.timer = None
+        if not self.writable:
+            self.transport.abort()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write each settled answer, in order; then read again, or close once all is done."""
+        while self.pending and self.writable:
+            head = self.pending[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                answer = head.result()  # a bug in answering: _guard drops the connection
+                self.pending[0] = answer
+                for _, future in answer.durable:
+                    future.add_done_callback(self._on_durable)
+                continue
+            if not all(future.done() for _, future in head.durable):
+                return
+            self.pending.popleft()
+            self._send(head.settled_now(), head.kinds)
+        if self.pending or not self.writable:
+            return
+        if self.closing:
+            self._close()
+        elif not self.reading:
+            self._read(True)
+
+    def _send(self, replies: list[str], kinds: list[str]) -> None:
+        counted = self.server.counted
+        if len(set(kinds)) == 1:
+            counted[kinds[0]].inc(len(kinds))
         else:
-            answer = await asyncio.to_thread(lines.answer, self.server.service, batch, first)
-        await self.answers.put(answer)
+            for kind, count in Counter(kinds).items():
+                counted[kind].inc(count)
+        if replies:
+            self.transport.write(("\n".join(replies) + "\n").encode())
+
+    def _close(self) -> None:
+        """All replies are written: close. Closing a socket with unread input makes the kernel
+        reset the connection, which throws away the replies still on their way; so when input
+        may be left unread, end the replies first (FIN), then drop what the client still sends
+        until it closes too, for ``_LINGER`` seconds at most."""
+        if self.transport.is_closing():
+            return
+        if not self.linger or self.ended:
+            self.transport.close()
+            return
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._read(True)  # data_received drops it
+        self.timer = self._reset(self.timer, _LINGER, self.transport.close)
+        self.linger = False  # eof_received closes it from now on
+
+    def _reset(
+        self, timer: asyncio.TimerHandle | None, delay: float, callback: object
+    ) -> asyncio.TimerHandle:
+        if timer is not None:
+            timer.cancel()
+        return self.loop.call_later(delay, callback)  # type: ignore[arg-type]
+
+    def _guard(self, call: object, *args: object) -> None:
+        """Run a step of the connection; a bug in it drops this connection, never the server."""
+        try:
+            call(*args)  # type: ignore[operator]
+        except Exception:
+            log.exception("a TCP connection failed; the server goes on")
+            self.transport.abort()
 
     def _too_long(self) -> lines.Answer:
         out = lines.Answer()
@@ -259,24 +374,12 @@ class _Connection:
         out.fail(out.add(self.lines_read + 1), RequestError("line", problem))
         return out
 
-    # -- the writer ----------------------------------------------------------------------------
 
-    async def _write(self) -> None:
-        """Send each answer once it is settled, in order; a client that does not take its
-        replies for ``idle_timeout`` seconds raises TimeoutError (the connection is dropped)."""
-        while (answer := await self.answers.get()) is not None:
-            replies = await answer.settled()
-            for kind, count in Counter(answer.kinds).items():
-                self.server.metrics.tcp_lines.labels(kind).inc(count)
-            if replies:
-                self.writer.write("".join(r + "\n" for r in replies).encode())
-                async with asyncio.timeout(self.config.idle_timeout):
-                    await self.writer.drain()
-
-
-def _fitting(batch: Sequence[bytes], limit: int) -> int:
-    """How many lines of ``batch`` come before the first one over ``limit`` bytes."""
-    for i, line in enumerate(batch):
+def _fitting(block: bytes, limit: int) -> int:
+    """How many bytes of ``block`` hold the whole lines before the first one over ``limit``."""
+    pos = 0
+    for line in block.split(b"\n"):
         if len(line) > limit:
-            return i
-    return len(batch)
+            return pos
+        pos += len(line) + 1
+    return len(block)

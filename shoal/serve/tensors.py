@@ -77,6 +77,7 @@ class InferRequest:
     inputs: list[Tensor]
     outputs: list[RequestedOutput] | None  # None: every output the model has
     binary_output: bool  # how outputs that the request does not list are sent
+    ignore_unknown: bool = False  # inputs that name no column of a schema are dropped
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,9 @@ def decode_request(body: bytes, header_length: str | None, max_rows: int) -> Inf
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise RequestError("id", f"must be a string, got {type(request_id).__name__}")
-    binary_output = _flag(_parameters(doc, "parameters"), "binary_data_output", "parameters")
+    parameters = _parameters(doc, "parameters")
+    binary_output = _flag(parameters, "binary_data_output", "parameters")
+    ignore_unknown = _flag(parameters, "ignore_unknown", "parameters")
     declared = [_declared(item, f"inputs[{k}]") for k, item in enumerate(_list(doc, "inputs"))]
     _check_rows(declared, max_rows)
     _unique([d.name for d in declared], "inputs")
@@ -118,7 +121,7 @@ def decode_request(body: bytes, header_length: str | None, max_rows: int) -> Inf
             for k, item in enumerate(_list(doc, "outputs"))
         ]
         _unique([o.name for o in outputs], "outputs")
-    return InferRequest(request_id, inputs, outputs, binary_output)
+    return InferRequest(request_id, inputs, outputs, binary_output, ignore_unknown)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes | None]:

@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.data.batch import Batch
-from shoal.data.reader import ReadStats, TextReader, guess_format
+from shoal.data.reader import ReadStats, TextReader, guess_format, with_format
 from shoal.errors import ConfigError, DataError, ShoalError
 from shoal.features.hashing import CONSTANT_HASH, combine, feature_hash
+from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from tests.data.test_files import WHERE, Where
 
@@ -800,3 +801,28 @@ def test_an_interaction_beyond_float32_is_clamped_finite(tmp_path: pathlib.Path)
     assert np.isfinite(model.predict(batch)).all()
     with pytest.raises(StepTooLarge):
         model.learn(batch)
+
+
+def test_a_schema_model_keeps_its_format_and_reads_names_that_say_none(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A file without an extension is a table under a schema (not VW text), and the format
+    training read is kept in the spec, so a TSV model reads such a file as TSV."""
+    schema = ColumnSchema.parse("label,n,c:cat", delimiter=",")
+    rows = "1\t2\tx\n0\t\ty\n"
+    (tmp_path / "data.tsv").write_text(rows)
+    (tmp_path / "data").write_text(rows)
+    (tmp_path / "commas").write_text("1,2,x\n")
+    plain = FeatureSpec(bits=10, schema=schema)
+    assert guess_format(tmp_path / "commas", schema) == "csv"  # sniffed: not VW text
+    with pytest.raises(ConfigError, match="cannot tell the format"):
+        guess_format(tmp_path / "data", None)  # no schema: as before
+    spec = with_format(plain, None, [tmp_path / "data.tsv"])
+    assert spec.schema is not None and spec.schema.format == "tsv"
+    assert FeatureSpec.from_json(spec.to_json()) == spec  # the model file keeps it
+    assert with_format(plain, "csv", [tmp_path / "data.tsv"]).schema.format == "csv"  # type: ignore[union-attr]
+    assert with_format(FeatureSpec(bits=10), None, [tmp_path / "data.tsv"]).schema is None
+    read = [len(b) for b in TextReader(spec=spec).read(tmp_path / "data")]
+    assert read == [2]
+    with pytest.raises(DataError, match=r"label '1\t2\tx' is not a number"):
+        list(TextReader(spec=plain).read(tmp_path / "data"))  # commas: the tabs make 1 field

@@ -81,6 +81,11 @@ def test_server_and_model_metadata(served: tuple[Running, triton.InferenceServer
     assert not client.is_model_ready("ctr", "2") and not client.is_model_ready("nope")
     with pytest.raises(InferenceServerException, match="no model named 'nope'"):
         client.get_model_metadata("nope")
+    config = client.get_model_config("ctr")  # Triton's tools ask for it
+    assert (config["name"], config["max_batch_size"]) == ("ctr", 10_000)
+    assert config["input"] == [{"name": "lines", "data_type": "TYPE_STRING", "dims": [1]}]
+    assert [o["data_type"] for o in config["output"]] == ["TYPE_FP32", "TYPE_STRING"]
+    assert client.get_model_config("ctr", "1") == config
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])

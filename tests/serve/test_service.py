@@ -145,7 +145,7 @@ def test_objects_sent_to_a_schema_model_hash_through_its_schema(tmp_path: Path) 
     model.save(tmp_path / "csv.shoal")
     records = [
         {"city": "New York", "age": 31, "hour": None, "site": "a b|c:d"},
-        {"city": 7, "age": 0.5, "hour": 3, "extra": "ignored", "s": {"site": "x"}},
+        {"city": 7, "age": 0.5, "hour": 3, "s": {"site": "x"}},
     ]
     reference = Model.load(tmp_path / "csv.shoal")
     s = service(tmp_path / "csv.shoal", tmp_path / "state")
@@ -158,8 +158,13 @@ def test_objects_sent_to_a_schema_model_hash_through_its_schema(tmp_path: Path) 
     reference.learn(batch_from_dicts(records, spec, labels=[1, 0], weights=[1, 2]))
     reference.learn(batch_from_dicts(records[1:], spec, labels=[1], weights=[0.5]))
     assert drained(s).to_bytes() == reference.to_bytes()
-    with pytest.raises(RequestError, match=r"records\[0\]: .*column 'age' is numeric"):
+    with pytest.raises(RequestError, match=r"records\[0\]\.age: column 'age' is numeric"):
         s.predict([{"age": "old"}])
+    with pytest.raises(
+        RequestError, match=r"records\[1\]: unknown field 'Age' \(did you mean 'age'"
+    ):
+        s.predict([{"age": 3}, {"Age": 3}])
+    assert s.lines([{"age": 3, "x": 1}], ignore_unknown=True) == s.lines([{"age": 3}])
     with pytest.raises(RequestError, match=r"records\[1\].features: must be a JSON object"):
         s.learn([{"label": 1, "features": {}}, {"label": 1, "features": [1, 2]}])
     s.close()

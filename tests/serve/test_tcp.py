@@ -114,8 +114,8 @@ def test_json_lines_are_checked_like_any_line(
         client.send(event(0), '{"a": 1}', "{", good, '{"label": "x", "features": {}}', event(1))
         replies = client.read(6)
         assert replies[1] == (
-            'error: line 2: a JSON line is {"features": {...}}, with a numeric "label" and '
-            '"weight" if any'
+            'error: line 2: a JSON line is {"features": {...}} or {"row": "..."}, with a numeric '
+            '"label" and "weight" if any'
         )
         assert replies[2].startswith("error: line 3: starts with '{' but is not valid JSON")
         assert replies[4] == 'error: line 5: "label" must be a number, got "x"'
