@@ -7,9 +7,11 @@ turns what is raised here into messages and exit codes.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -22,7 +24,7 @@ import numpy as np
 from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
 from shoal.data import files as data_files
 from shoal.data.reader import ReadStats, TextReader
-from shoal.errors import ConfigError, ShoalError
+from shoal.errors import ConfigError, ModelFileError, ShoalError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
@@ -56,11 +58,13 @@ class _ProgressView:
 
     def __init__(self, total_bytes: int, passes: int) -> None:
         self.tty = sys.stderr.isatty()
+        self.pass_bytes = total_bytes
         self.total = total_bytes * passes
-        self.done_before = 0
         self.last_pass = 0
         self.last_log = time.monotonic()
-        self.start = time.monotonic()
+        self.pass_start = self.last_call = time.monotonic()
+        self.first_at: float | None = None
+        self.first_examples = 0
         self.bar: Any = None
         if self.tty:
             from tqdm import tqdm
@@ -68,16 +72,15 @@ class _ProgressView:
             self.bar = tqdm(total=self.total, unit="B", unit_scale=True, file=sys.stderr)
 
     def __call__(self, pass_index: int, prog: Progress, stats: ReadStats) -> None:
-        if pass_index != self.last_pass:
-            self.done_before = self.total // max(1, pass_index + 1) * pass_index
-            self.last_pass = pass_index
-        elapsed = max(1e-9, time.monotonic() - self.start)
-        rate = prog.examples / elapsed if pass_index == 0 else float("nan")
+        now = time.monotonic()
+        if self.first_at is None:  # the kernels are loaded (or compiled) by now
+            self.first_at, self.first_examples = now, prog.examples
+        if pass_index != self.last_pass:  # each pass's speed: its examples over its own time
+            self.last_pass, self.pass_start = pass_index, self.last_call
+        self.last_call = now
         if self.bar is not None:
-            self.bar.n = min(self.total, self.done_before + stats.bytes_read)
-            self.bar.set_postfix_str(
-                f"pass {pass_index + 1} ex/s {rate:,.0f} loss {prog.loss:.4f}", refresh=False
-            )
+            self.bar.n = min(self.total, self.pass_bytes * pass_index + stats.bytes_read)
+            self.bar.set_postfix_str(self.postfix(pass_index, prog), refresh=False)
             self.bar.refresh()
         elif time.monotonic() - self.last_log >= 5.0:
             self.last_log = time.monotonic()
@@ -87,9 +90,25 @@ class _ProgressView:
                 file=sys.stderr,
             )
 
+    def postfix(self, pass_index: int, prog: Progress) -> str:
+        """The bar's text: this pass's number, speed and progressive loss."""
+        rate = prog.examples / max(1e-9, self.last_call - self.pass_start)
+        return f"pass {pass_index + 1} ex/s {rate:,.0f} loss {prog.loss:.4f}"
+
     def close(self) -> None:
+        self.end = time.monotonic()
         if self.bar is not None:
             self.bar.close()
+
+    def speed(self, report: TrainReport) -> tuple[float, float]:
+        """Seconds and examples per second from the first learned batch on: before it, numba
+        loads or compiles the kernels and the parsers fill their first blocks, which is not
+        training speed. A run of one batch has nothing after it: its whole time counts."""
+        rest = report.examples - self.first_examples
+        if self.first_at is None or rest <= 0:
+            return report.seconds, report.examples_per_second
+        seconds = max(1e-9, self.end - self.first_at)
+        return seconds, rest / seconds
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -128,16 +147,26 @@ def _build_model(args: argparse.Namespace) -> Model:
     return Model(FeatureSpec(**spec_args), LearnerConfig(**cfg_args))
 
 
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names an existing file (a text too long for a file name does not)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG, or a NUL character
+        return False
+
+
 def _schema(text: str, delimiter: str) -> ColumnSchema:
     """``--schema``: a schema file if such a file exists, else the text form."""
-    if Path(text).is_file():
+    if _is_file(text):
         return ColumnSchema.load(text, delimiter=delimiter)
     if "," not in text and ("/" in text or text.endswith((".txt", ".json", ".schema"))):
         raise ConfigError("--schema", f"{text}: no such schema file")
     return ColumnSchema.parse(text, delimiter=delimiter)
 
 
-def _print_report(report: TrainReport, out: Path | None) -> None:
+def _print_report(
+    report: TrainReport, out: Path | None, speed: tuple[float, float] | None = None
+) -> None:
     if report.seconds == 0 and report.examples and math.isnan(report.progressive_loss):
         print(f"nothing left to train: the checkpoint holds the finished run "
               f"({report.examples:,} examples)")  # fmt: skip
@@ -145,39 +174,106 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
             print(f"model written to {out}")
         return
     resumed = getattr(report, "resumed_examples", 0)  # a distributed run's restart
-    rate = f"{report.seconds:.2f}s ({report.examples_per_second:,.0f} examples/s)"
+    seconds, per_second = speed or (report.seconds, report.examples_per_second)
+    rate = f"{seconds:.2f}s ({per_second:,.0f} examples/s)"
     line = f"trained on {report.examples:,} examples in {report.passes} pass(es), "
     if resumed:  # the time, the speed and the loss are those of the rounds since the restart
         line += f"{resumed:,} of them before the restart; since then {rate}, "
     else:
         line += f"{rate}; "
     line += f"progressive loss {report.progressive_loss:.5f}"
+    if len(report.pass_losses) > 1:  # pass 1's is the honest one: later passes saw the data
+        line += f" (pass 1; pass {len(report.pass_losses)}: {report.pass_losses[-1]:.5f})"
     if report.holdout_examples:
         line += f"; holdout loss {report.holdout_loss:.5f} on {report.holdout_examples:,} examples"
     print(line)
     if report.skipped:
         print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
-    if report.examples == 0:
-        print("shoal: warning: no labeled example was read, so nothing was learned (is the "
-              "label column there?)", file=sys.stderr)  # fmt: skip
+    if report.examples == 0:  # --allow-empty
+        print("shoal: warning: no labeled example was read, so nothing was learned",
+              file=sys.stderr)  # fmt: skip
     if out is not None:
         print(f"model written to {out}")
 
 
 def _output(path: str, inputs: Sequence[str]) -> Path:
-    """``-o``: not a directory, and not one of the inputs (it would be overwritten)."""
+    """``-o``, checked before any data is read: a file in a folder that exists and may be
+    written, not a directory, and not one of the inputs (it would be overwritten)."""
+    if data_files.is_uri(path):
+        raise ConfigError("-o", f"{path}: write the file to a local path (URIs are for inputs)")
     out = Path(path)
-    if out.is_dir():
-        raise ConfigError("-o", f"{path} is a directory: name a file")
-    local = [i for i in inputs if not data_files.is_uri(i)]
-    if out.exists() and any(os.path.samefile(f, out) for f in data_files.expand(local)):
-        raise ConfigError("-o", f"{path} is one of the input files: it would be overwritten")
+    try:
+        if out.is_dir():
+            raise ConfigError("-o", f"{path} is a directory: name a file")
+        folder = out.parent
+        if not folder.is_dir():
+            raise ConfigError("-o", f"{path}: the folder {folder} does not exist (create it first)")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError("-o", f"{path}: the folder {folder} is not writable")
+        local = [i for i in inputs if not data_files.is_uri(i)]
+        if out.exists() and any(_same(f, out) for f in data_files.expand(local)):
+            raise ConfigError("-o", f"{path} is one of the input files: it would be overwritten")
+    except OSError as exc:  # a name too long, a folder we may not look into
+        raise ConfigError("-o", f"{path}: {exc.strerror or exc}") from None
     return out
+
+
+def _same(a: str, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # an input that does not exist: the reader names it
+        return False
+
+
+def _check_inputs(inputs: Sequence[str]) -> None:
+    """Local inputs exist before training starts (a typo in the third file would otherwise
+    stop the run after the first two were learned); URIs are left to the readers."""
+    for item in data_files.expand(inputs):
+        if item == "-" or data_files.is_uri(item) or data_files.is_stream(item):
+            continue
+        try:
+            exists = Path(item).exists()
+        except (OSError, ValueError) as exc:
+            what = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise ShoalError(f"{item[:60]}...: not a usable file name: {what}") from None
+        if not exists:
+            raise ShoalError(f"{item}: no such file")
+
+
+def _check_label_column(model: Model) -> None:
+    """A schema without a label column would train on nothing: say so before reading."""
+    schema = model.spec.schema
+    if schema is None or schema.index("label") >= 0:
+        return
+    near = difflib.get_close_matches("label", schema.names, n=1, cutoff=0.6)
+    hint = f"; did you mean 'label' for {near[0]!r}?" if near else ""
+    raise ConfigError(
+        "--schema",
+        "no label column, so there is nothing to learn: name the column 'label' or give it "
+        f"the role (e.g. 'click:label,...'){hint}",
+    )
+
+
+def _nothing_learned(report: TrainReport, inputs: Sequence[str]) -> ShoalError:
+    """The error of a run that read no labeled example (``--allow-empty`` writes it anyway)."""
+    where = ", ".join(inputs[:3]) + (" ..." if len(inputs) > 3 else "")
+    tail = "; no model written (--allow-empty writes the untrained model anyway)"
+    if report.skipped:
+        return ShoalError(
+            f"every record of {where} was skipped as bad ({report.skipped:,}; first: "
+            f"{report.first_skipped}){tail}"
+        )
+    return ShoalError(
+        f"no labeled example in {where}: the input is empty, holds only a header, or its "
+        f"records have no label{tail}"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     _output(args.output, args.data)
     model = _build_model(args)
+    _check_label_column(model)
+    _check_inputs(args.data)
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
@@ -193,8 +289,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         report = train(model, args.data, opts, on_batch=view)
     finally:
         view.close()
+    if report.examples == 0 and not args.allow_empty:
+        raise _nothing_learned(report, args.data)
     model.save(args.output)
-    _print_report(report, Path(args.output))
+    _print_report(report, Path(args.output), view.speed(report))
     return 0
 
 
@@ -230,6 +328,8 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
     finally:
         if bar is not None:
             bar.close()
+    if report.examples == 0 and not args.allow_empty:
+        raise _nothing_learned(report, args.data)
     trained.save(args.output)
     _print_report(report, Path(args.output))
     print(
@@ -253,12 +353,41 @@ def _reader(model: Model, args: argparse.Namespace) -> TextReader:
     return TextReader(spec=model.spec, format=args.format, on_bad_record=args.on_bad_record)
 
 
+def _load_model(args: argparse.Namespace) -> Model:
+    """``eval``'s and ``predict``'s MODEL; a data file there, with a model among the data,
+    gets a hint: the arguments are swapped."""
+    try:
+        return Model.load(args.model)
+    except ModelFileError as exc:
+        swapped = next((d for d in args.data if _is_model(d)), None)
+        if swapped is None:
+            raise
+        raise ModelFileError(
+            args.model,
+            f"{exc.problem}; {swapped} is a model file: the model comes first (shoal "
+            f"{args.command} {swapped} {args.model} ...)",
+        ) from None
+
+
+def _is_model(path: str) -> bool:
+    if data_files.is_uri(path) or not _is_file(path):
+        return False
+    try:
+        Model.load(path)
+    except ShoalError:
+        return False
+    return True
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    model = Model.load(args.model)
+    if args.report is not None:
+        _output(args.report, [args.model, *args.data])
+    model = _load_model(args)
     stats = ReadStats()
     result = evaluate(model, _reader(model, args).read_all(args.data, stats))
     if args.json:
-        print(json.dumps({**result, "skipped": stats.skipped}))
+        counts = {"examples": int(result["examples"]), "skipped": stats.skipped}
+        print(json.dumps({**result, **counts}))
     else:
         for k, v in result.items():
             print(f"{k:<10} {int(v):,}" if k == "examples" else f"{k:<10} {v:.6f}")
@@ -268,7 +397,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    model = Model.load(args.model)
+    model = _load_model(args)
     stats = ReadStats()
     if args.output != "-":
         _output(args.output, [args.model, *args.data])
@@ -328,6 +457,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise ConfigError("--rows", "must be at least 1")
+    _output(args.output, [])
     info = generate_clicks(
         args.output, args.rows, model_seed=args.model_seed, data_seed=args.data_seed
     )
@@ -340,6 +470,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from shoal.data.synthetic import generate_clicks
+
+    if args.rows < 5:
+        raise ConfigError(
+            "--rows", f"must be at least 5 (a fifth is the test set), got {args.rows}"
+        )
+    if args.dir is not None and Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ConfigError("--dir", f"{args.dir} is a file: name a folder")
 
     with tempfile.TemporaryDirectory(prefix="shoal-demo-") as tmp:
         root = Path(args.dir or tmp)
@@ -354,7 +491,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         finally:
             view.close()
         model.save(root / "model.shoal")
-        _print_report(report, root / "model.shoal" if args.dir else None)
+        _print_report(report, root / "model.shoal" if args.dir else None, view.speed(report))
         result = evaluate(model, TextReader(spec=model.spec).read(te.path))
         base = te.positive_rate
         base_ll = -(base * math.log(base) + (1 - base) * math.log(1 - base))
@@ -453,13 +590,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_wait=args.batch_wait_ms / 1000,
     )
 
-    def ready(service: ModelService, urls: list[str]) -> None:
+    def announce(service: ModelService, urls: list[str]) -> None:
         info = service.info()
         print(f"shoal: serving {service.name!r} (version {info['version']}, event seq "
               f"{info['applied_seq']}, {service.replayed} replayed) on {' and '.join(urls)}",
               file=sys.stderr, flush=True)  # fmt: skip
 
-    serve(config, http, tcp, on_ready=ready)
+    made = not Path(args.state_dir).exists()
+    started = False
+
+    def ready(service: ModelService, urls: list[str]) -> None:
+        nonlocal started
+        started = True
+        announce(service, urls)
+
+    try:
+        serve(config, http, tcp, on_ready=ready)
+    except BaseException:
+        if made and not started:  # no event was accepted: leave nothing behind
+            shutil.rmtree(args.state_dir, ignore_errors=True)
+        raise
     print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
     return 0
 
