@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from shoal.model.output import prediction_line
 from shoal.train.single import TrainOptions, TrainReport, train
 
 if TYPE_CHECKING:  # shoal.serve imports the web stack: only `shoal serve` loads it
+    from shoal.data.batch import Batch
     from shoal.serve.config import HttpConfig, TcpConfig
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
@@ -65,6 +66,8 @@ class _ProgressView:
         self.pass_start = self.last_call = time.monotonic()
         self.first_at: float | None = None
         self.first_examples = 0
+        self.curve: list[tuple[int, int, float]] = []  # (examples so far, pass, loss)
+        self.offset = self.pass_examples = 0
         self.bar: Any = None
         if self.tty:
             from tqdm import tqdm
@@ -77,7 +80,12 @@ class _ProgressView:
             self.first_at, self.first_examples = now, prog.examples
         if pass_index != self.last_pass:  # each pass's speed: its examples over its own time
             self.last_pass, self.pass_start = pass_index, self.last_call
+            self.offset += self.pass_examples
         self.last_call = now
+        self.pass_examples = prog.examples
+        self.curve.append((self.offset + prog.examples, pass_index + 1, prog.loss))
+        if len(self.curve) >= 4096:  # bounded memory: every other point of a long run
+            self.curve = self.curve[::2]
         if self.bar is not None:
             self.bar.n = min(self.total, self.pass_bytes * pass_index + stats.bytes_read)
             self.bar.set_postfix_str(self.postfix(pass_index, prog), refresh=False)
@@ -291,9 +299,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         view.close()
     if report.examples == 0 and not args.allow_empty:
         raise _nothing_learned(report, args.data)
-    model.save(args.output)
+    _save(model, args.output, view.curve)
     _print_report(report, Path(args.output), view.speed(report))
     return 0
+
+
+def _save(model: Model, path: str | Path, curve: list[tuple[int, int, float]]) -> None:
+    """The model file, with training's progressive loss curve in its metadata (for
+    ``shoal eval --report``)."""
+    from shoal.model import modelfile
+    from shoal.report import curve_points
+
+    data = model.to_data()
+    data.extra["loss_curve"] = curve_points(curve)
+    modelfile.save(path, data)
 
 
 def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -> int:
@@ -353,11 +372,14 @@ def _reader(model: Model, args: argparse.Namespace) -> TextReader:
     return TextReader(spec=model.spec, format=args.format, on_bad_record=args.on_bad_record)
 
 
-def _load_model(args: argparse.Namespace) -> Model:
-    """``eval``'s and ``predict``'s MODEL; a data file there, with a model among the data,
-    gets a hint: the arguments are swapped."""
+def _load_model(args: argparse.Namespace) -> tuple[Model, dict[str, str]]:
+    """``eval``'s and ``predict``'s MODEL and its extra metadata; a data file there, with a
+    model among the data, gets a hint: the arguments are swapped."""
+    from shoal.model import modelfile
+
     try:
-        return Model.load(args.model)
+        data = modelfile.load(args.model)
+        return Model.from_data(data), data.extra
     except ModelFileError as exc:
         swapped = next((d for d in args.data if _is_model(d)), None)
         if swapped is None:
@@ -382,9 +404,15 @@ def _is_model(path: str) -> bool:
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.report is not None:
         _output(args.report, [args.model, *args.data])
-    model = _load_model(args)
+    model, extra = _load_model(args)
     stats = ReadStats()
-    result = evaluate(model, _reader(model, args).read_all(args.data, stats))
+    batches = _reader(model, args).read_all(args.data, stats)
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    if args.report is not None:
+        batches = _keeping_scores(model, batches, kept)
+    result = evaluate(model, batches)
+    if args.report is not None:
+        _write_report(args, model, result, kept, extra)
     if args.json:
         counts = {"examples": int(result["examples"]), "skipped": stats.skipped}
         print(json.dumps({**result, **counts}))
@@ -396,8 +424,63 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keeping_scores(
+    model: Model, batches: Iterable[Batch], kept: list[tuple[np.ndarray, np.ndarray]]
+) -> Iterator[Batch]:
+    """The batches, as they pass: each labeled row's score and label go into ``kept``."""
+    for batch in batches:
+        yield batch
+        keep = ~np.isnan(batch.labels)
+        if model.config.loss == "logistic":
+            scores = model.predict_proba(batch)
+        elif model.config.loss == "multiclass":
+            scores = model.predict_proba(batch).max(axis=1)
+        else:
+            scores = model.decision_function(batch)
+        kept.append((scores[keep], batch.labels[keep]))
+
+
+def _write_report(
+    args: argparse.Namespace,
+    model: Model,
+    result: dict[str, float],
+    kept: list[tuple[np.ndarray, np.ndarray]],
+    extra: dict[str, str],
+) -> None:
+    from shoal.model.modelfile import write_atomic
+    from shoal.report import ReportInput, render
+
+    w = np.abs(model.weights)
+    top = np.argsort(-w, kind="stable")[:20]
+    k = model.config.outputs
+    try:
+        curve = json.loads(extra["loss_curve"]) if "loss_curve" in extra else None
+    except ValueError:
+        curve = None  # a damaged curve is no reason to fail the evaluation
+    page = render(
+        ReportInput(
+            title=f"shoal eval {Path(args.model).name}",
+            loss=model.config.loss,
+            metrics={**result, "examples": int(result["examples"])},
+            scores=np.concatenate([s for s, _ in kept]),
+            labels=np.concatenate([y for _, y in kept]),
+            top_weights=[(int(i // k), float(model.weights[i])) for i in top if w[i] > 0],
+            curve=curve,
+            facts={
+                "model": str(args.model),
+                "data": " ".join(args.data),
+                "loss": model.config.loss,
+                "optimizer": model.config.optimizer,
+                "examples learned": f"{model.examples_learned:,}",
+            },
+        )
+    )
+    write_atomic(Path(args.report), page.encode())
+    print(f"report written to {args.report}", file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    model = _load_model(args)
+    model, _ = _load_model(args)
     stats = ReadStats()
     if args.output != "-":
         _output(args.output, [args.model, *args.data])
@@ -490,7 +573,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             report = train(model, [tr.path], TrainOptions(), on_batch=view)
         finally:
             view.close()
-        model.save(root / "model.shoal")
+        _save(model, root / "model.shoal", view.curve)
         _print_report(report, root / "model.shoal" if args.dir else None, view.speed(report))
         result = evaluate(model, TextReader(spec=model.spec).read(te.path))
         base = te.positive_rate
