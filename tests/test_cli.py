@@ -406,3 +406,28 @@ def test_a_failed_serve_start_removes_the_state_dir_it_made(tmp_path: Path) -> N
          "--http", "nonsense"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and kept.is_dir()
+
+
+def test_training_speed_starts_at_the_first_learned_batch() -> None:
+    """What comes before the first batch (numba compiling the kernels) is not training time."""
+    from shoal.commands import _ProgressView
+    from shoal.data.reader import ReadStats
+    from shoal.model import kernels
+    from shoal.model.model import Progress
+    from shoal.train.single import TrainReport
+
+    view = _ProgressView(1000, 1)
+    prog = Progress()
+    prog.stats[kernels.LEARNED] = 1000
+    view(0, prog, ReadStats())  # the first batch: 1,000 examples, after the kernels are ready
+    prog.stats[kernels.LEARNED] = 5000
+    view(0, prog, ReadStats())
+    view.close()
+    assert view.first_at is not None and view.end >= view.first_at
+    # the run took 60 s by the wall clock, nearly all of it before the first batch
+    report = TrainReport(examples=5000, passes=1, seconds=60.0)
+    seconds, rate = view.speed(report)
+    assert seconds == max(1e-9, view.end - view.first_at) and seconds < 60.0
+    assert rate == 4000 / seconds
+    one_batch = TrainReport(examples=1000, passes=1, seconds=2.0)  # nothing after the first
+    assert view.speed(one_batch) == (2.0, 500.0)
