@@ -97,7 +97,9 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         if (
             not action.option_strings
             or "default" in text
-            or default in (None, False, True, argparse.SUPPRESS)
+            or default is None
+            or isinstance(default, bool)  # a switch: off unless given
+            or default == argparse.SUPPRESS
         ):
             return text
         return f"{text} (default: {default})"
@@ -134,7 +136,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def _add_model_args(p: Any) -> None:  # a parser or an argument group
     """The flags that make a new model: its loss, optimizer and feature spec."""
     p.add_argument("--loss", choices=LOSSES, help="loss (default: logistic)")
-    p.add_argument("--classes", type=int, help="number of classes for --loss multiclass")
+    p.add_argument(
+        "--classes", type=int, metavar="K", help="number of classes for --loss multiclass"
+    )
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: adagrad)")
     rates = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_RATES.items())
     p.add_argument(
@@ -163,7 +167,9 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
         help="columns of CSV/TSV input (and of Parquet/JSON, instead of their own types), e.g. "
         "'label,I1..I13:num,C1..C26:cat', or a schema file",
     )
-    p.add_argument("--delimiter", default=",", help="CSV field delimiter (default: ',')")
+    p.add_argument(
+        "--delimiter", default=",", metavar="C", help="CSV field delimiter (default: ',')"
+    )
     p.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
 
 
@@ -221,7 +227,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="shards merged per round (default: one per worker)",
     )
-    c.add_argument("--checkpoint-dir", help="checkpoint every round here; rerun to resume")
+    c.add_argument(
+        "--checkpoint-dir", metavar="DIR", help="checkpoint every round here; rerun to resume"
+    )
     c.add_argument(
         "--max-attempts", type=_positive, metavar="N", help="tries per task (default: 4)"
     )  # fmt: skip
@@ -277,7 +285,9 @@ def _add_serve_parser(sub: Any) -> None:
     s.add_argument(
         "--new", action="store_true", help="start from a new model made from the flags below"
     )
-    s.add_argument("--state-dir", required=True, help="event log, snapshots; rerun to resume")
+    s.add_argument(
+        "--state-dir", required=True, metavar="DIR", help="event log, snapshots; rerun to resume"
+    )
     s.add_argument(
         "--http",
         metavar="HOST:PORT",

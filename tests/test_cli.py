@@ -431,3 +431,34 @@ def test_training_speed_starts_at_the_first_learned_batch() -> None:
     assert rate == 4000 / seconds
     one_batch = TrainReport(examples=1000, passes=1, seconds=2.0)  # nothing after the first
     assert view.speed(one_batch) == (2.0, 500.0)
+
+
+def test_every_help_screen_shows_defaults_and_examples(capsys) -> None:
+    import argparse
+
+    from shoal.cli import _parser
+
+    top = _parser()
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert "hashed sparse features" in top.format_help().split("positional")[0]  # for users
+    for name, parser in {"": top, **sub.choices}.items():
+        text = parser.format_help()
+        assert "examples:\n  shoal " in text, name
+        for action in parser._actions:
+            default = action.default
+            if not action.option_strings or default is None or isinstance(default, bool):
+                continue
+            if default == argparse.SUPPRESS:
+                continue
+            assert "default" in parser._get_formatter()._get_help_string(action), (
+                name,
+                action.dest,
+            )
+    for name, flags in {"train": ("--learning-rate", "--l1", "--l2"), "serve": ("--keep-versions",
+                        "--learning-rate", "--workers")}.items():  # fmt: skip
+        text = " ".join(sub.choices[name].format_help().split())
+        for flag in flags:
+            if flag == "--workers" and name == "serve":
+                continue
+            described = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+            assert "default" in described, (name, flag, described)
