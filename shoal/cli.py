@@ -449,6 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except MemoryError as exc:
+        if args.debug:
+            raise
+        print(f"shoal: error: out of memory ({exc}): fewer --bits or --classes, or a machine "
+              "with more memory", file=sys.stderr)  # fmt: skip
+        return 2
     except OSError as exc:  # the file system said no: a user's problem, not a bug
         if args.debug:
             raise

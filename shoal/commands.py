@@ -204,15 +204,19 @@ def _print_report(
         print(f"model written to {out}")
 
 
-def _output(path: str, inputs: Sequence[str]) -> Path:
+def _output(path: str, inputs: Sequence[str], *, replaced: bool = True) -> Path:
     """``-o``, checked before any data is read: a file in a folder that exists and may be
-    written, not a directory, and not one of the inputs (it would be overwritten)."""
+    written, not a directory, and not one of the inputs (it would be overwritten). A file
+    ``replaced`` (written under a temporary name, then renamed over the old one) must not be a
+    device or a pipe: the rename would put a file in its place."""
     if data_files.is_uri(path):
         raise ConfigError("-o", f"{path}: write the file to a local path (URIs are for inputs)")
     out = Path(path)
     try:
         if out.is_dir():
             raise ConfigError("-o", f"{path} is a directory: name a file")
+        if replaced and out.exists() and not out.is_file():
+            raise ConfigError("-o", f"{path} is not a regular file (a device or a pipe?)")
         folder = out.parent
         if not folder.is_dir():
             raise ConfigError("-o", f"{path}: the folder {folder} does not exist (create it first)")
@@ -482,8 +486,8 @@ def _write_report(
 def cmd_predict(args: argparse.Namespace) -> int:
     model, _ = _load_model(args)
     stats = ReadStats()
-    if args.output != "-":
-        _output(args.output, [args.model, *args.data])
+    if args.output != "-":  # written in place: /dev/stdout or a pipe will do
+        _output(args.output, [args.model, *args.data], replaced=False)
     try:
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,6 +166,22 @@ def test_bad_record_policies(tmp_path: Path, capsys) -> None:
             "classes",
         ),
         (["train", "data.vw", "-o", "m.shoal", "--passes", "0"], "passes"),
+        (["train", "data.vw", "-o", "fifo"], "not a regular file"),
+        (
+            [
+                "train",
+                "data.vw",
+                "-o",
+                "m.shoal",
+                "--bits",
+                "30",
+                "--loss",
+                "multiclass",
+                "--classes",
+                "100000",
+            ],
+            "out of memory",
+        ),
         (["eval", "data.vw", "data.vw"], "not a readable safetensors"),
     ],
 )
@@ -296,6 +313,22 @@ BAD_COMMAND_LINES = [
     (["train", "data.vw", "-o", "data.vw"], "one of the input files"),
     (["train", "data.vw", "-o", "s3://bucket/m.shoal"], "local path"),
     (["train", "data.vw", "-o", "m.shoal", "--passes", "0"], "passes"),
+    (["train", "data.vw", "-o", "fifo"], "not a regular file"),
+    (
+        [
+            "train",
+            "data.vw",
+            "-o",
+            "m.shoal",
+            "--bits",
+            "30",
+            "--loss",
+            "multiclass",
+            "--classes",
+            "100000",
+        ],
+        "out of memory",
+    ),
     (["train", "data.vw", "-o", "m.shoal", "--holdout", "1.5"], "holdout"),
     (["train", "data.vw", "-o", "m.shoal", "--holdout", "nan"], "holdout"),
     (["train", "data.vw", "-o", "m.shoal", "--bits", "0"], "bits"),
@@ -323,6 +356,8 @@ BAD_COMMAND_LINES = [
     (["eval", "m.shoal", "unlabeled.vw"], "no labeled examples"),
     (["eval", "m.shoal", "missing.vw"], "no such file"),
     (["eval", "m.shoal", "data.vw", "--report", "nodir/r.html"], "does not exist"),
+    (["eval", "m.shoal", "data.vw", "--report", "fifo"], "not a regular file"),
+    (["generate", "-o", "fifo"], "not a regular file"),
     (["predict", "m.shoal", "data.vw", "-o", "nodir/p.txt"], "does not exist"),
     (["predict", "m.shoal", "data.vw", "-o", "data.vw"], "one of the input files"),
     (["predict", f"{LONG}.shoal", "data.vw"], ""),
@@ -347,6 +382,7 @@ def test_bad_command_lines_get_one_clear_error(
     Path("data.vw").write_text("1 |f a\n-1 |f b\n")
     Path("unlabeled.vw").write_text("|f a\n")
     Path("emptydir").mkdir()
+    os.mkfifo("fifo")  # renaming a model over it would replace the pipe with a file
     Model(FeatureSpec(bits=8)).save("m.shoal")
     before = sorted(p.name for p in tmp_path.iterdir())
     rc, _, err = _run(argv, capsys)
