@@ -23,6 +23,7 @@ import numpy as np
 
 from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
 from shoal.data import files as data_files
+from shoal.data.formats import SUFFIXES
 from shoal.data.reader import ReadStats, TextReader
 from shoal.errors import ConfigError, ModelFileError, ShoalError
 from shoal.features.schema import ColumnSchema
@@ -237,9 +238,15 @@ def _same(a: str, b: Path) -> bool:
         return False
 
 
-def _check_inputs(inputs: Sequence[str]) -> None:
+def _check_inputs(inputs: Sequence[str], output: str) -> None:
     """Local inputs exist before training starts (a typo in the third file would otherwise
-    stop the run after the first two were learned); URIs are left to the readers."""
+    stop the run after the first two were learned), none is a model file, and the output is
+    not a data file; URIs are left to the readers."""
+    if Path(output).suffix in SUFFIXES and _is_file(output):
+        raise ConfigError(
+            "-o", f"{output} is a data file: it would be overwritten by the model (name a "
+            "new file, such as model.shoal)",
+        )  # fmt: skip
     for item in data_files.expand(inputs):
         if item == "-" or data_files.is_uri(item) or data_files.is_stream(item):
             continue
@@ -250,6 +257,11 @@ def _check_inputs(inputs: Sequence[str]) -> None:
             raise ShoalError(f"{item[:60]}...: not a usable file name: {what}") from None
         if not exists:
             raise ShoalError(f"{item}: no such file")
+        if item.endswith(".shoal") and _is_model(item):
+            raise ShoalError(
+                f"{item} is a model file, not data: to continue training it, use "
+                f"--initial-model {item}"
+            )
 
 
 def _check_label_column(model: Model) -> None:
@@ -285,7 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _output(args.output, args.data)
     model = _build_model(args)
     _check_label_column(model)
-    _check_inputs(args.data)
+    _check_inputs(args.data, args.output)
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
