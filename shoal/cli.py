@@ -49,6 +49,7 @@ EXAMPLES = {
 examples:
   shoal train clicks.vw -o clicks.shoal
   shoal train clicks.vw -o clicks.shoal --passes 3 --holdout 0.1 -q ua --learning-rate 0.05
+  shoal train clicks.vw -o clicks.shoal --loss-curve   # for shoal eval --report
   shoal train day1.tsv --format tsv --schema 'label,I1..I13:num:log1p,C1..C26:cat' -o ctr.shoal
   shoal train logs/ -o ctr.shoal --workers 4 --checkpoint-dir ckpt/   # distributed, resumable
 
@@ -194,6 +195,13 @@ def _parser() -> argparse.ArgumentParser:
         help="share of examples held out for the holdout loss",
     )
     t.add_argument("--initial-model", metavar="MODEL", help="continue training this model file")
+    t.add_argument(
+        "--loss-curve",
+        action="store_true",
+        help="keep the progressive loss over the examples in the model file, for shoal eval "
+        "--report (it follows the batches: the file is then not byte-identical across input "
+        "layouts)",
+    )
     t.add_argument(
         "--allow-empty",
         action="store_true",

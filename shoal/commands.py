@@ -315,19 +315,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         view.close()
     if report.examples == 0 and not args.allow_empty:
         raise _nothing_learned(report, args.data)
-    _save(model, args.output, view.curve)
+    _save(model, args.output, view.curve if args.loss_curve else None)
     _print_report(report, Path(args.output), view.speed(report))
     return 0
 
 
-def _save(model: Model, path: str | Path, curve: list[tuple[int, int, float]]) -> None:
-    """The model file, with training's progressive loss curve in its metadata (for
-    ``shoal eval --report``)."""
+def _save(model: Model, path: str | Path, curve: list[tuple[int, int, float]] | None) -> None:
+    """The model file; with ``curve`` (``--loss-curve``), training's progressive loss over the
+    examples in its metadata, for ``shoal eval --report``. Off by default: the curve follows
+    the batches, which follow how the data is cut into files and formats, and without it the
+    same examples give the same file, byte for byte, whatever the files and formats."""
     from shoal.model import modelfile
     from shoal.report import curve_points
 
     data = model.to_data()
-    data.extra["loss_curve"] = curve_points(curve)
+    if curve is not None:
+        data.extra["loss_curve"] = curve_points(curve)
     modelfile.save(path, data)
 
 

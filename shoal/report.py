@@ -199,8 +199,8 @@ def _distribution(r: ReportInput) -> str:
 def _curve(r: ReportInput) -> str:
     c = r.curve
     if not c or len(c.get("examples", [])) < 2:
-        return _note("Progressive loss in training", "the model file holds no loss curve (it "
-                     "was not written by shoal train, or by an older shoal)")  # fmt: skip
+        return _note("Progressive loss in training", "the model file holds no loss curve: "
+                     "train with shoal train --loss-curve to see it here")  # fmt: skip
     xs, ys, passes = np.array(c["examples"]), np.array(c["loss"]), np.array(c["pass"])
     p = _Plot("Progressive loss during training", (0, float(xs.max())),
               (float(ys.min()) * 0.95, float(ys.max()) * 1.05), "examples learned",

@@ -43,7 +43,7 @@ def test_a_model_file_without_a_curve_says_so_instead_of_an_empty_chart() -> Non
         ReportInput(title="t", loss="logistic", metrics={"auc": 0.5}, scores=np.array([0.2, 0.7]),
                     labels=np.array([0.0, 1.0]), top_weights=[(3, 0.5)], curve=None)
     )  # fmt: skip
-    assert "holds no loss curve" in page
+    assert "holds no loss curve: train with shoal train --loss-curve" in page
     assert "<script src" not in page and "http" not in page.split("<script>")[1]
 
 
@@ -60,7 +60,7 @@ def test_the_report_renders_in_a_headless_browser(
     data = tmp_path / "clicks.vw"
     generate_clicks(data, 40_000)
     model, report = tmp_path / "m.shoal", tmp_path / "report.html"
-    assert main(["train", str(data), "-o", str(model), "--passes", "2"]) == 0
+    assert main(["train", str(data), "-o", str(model), "--passes", "2", "--loss-curve"]) == 0
     curve = modelfile.load(model).extra["loss_curve"]
     assert '"pass": [1' in curve and "2]" in curve  # both passes' losses are stored
     assert main(["eval", str(model), str(data), "--report", str(report)]) == 0
