@@ -583,10 +583,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="shoal-demo-") as tmp:
         root = Path(args.dir or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows")
+        print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows",
+              flush=True)  # fmt: skip
         tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
         te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
         model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic", optimizer="adagrad"))
+        print("shoal demo: training logistic regression (AdaGrad, 2**20 hashed weights), one "
+              "pass", flush=True)  # fmt: skip
         view = _ProgressView(_size([tr.path]), 1)
         try:
             report = train(model, [tr.path], TrainOptions(), on_batch=view)
@@ -594,6 +597,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             view.close()
         _save(model, root / "model.shoal", view.curve)
         _print_report(report, root / "model.shoal" if args.dir else None, view.speed(report))
+        print("shoal demo: evaluating on the test rows", flush=True)
         result = evaluate(model, TextReader(spec=model.spec).read(te.path))
         base = te.positive_rate
         base_ll = -(base * math.log(base) + (1 - base) * math.log(1 - base))
