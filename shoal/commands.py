@@ -7,7 +7,6 @@ turns what is raised here into messages and exit codes.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 import os
@@ -15,17 +14,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shoal import checks
+from shoal import report as eval_report
 from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
 from shoal.data import files as data_files
-from shoal.data.formats import SUFFIXES
 from shoal.data.reader import ReadStats, TextReader
-from shoal.errors import ConfigError, ModelFileError, ShoalError
+from shoal.errors import ConfigError, ShoalError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
@@ -35,7 +35,6 @@ from shoal.model.output import prediction_line
 from shoal.train.single import TrainOptions, TrainReport, train
 
 if TYPE_CHECKING:  # shoal.serve imports the web stack: only `shoal serve` loads it
-    from shoal.data.batch import Batch
     from shoal.serve.config import HttpConfig, TcpConfig
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
@@ -156,17 +155,9 @@ def _build_model(args: argparse.Namespace) -> Model:
     return Model(FeatureSpec(**spec_args), LearnerConfig(**cfg_args))
 
 
-def _is_file(text: str) -> bool:
-    """Whether ``text`` names an existing file (a text too long for a file name does not)."""
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):  # ENAMETOOLONG, or a NUL character
-        return False
-
-
 def _schema(text: str, delimiter: str) -> ColumnSchema:
     """``--schema``: a schema file if such a file exists, else the text form."""
-    if _is_file(text):
+    if checks.is_file_name(text):
         return ColumnSchema.load(text, delimiter=delimiter)
     if "," not in text and ("/" in text or text.endswith((".txt", ".json", ".schema"))):
         raise ConfigError("--schema", f"{text}: no such schema file")
@@ -205,99 +196,11 @@ def _print_report(
         print(f"model written to {out}")
 
 
-def _output(path: str, inputs: Sequence[str], *, replaced: bool = True) -> Path:
-    """``-o``, checked before any data is read: a file in a folder that exists and may be
-    written, not a directory, and not one of the inputs (it would be overwritten). A file
-    ``replaced`` (written under a temporary name, then renamed over the old one) must not be a
-    device or a pipe: the rename would put a file in its place."""
-    if data_files.is_uri(path):
-        raise ConfigError("-o", f"{path}: write the file to a local path (URIs are for inputs)")
-    out = Path(path)
-    try:
-        if out.is_dir():
-            raise ConfigError("-o", f"{path} is a directory: name a file")
-        if replaced and out.exists() and not out.is_file():
-            raise ConfigError("-o", f"{path} is not a regular file (a device or a pipe?)")
-        folder = out.parent
-        if not folder.is_dir():
-            raise ConfigError("-o", f"{path}: the folder {folder} does not exist (create it first)")
-        if not os.access(folder, os.W_OK):
-            raise ConfigError("-o", f"{path}: the folder {folder} is not writable")
-        local = [i for i in inputs if not data_files.is_uri(i)]
-        if out.exists() and any(_same(f, out) for f in data_files.expand(local)):
-            raise ConfigError("-o", f"{path} is one of the input files: it would be overwritten")
-    except OSError as exc:  # a name too long, a folder we may not look into
-        raise ConfigError("-o", f"{path}: {exc.strerror or exc}") from None
-    return out
-
-
-def _same(a: str, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # an input that does not exist: the reader names it
-        return False
-
-
-def _check_inputs(inputs: Sequence[str], output: str) -> None:
-    """Local inputs exist before training starts (a typo in the third file would otherwise
-    stop the run after the first two were learned), none is a model file, and the output is
-    not a data file; URIs are left to the readers."""
-    if Path(output).suffix in SUFFIXES and _is_file(output):
-        raise ConfigError(
-            "-o", f"{output} is a data file: it would be overwritten by the model (name a "
-            "new file, such as model.shoal)",
-        )  # fmt: skip
-    for item in data_files.expand(inputs):
-        if item == "-" or data_files.is_uri(item) or data_files.is_stream(item):
-            continue
-        try:
-            exists = Path(item).exists()
-        except (OSError, ValueError) as exc:
-            what = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise ShoalError(f"{item[:60]}...: not a usable file name: {what}") from None
-        if not exists:
-            raise ShoalError(f"{item}: no such file")
-        if item.endswith(".shoal") and _is_model(item):
-            raise ShoalError(
-                f"{item} is a model file, not data: to continue training it, use "
-                f"--initial-model {item}"
-            )
-
-
-def _check_label_column(model: Model) -> None:
-    """A schema without a label column would train on nothing: say so before reading."""
-    schema = model.spec.schema
-    if schema is None or schema.index("label") >= 0:
-        return
-    near = difflib.get_close_matches("label", schema.names, n=1, cutoff=0.6)
-    hint = f"; did you mean 'label' for {near[0]!r}?" if near else ""
-    raise ConfigError(
-        "--schema",
-        "no label column, so there is nothing to learn: name the column 'label' or give it "
-        f"the role (e.g. 'click:label,...'){hint}",
-    )
-
-
-def _nothing_learned(report: TrainReport, inputs: Sequence[str]) -> ShoalError:
-    """The error of a run that read no labeled example (``--allow-empty`` writes it anyway)."""
-    where = ", ".join(inputs[:3]) + (" ..." if len(inputs) > 3 else "")
-    tail = "; no model written (--allow-empty writes the untrained model anyway)"
-    if report.skipped:
-        return ShoalError(
-            f"every record of {where} was skipped as bad ({report.skipped:,}; first: "
-            f"{report.first_skipped}){tail}"
-        )
-    return ShoalError(
-        f"no labeled example in {where}: the input is empty, holds only a header, or its "
-        f"records have no label{tail}"
-    )
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    _output(args.output, args.data)
+    checks.output_path(args.output, args.data)
     model = _build_model(args)
-    _check_label_column(model)
-    _check_inputs(args.data, args.output)
+    checks.check_label_column(model)
+    checks.check_inputs(args.data, args.output)
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
@@ -314,7 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         view.close()
     if report.examples == 0 and not args.allow_empty:
-        raise _nothing_learned(report, args.data)
+        raise checks.nothing_learned(report, args.data)
     _save(model, args.output, view.curve if args.loss_curve else None)
     _print_report(report, Path(args.output), view.speed(report))
     return 0
@@ -367,7 +270,7 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
         if bar is not None:
             bar.close()
     if report.examples == 0 and not args.allow_empty:
-        raise _nothing_learned(report, args.data)
+        raise checks.nothing_learned(report, args.data)
     trained.save(args.output)
     _print_report(report, Path(args.output))
     print(
@@ -391,47 +294,20 @@ def _reader(model: Model, args: argparse.Namespace) -> TextReader:
     return TextReader(spec=model.spec, format=args.format, on_bad_record=args.on_bad_record)
 
 
-def _load_model(args: argparse.Namespace) -> tuple[Model, dict[str, str]]:
-    """``eval``'s and ``predict``'s MODEL and its extra metadata; a data file there, with a
-    model among the data, gets a hint: the arguments are swapped."""
-    from shoal.model import modelfile
-
-    try:
-        data = modelfile.load(args.model)
-        return Model.from_data(data), data.extra
-    except ModelFileError as exc:
-        swapped = next((d for d in args.data if _is_model(d)), None)
-        if swapped is None:
-            raise
-        raise ModelFileError(
-            args.model,
-            f"{exc.problem}; {swapped} is a model file: the model comes first (shoal "
-            f"{args.command} {swapped} {args.model} ...)",
-        ) from None
-
-
-def _is_model(path: str) -> bool:
-    if data_files.is_uri(path) or not _is_file(path):
-        return False
-    try:
-        Model.load(path)
-    except ShoalError:
-        return False
-    return True
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.report is not None:
-        _output(args.report, [args.model, *args.data])
-    model, extra = _load_model(args)
+        checks.output_path(args.report, [args.model, *args.data])
+    model, extra = checks.load_model(args)
     stats = ReadStats()
     batches = _reader(model, args).read_all(args.data, stats)
     kept: list[tuple[np.ndarray, np.ndarray]] = []
     if args.report is not None:
-        batches = _keeping_scores(model, batches, kept)
+        batches = eval_report.keeping_scores(model, batches, kept)
     result = evaluate(model, batches)
     if args.report is not None:
-        _write_report(args, model, result, kept, extra)
+        eval_report.write_report(args.report, model, result, kept, model_path=args.model,
+                                 data=args.data, extra=extra)  # fmt: skip
+        print(f"report written to {args.report}", file=sys.stderr)
     if args.json:
         counts = {"examples": int(result["examples"]), "skipped": stats.skipped}
         print(json.dumps({**result, **counts}))
@@ -443,66 +319,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keeping_scores(
-    model: Model, batches: Iterable[Batch], kept: list[tuple[np.ndarray, np.ndarray]]
-) -> Iterator[Batch]:
-    """The batches, as they pass: each labeled row's score and label go into ``kept``."""
-    for batch in batches:
-        yield batch
-        keep = ~np.isnan(batch.labels)
-        if model.config.loss == "logistic":
-            scores = model.predict_proba(batch)
-        elif model.config.loss == "multiclass":
-            scores = model.predict_proba(batch).max(axis=1)
-        else:
-            scores = model.decision_function(batch)
-        kept.append((scores[keep], batch.labels[keep]))
-
-
-def _write_report(
-    args: argparse.Namespace,
-    model: Model,
-    result: dict[str, float],
-    kept: list[tuple[np.ndarray, np.ndarray]],
-    extra: dict[str, str],
-) -> None:
-    from shoal.model.modelfile import write_atomic
-    from shoal.report import ReportInput, render
-
-    w = np.abs(model.weights)
-    top = np.argsort(-w, kind="stable")[:20]
-    k = model.config.outputs
-    try:
-        curve = json.loads(extra["loss_curve"]) if "loss_curve" in extra else None
-    except ValueError:
-        curve = None  # a damaged curve is no reason to fail the evaluation
-    page = render(
-        ReportInput(
-            title=f"shoal eval {Path(args.model).name}",
-            loss=model.config.loss,
-            metrics={**result, "examples": int(result["examples"])},
-            scores=np.concatenate([s for s, _ in kept]),
-            labels=np.concatenate([y for _, y in kept]),
-            top_weights=[(int(i // k), float(model.weights[i])) for i in top if w[i] > 0],
-            curve=curve,
-            facts={
-                "model": str(args.model),
-                "data": " ".join(args.data),
-                "loss": model.config.loss,
-                "optimizer": model.config.optimizer,
-                "examples learned": f"{model.examples_learned:,}",
-            },
-        )
-    )
-    write_atomic(Path(args.report), page.encode())
-    print(f"report written to {args.report}", file=sys.stderr)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    model, _ = _load_model(args)
+    model, _ = checks.load_model(args)
     stats = ReadStats()
     if args.output != "-":  # written in place: /dev/stdout or a pipe will do
-        _output(args.output, [args.model, *args.data], replaced=False)
+        checks.output_path(args.output, [args.model, *args.data], replaced=False)
     try:
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -559,7 +380,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise ConfigError("--rows", "must be at least 1")
-    _output(args.output, [])
+    checks.output_path(args.output, [])
     info = generate_clicks(
         args.output, args.rows, model_seed=args.model_seed, data_seed=args.data_seed
     )

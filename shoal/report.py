@@ -17,11 +17,18 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from shoal.model.modelfile import write_atomic
+
+if TYPE_CHECKING:
+    from shoal.data.batch import Batch
+    from shoal.model.model import Model
 
 W, H = 460, 300  # a chart's size in pixels
 LEFT, RIGHT, TOP, BOTTOM = 64, 14, 30, 42
@@ -291,3 +298,62 @@ def curve_points(points: Sequence[tuple[int, int, float]], limit: int = 200) -> 
             "loss": [round(float(p[2]), 6) for p in pts],
         }
     )
+
+
+# -- from an evaluation ------------------------------------------------------------------
+
+
+def keeping_scores(
+    model: Model, batches: Iterable[Batch], kept: list[tuple[np.ndarray, np.ndarray]]
+) -> Iterator[Batch]:
+    """The batches, as they pass: each labeled row's score and label go into ``kept``."""
+    for batch in batches:
+        yield batch
+        keep = ~np.isnan(batch.labels)
+        if model.config.loss == "logistic":
+            scores = model.predict_proba(batch)
+        elif model.config.loss == "multiclass":
+            scores = model.predict_proba(batch).max(axis=1)
+        else:
+            scores = model.decision_function(batch)
+        kept.append((scores[keep], batch.labels[keep]))
+
+
+def write_report(
+    path: str,
+    model: Model,
+    result: dict[str, float],
+    kept: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    model_path: str,
+    data: Sequence[str],
+    extra: dict[str, str],
+) -> None:
+    """``shoal eval --report``: the page for ``model`` evaluated on ``data``, written
+    atomically; ``kept`` holds the scores and labels that ``keeping_scores`` collected."""
+    w = np.abs(model.weights)
+    top = np.argsort(-w, kind="stable")[:20]
+    k = model.config.outputs
+    try:
+        curve = json.loads(extra["loss_curve"]) if "loss_curve" in extra else None
+    except ValueError:
+        curve = None  # a damaged curve is no reason to fail the evaluation
+    page = render(
+        ReportInput(
+            title=f"shoal eval {Path(model_path).name}",
+            loss=model.config.loss,
+            metrics={**result, "examples": int(result["examples"])},
+            scores=np.concatenate([s for s, _ in kept]),
+            labels=np.concatenate([y for _, y in kept]),
+            top_weights=[(int(i // k), float(model.weights[i])) for i in top if w[i] > 0],
+            curve=curve,
+            facts={
+                "model": str(model_path),
+                "data": " ".join(data),
+                "loss": model.config.loss,
+                "optimizer": model.config.optimizer,
+                "examples learned": f"{model.examples_learned:,}",
+            },
+        )
+    )
+    write_atomic(Path(path), page.encode())
