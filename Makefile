@@ -8,9 +8,12 @@ DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test lint typecheck unit bench browser clean
 
+# --no-compile: Python writes the bytecode of the modules a command imports when it first
+# imports them, instead of pip compiling every module of numpy, numba and pyarrow up front
+# (about 10 s of CPU on a first install).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -e .
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
