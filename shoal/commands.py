@@ -23,6 +23,7 @@ import numpy as np
 from shoal import checks
 from shoal import report as eval_report
 from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
+from shoal.compiling import seconds_compiling
 from shoal.data import files as data_files
 from shoal.data.reader import ReadStats, TextReader
 from shoal.errors import ConfigError, ShoalError
@@ -66,6 +67,8 @@ class _ProgressView:
         self.pass_start = self.last_call = time.monotonic()
         self.first_at: float | None = None
         self.first_examples = 0
+        self.compiled_before = seconds_compiling()
+        self.compiled = 0.0
         self.curve: list[tuple[int, int, float]] = []  # (examples so far, pass, loss)
         self.offset = self.pass_examples = 0
         self.bar: Any = None
@@ -105,16 +108,19 @@ class _ProgressView:
 
     def close(self) -> None:
         self.end = time.monotonic()
+        self.compiled = seconds_compiling() - self.compiled_before
         if self.bar is not None:
             self.bar.close()
 
     def speed(self, report: TrainReport) -> tuple[float, float]:
         """Seconds and examples per second from the first learned batch on: before it, numba
         loads or compiles the kernels and the parsers fill their first blocks, which is not
-        training speed. A run of one batch has nothing after it: its whole time counts."""
+        training speed. A run of one batch has nothing after it: its time less the time spent
+        compiling counts."""
         rest = report.examples - self.first_examples
         if self.first_at is None or rest <= 0:
-            return report.seconds, report.examples_per_second
+            seconds = max(1e-9, report.seconds - self.compiled)
+            return seconds, report.examples / seconds
         seconds = max(1e-9, self.end - self.first_at)
         return seconds, rest / seconds
 

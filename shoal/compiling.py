@@ -50,11 +50,24 @@ class CompileNotice(event.Listener):
                 self.seconds += time.perf_counter() - self._start
 
 
+_current: CompileNotice | None = None
+
+
+def seconds_compiling() -> float:
+    """Seconds spent compiling so far under the ``compile_notice`` in force (0 without one)."""
+    return _current.seconds if _current is not None else 0.0
+
+
 @contextmanager
 def compile_notice(stream: TextIO | None) -> Iterator[CompileNotice]:
     """While the block runs, announce compilations; after it, say how long they took."""
+    global _current
     notice = CompileNotice(stream)
-    with event.install_listener("numba:compile", notice):
-        yield notice
+    _current = notice
+    try:
+        with event.install_listener("numba:compile", notice):
+            yield notice
+    finally:
+        _current = None
     if notice.compiled and stream is not None:
         print(f"shoal: kernels compiled in {notice.seconds:.1f} s", file=stream, flush=True)

@@ -451,6 +451,8 @@ def test_training_speed_starts_at_the_first_learned_batch() -> None:
     assert rate == 4000 / seconds
     one_batch = TrainReport(examples=1000, passes=1, seconds=2.0)  # nothing after the first
     assert view.speed(one_batch) == (2.0, 500.0)
+    view.compiled = 1.5  # of those 2 s, numba compiled for 1.5
+    assert view.speed(one_batch) == (0.5, 2000.0)
 
 
 def test_every_help_screen_shows_defaults_and_examples(capsys) -> None:

@@ -6,7 +6,7 @@ import io
 
 from numba import njit
 
-from shoal.compiling import MESSAGE, compile_notice
+from shoal.compiling import MESSAGE, compile_notice, seconds_compiling
 
 
 def test_a_compilation_is_announced_once_and_timed() -> None:
@@ -18,9 +18,11 @@ def test_a_compilation_is_announced_once_and_timed() -> None:
     with compile_notice(stream) as notice:
         assert twice(3) == 6  # compiles for int
         assert twice(2.5) == 5.0  # and again for float: still one notice
+        assert seconds_compiling() == notice.seconds  # what training subtracts from its time
     text = stream.getvalue()
     assert text.count(MESSAGE) == 1
     assert notice.compiled and notice.seconds > 0
+    assert seconds_compiling() == 0.0  # no notice in force
     assert "shoal: kernels compiled in " in text
 
 
