@@ -80,6 +80,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--workdir", type=Path, default=ROOT / "bench-data")
     args = p.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)  # a new folder is fine: the data goes there
     print(f"command: {shlex.join([sys.executable, *sys.argv])}; cores: {os.cpu_count()}\n")
     import pandas as pd
     import pyarrow.csv as pacsv

@@ -1,9 +1,11 @@
-"""The ``shoal`` command: the only place that parses arguments, reads the environment and exits.
+"""The ``shoal`` command.
 
-Every ``ShoalError`` becomes one line on stderr and exit status 2; anything unexpected becomes
-one line and status 1 (``--debug`` shows the traceback). This module imports only what parsing
-needs: what each command does is in ``commands.py``, imported after the arguments are parsed
-(so ``shoal --help`` is quick, and local workers start while the command imports).
+This module parses the arguments, reads the environment and turns errors into exit codes: every
+``ShoalError`` (and every ``OSError``: a file system saying no) becomes one line on stderr and
+exit status 2; anything unexpected becomes one line and status 1 (``--debug`` shows the
+traceback). It imports only what parsing needs: what each command does is in ``commands.py``,
+imported after the arguments are parsed (so ``shoal --help`` is quick, and local workers start
+while the command imports).
 """
 
 from __future__ import annotations
@@ -18,9 +20,98 @@ from typing import Any
 from shoal._version import __version__
 from shoal.data.formats import FORMATS
 from shoal.errors import ShoalError
-from shoal.model.config import LOSSES, OPTIMIZERS
+from shoal.model.config import DEFAULT_RATES, LOSSES, OPTIMIZERS
 from shoal.startup import init_numba
 from shoal.train import forkserver
+
+DESCRIPTION = """\
+Learn logistic, linear and multiclass models on hashed sparse features (click logs, text,
+anything with many categories), online and fast; evaluate and inspect them; serve them over
+HTTP and TCP while they keep learning from feedback.
+
+Reads Vowpal Wabbit text, svmlight, CSV/TSV (with a column schema), JSON lines and Parquet,
+local or behind URIs such as s3://."""
+
+EPILOG = """\
+examples:
+  shoal demo                                          # generate data, train, evaluate
+  shoal generate -o clicks.vw --rows 100000
+  shoal train clicks.vw -o clicks.shoal --passes 2
+  shoal eval clicks.shoal clicks.vw
+  shoal train day1.tsv --format tsv --schema 'label,I1..I13:num:log1p,C1..C26:cat' -o ctr.shoal
+  shoal serve clicks.shoal --state-dir state/
+
+'shoal COMMAND --help' shows a command's options and their defaults; the user guide is
+docs/index.md."""
+
+EXAMPLES = {
+    "train": """\
+examples:
+  shoal train clicks.vw -o clicks.shoal
+  shoal train clicks.vw -o clicks.shoal --passes 3 --holdout 0.1 -q ua --learning-rate 0.05
+  shoal train clicks.vw -o clicks.shoal --loss-curve   # for shoal eval --report
+  shoal train day1.tsv --format tsv --schema 'label,I1..I13:num:log1p,C1..C26:cat' -o ctr.shoal
+  shoal train logs/ -o ctr.shoal --workers 4 --checkpoint-dir ckpt/   # distributed, resumable
+
+A run that learns nothing (no labeled example, or every record skipped) exits with status 2
+and writes no model, unless --allow-empty.""",
+    "eval": """\
+examples:
+  shoal eval clicks.shoal test.vw
+  shoal eval ctr.shoal day2.tsv --json
+  shoal eval clicks.shoal test.vw --report report.html   # charts in one HTML file
+
+The model comes first, then the data; a CSV/TSV model applies its own schema.""",
+    "predict": """\
+examples:
+  shoal predict clicks.shoal test.vw > predictions.txt
+  shoal predict clicks.shoal test.vw -o predictions.txt --tags""",
+    "inspect": """\
+examples:
+  shoal inspect clicks.shoal
+  shoal inspect clicks.shoal --top 20 --json""",
+    "generate": """\
+examples:
+  shoal generate -o clicks.vw --rows 100000
+  shoal generate -o test.vw --rows 20000 --data-seed 2   # same hidden model, other rows""",
+    "demo": """\
+examples:
+  shoal demo
+  shoal demo --rows 100000 --dir demo/   # keep the data and the model""",
+    "serve": """\
+examples:
+  shoal serve clicks.shoal --state-dir state/
+  shoal serve clicks.shoal --state-dir state/ --http 0.0.0.0:8080 --token "$SECRET"
+  shoal serve clicks.shoal --state-dir state/ --tcp            # VW's daemon protocol too
+  shoal serve new.shoal --new --bits 20 -q ua --state-dir state/   # start from nothing
+
+Routes: docs/serve.md (curl examples for each), or GET /openapi.json on a running server.""",
+}
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help that shows each option's default, unless its text already says it or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default is None
+            or isinstance(default, bool)  # a switch: off unless given
+            or default == argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: {default})"
+
+
+def _command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help[0].upper() + help[1:] + ".", epilog=EXAMPLES[name],
+        formatter_class=_Help,
+    )  # fmt: skip
+    return parser
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -30,64 +121,99 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="input files, directories or glob patterns, local or behind URIs such as "
         "s3://bucket/dir (VW text, svmlight, CSV/TSV, JSON lines, Parquet; .gz read as is)",
     )
-    p.add_argument("--format", choices=FORMATS, help="input format (default: from the file name)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="input format (default: from the file name, else sniffed from the first line)",
+    )
     p.add_argument(
         "--on-bad-record",
         choices=("stop", "skip"),
         default="stop",
-        help="stop at the first bad line (default) or skip and count bad lines",
+        help="stop at the first bad line, or skip and count bad lines",
     )
 
 
 def _add_model_args(p: Any) -> None:  # a parser or an argument group
     """The flags that make a new model: its loss, optimizer and feature spec."""
-    p.add_argument("--loss", choices=LOSSES, help="loss (default logistic)")
-    p.add_argument("--classes", type=int, help="number of classes for --loss multiclass")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adagrad)")
-    p.add_argument("--learning-rate", type=float, help="base learning rate (FTRL's alpha)")
-    p.add_argument("--power-t", type=float, help="SGD's decay exponent (default 0.5)")
-    p.add_argument("--l1", type=float, help="L1 regularisation")
-    p.add_argument("--l2", type=float, help="L2 regularisation")
-    p.add_argument("--ftrl-beta", type=float, help="FTRL-Proximal's beta (default 1)")
-    p.add_argument("--bits", type=int, help="hash bits: 2**bits weights (default 18)")
-    p.add_argument("--seed", type=int, help="hash seed (default 0)")
+    p.add_argument("--loss", choices=LOSSES, help="loss (default: logistic)")
+    p.add_argument(
+        "--classes", type=int, metavar="K", help="number of classes for --loss multiclass"
+    )
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: adagrad)")
+    rates = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_RATES.items())
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        metavar="R",
+        help=f"base learning rate, FTRL's alpha (default: {rates})",
+    )
+    p.add_argument("--power-t", type=float, metavar="P", help="SGD's decay exponent (default: 0.5)")
+    p.add_argument("--l1", type=float, metavar="X", help="L1 regularisation (default: 0)")
+    p.add_argument("--l2", type=float, metavar="X", help="L2 regularisation (default: 0)")
+    p.add_argument("--ftrl-beta", type=float, metavar="B", help="FTRL-Proximal's beta (default: 1)")
+    p.add_argument("--bits", type=int, metavar="N", help="hash bits: 2**N weights (default: 18)")
+    p.add_argument("--seed", type=int, metavar="N", help="hash seed (default: 0)")
     p.add_argument(
         "-q",
         "--interactions",
         nargs="+",
         metavar="NS",
-        help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples)",
+        help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples) "
+        "(default: none)",
     )
-    p.add_argument("--ignore", help="namespace letters whose features are dropped")
+    p.add_argument("--ignore", metavar="LETTERS", help="namespaces whose features are dropped")
     p.add_argument(
         "--schema",
         help="columns of CSV/TSV input (and of Parquet/JSON, instead of their own types), e.g. "
         "'label,I1..I13:num,C1..C26:cat', or a schema file",
     )
-    p.add_argument("--delimiter", default=",", help="CSV field delimiter (default ',')")
+    p.add_argument(
+        "--delimiter", default=",", metavar="C", help="CSV field delimiter (default: ',')"
+    )
     p.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
 
 
 def _parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="shoal", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(
+        prog="shoal", description=DESCRIPTION, epilog=EPILOG, formatter_class=_Help
+    )
     top.add_argument("--version", action="version", version=f"shoal {__version__}")
     top.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a model on data files")
+    t = _command(sub, "train", "train a model on data files")
     _add_data_args(t)
     t.add_argument("-o", "--output", required=True, help="model file to write")
     _add_model_args(t)
-    t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
-    t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
-    t.add_argument("--initial-model", help="continue training this model file")
+    t.add_argument("--passes", type=int, default=1, metavar="N", help="passes over the data")
+    t.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of examples held out for the holdout loss",
+    )
+    t.add_argument("--initial-model", metavar="MODEL", help="continue training this model file")
+    t.add_argument(
+        "--loss-curve",
+        action="store_true",
+        help="keep the progressive loss over the examples in the model file, for shoal eval "
+        "--report (it follows the batches: the file is then not byte-identical across input "
+        "layouts)",
+    )
+    t.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="write the model even when no labeled example was read (else: exit status 2)",
+    )
     t.add_argument(
         "--parse-threads",
         type=int,
         default=0,
         metavar="N",
         help="threads parsing ahead of the learner, in this process or in each worker (default: "
-        "one per core, or the cores per local worker); the model does not depend on it",
+        "0, one per core, or the cores per local worker); the model does not depend on it",
     )
     t.add_argument(
         "--cache",
@@ -99,40 +225,65 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--workers",
         type=_positive,
-        help="worker processes (default: none, train in this process, parsing on every core)",
+        metavar="N",
+        help="worker processes (default: none, train in this process with a parser thread per "
+        "core; with --engine ray or --checkpoint-dir: one per core)",
     )
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where workers run")
     c.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
-    c.add_argument("--shards", type=_positive, help="shards to cut the data into (4/worker)")
-    c.add_argument("--tasks-per-round", type=_positive, help="shards merged per round")
-    c.add_argument("--checkpoint-dir", help="checkpoint every round here; rerun to resume")
-    c.add_argument("--max-attempts", type=_positive, help="tries per task before giving up (4)")
-    c.add_argument("--task-timeout", type=float, help="seconds before a retry (3600)")
+    c.add_argument(
+        "--shards", type=_positive, metavar="N", help="shards to cut the data into (default: 4 "
+        "per worker)"
+    )  # fmt: skip
+    c.add_argument(
+        "--tasks-per-round",
+        type=_positive,
+        metavar="N",
+        help="shards merged per round (default: one per worker)",
+    )
+    c.add_argument(
+        "--checkpoint-dir", metavar="DIR", help="checkpoint every round here; rerun to resume"
+    )
+    c.add_argument(
+        "--max-attempts", type=_positive, metavar="N", help="tries per task (default: 4)"
+    )  # fmt: skip
+    c.add_argument(
+        "--task-timeout", type=float, metavar="SECONDS", help="seconds before a retry "
+        "(default: 3600)"
+    )  # fmt: skip
 
-    e = sub.add_parser("eval", help="evaluate a model on labeled data")
+    e = _command(sub, "eval", "evaluate a model on labeled data")
     e.add_argument("model", help="model file")
     _add_data_args(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument(
+        "--report",
+        metavar="HTML",
+        help="also write charts (ROC, calibration, predictions, training loss, largest "
+        "weights) to this self-contained HTML file",
+    )
 
-    pr = sub.add_parser("predict", help="predict, one line per input record")
+    pr = _command(sub, "predict", "predict, one line per input record")
     pr.add_argument("model", help="model file")
     _add_data_args(pr)
     pr.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     pr.add_argument("--tags", action="store_true", help="append each record's tag, as VW does")
 
-    i = sub.add_parser("inspect", help="show a model's spec, settings, counters, top weights")
+    i = _command(sub, "inspect", "show a model's spec, settings, counters, top weights")
     i.add_argument("model", help="model file")
-    i.add_argument("--top", type=int, default=10, help="how many of the largest weights")
+    i.add_argument("--top", type=int, default=10, metavar="N", help="how many of the largest "
+                   "weights")  # fmt: skip
     i.add_argument("--json", action="store_true", help="print as JSON")
 
-    g = sub.add_parser("generate", help="write a synthetic click data set (VW text)")
+    g = _command(sub, "generate", "write a synthetic click data set (VW text)")
     g.add_argument("-o", "--output", required=True, help="file to write")
-    g.add_argument("--rows", type=int, default=100_000, help="rows (default 100000)")
-    g.add_argument("--model-seed", type=int, default=0, help="seed of the hidden model")
-    g.add_argument("--data-seed", type=int, default=1, help="seed of the rows")
+    g.add_argument("--rows", type=int, default=100_000, metavar="N", help="rows")
+    g.add_argument("--model-seed", type=int, default=0, metavar="N", help="seed of the hidden "
+                   "model")  # fmt: skip
+    g.add_argument("--data-seed", type=int, default=1, metavar="N", help="seed of the rows")
 
-    d = sub.add_parser("demo", help="generate click data, train, evaluate, compare to optimum")
-    d.add_argument("--rows", type=int, default=500_000, help="training rows (default 500000)")
+    d = _command(sub, "demo", "generate click data, train, evaluate, compare to optimum")
+    d.add_argument("--rows", type=int, default=500_000, metavar="N", help="training rows")
     d.add_argument("--dir", help="where to write the data and model (default: a temp dir)")
     _add_serve_parser(sub)
     return top
@@ -143,14 +294,14 @@ TCP_ADDRESS = "127.0.0.1:26542"  # Vowpal Wabbit's daemon port
 
 
 def _add_serve_parser(sub: Any) -> None:
-    s = sub.add_parser(
-        "serve", help="serve a model over HTTP and TCP and keep learning from feedback"
-    )
+    s = _command(sub, "serve", "serve a model over HTTP and TCP and keep learning from feedback")
     s.add_argument("model", help="model file to start from (the state dir wins after a restart)")
     s.add_argument(
         "--new", action="store_true", help="start from a new model made from the flags below"
     )
-    s.add_argument("--state-dir", required=True, help="event log, snapshots; rerun to resume")
+    s.add_argument(
+        "--state-dir", required=True, metavar="DIR", help="event log, snapshots; rerun to resume"
+    )
     s.add_argument(
         "--http",
         metavar="HOST:PORT",
@@ -191,7 +342,9 @@ def _add_serve_parser(sub: Any) -> None:
         metavar="T",
         help="or T seconds after the last, if events were learned since (default 300)",
     )
-    s.add_argument("--keep-versions", type=int, default=5, metavar="K", help="snapshots kept")
+    s.add_argument(
+        "--keep-versions", type=int, default=5, metavar="K", help="snapshots kept (default: 5)"
+    )
     s.add_argument(
         "--feedback-ttl",
         type=float,
@@ -295,14 +448,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if distributed(args):
             if args.engine == "local":
-                # its half-second start, and the workers' fork, overlap the imports and planning
-                forkserver.launch(args.workers or os.cpu_count() or 1)
-        else:
-            _check_local_flags(args)
-            init_numba()
-        from shoal.commands import COMMANDS  # numba, the kernels: only now
+                forkserver.launch(args.workers or os.cpu_count() or 1)  # overlaps the imports
+            from shoal.commands import COMMANDS  # the coordinator compiles no kernel
 
-        return COMMANDS[args.command](args)
+            return COMMANDS[args.command](args)
+        _check_local_flags(args)
+        init_numba()
+        from shoal.commands import COMMANDS  # numba, the kernels: only now
+        from shoal.compiling import compile_notice
+
+        with compile_notice(sys.stderr):
+            return COMMANDS[args.command](args)
     except ShoalError as exc:
         if args.debug:
             raise
@@ -313,6 +469,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except MemoryError as exc:
+        if args.debug:
+            raise
+        print(f"shoal: error: out of memory ({exc}): fewer --bits or --classes, or a machine "
+              "with more memory", file=sys.stderr)  # fmt: skip
+        return 2
+    except OSError as exc:  # the file system said no: a user's problem, not a bug
+        if args.debug:
+            raise
+        print(f"shoal: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug: one line, not a traceback, unless --debug
         if args.debug:
             raise
@@ -321,6 +488,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _os_error(exc: OSError) -> str:
+    """An ``OSError`` in one line: the file (shortened) and what the system said."""
+    name = str(exc.filename or "")
+    if len(name) > 80:
+        name = name[:60] + "..." + name[-12:]
+    what = exc.strerror or str(exc)
+    return f"{name}: {what}" if name else what
 
 
 def entry() -> None:

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -19,7 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shoal import checks
+from shoal import report as eval_report
 from shoal.cli import CLUSTER_FLAGS, HTTP_ADDRESS, distributed
+from shoal.compiling import seconds_compiling
 from shoal.data import files as data_files
 from shoal.data.reader import ReadStats, TextReader, with_format
 from shoal.errors import ConfigError, ShoalError
@@ -57,11 +61,17 @@ class _ProgressView:
 
     def __init__(self, total_bytes: int, passes: int) -> None:
         self.tty = sys.stderr.isatty()
+        self.pass_bytes = total_bytes
         self.total = total_bytes * passes
-        self.done_before = 0
         self.last_pass = 0
         self.last_log = time.monotonic()
-        self.start = time.monotonic()
+        self.pass_start = self.last_call = time.monotonic()
+        self.first_at: float | None = None
+        self.first_examples = 0
+        self.compiled_before = seconds_compiling()
+        self.compiled = 0.0
+        self.curve: list[tuple[int, int, float]] = []  # (examples so far, pass, loss)
+        self.offset = self.pass_examples = 0
         self.bar: Any = None
         if self.tty:
             from tqdm import tqdm
@@ -69,16 +79,20 @@ class _ProgressView:
             self.bar = tqdm(total=self.total, unit="B", unit_scale=True, file=sys.stderr)
 
     def __call__(self, pass_index: int, prog: Progress, stats: ReadStats) -> None:
-        if pass_index != self.last_pass:
-            self.done_before = self.total // max(1, pass_index + 1) * pass_index
-            self.last_pass = pass_index
-        elapsed = max(1e-9, time.monotonic() - self.start)
-        rate = prog.examples / elapsed if pass_index == 0 else float("nan")
+        now = time.monotonic()
+        if self.first_at is None:  # the kernels are loaded (or compiled) by now
+            self.first_at, self.first_examples = now, prog.examples
+        if pass_index != self.last_pass:  # each pass's speed: its examples over its own time
+            self.last_pass, self.pass_start = pass_index, self.last_call
+            self.offset += self.pass_examples
+        self.last_call = now
+        self.pass_examples = prog.examples
+        self.curve.append((self.offset + prog.examples, pass_index + 1, prog.loss))
+        if len(self.curve) >= 4096:  # bounded memory: every other point of a long run
+            self.curve = self.curve[::2]
         if self.bar is not None:
-            self.bar.n = min(self.total, self.done_before + stats.bytes_read)
-            self.bar.set_postfix_str(
-                f"pass {pass_index + 1} ex/s {rate:,.0f} loss {prog.loss:.4f}", refresh=False
-            )
+            self.bar.n = min(self.total, self.pass_bytes * pass_index + stats.bytes_read)
+            self.bar.set_postfix_str(self.postfix(pass_index, prog), refresh=False)
             self.bar.refresh()
         elif time.monotonic() - self.last_log >= 5.0:
             self.last_log = time.monotonic()
@@ -88,9 +102,28 @@ class _ProgressView:
                 file=sys.stderr,
             )
 
+    def postfix(self, pass_index: int, prog: Progress) -> str:
+        """The bar's text: this pass's number, speed and progressive loss."""
+        rate = prog.examples / max(1e-9, self.last_call - self.pass_start)
+        return f"pass {pass_index + 1} ex/s {rate:,.0f} loss {prog.loss:.4f}"
+
     def close(self) -> None:
+        self.end = time.monotonic()
+        self.compiled = seconds_compiling() - self.compiled_before
         if self.bar is not None:
             self.bar.close()
+
+    def speed(self, report: TrainReport) -> tuple[float, float]:
+        """Seconds and examples per second from the first learned batch on: before it, numba
+        loads or compiles the kernels and the parsers fill their first blocks, which is not
+        training speed. A run of one batch has nothing after it: its time less the time spent
+        compiling counts."""
+        rest = report.examples - self.first_examples
+        if self.first_at is None or rest <= 0:
+            seconds = max(1e-9, report.seconds - self.compiled)
+            return seconds, report.examples / seconds
+        seconds = max(1e-9, self.end - self.first_at)
+        return seconds, rest / seconds
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -132,14 +165,16 @@ def _build_model(args: argparse.Namespace) -> Model:
 
 def _schema(text: str, delimiter: str) -> ColumnSchema:
     """``--schema``: a schema file if such a file exists, else the text form."""
-    if Path(text).is_file():
+    if checks.is_file_name(text):
         return ColumnSchema.load(text, delimiter=delimiter)
     if "," not in text and ("/" in text or text.endswith((".txt", ".json", ".schema"))):
         raise ConfigError("--schema", f"{text}: no such schema file")
     return ColumnSchema.parse(text, delimiter=delimiter)
 
 
-def _print_report(report: TrainReport, out: Path | None) -> None:
+def _print_report(
+    report: TrainReport, out: Path | None, speed: tuple[float, float] | None = None
+) -> None:
     if report.seconds == 0 and report.examples and math.isnan(report.progressive_loss):
         print(f"nothing left to train: the checkpoint holds the finished run "
               f"({report.examples:,} examples)")  # fmt: skip
@@ -147,13 +182,16 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
             print(f"model written to {out}")
         return
     resumed = getattr(report, "resumed_examples", 0)  # a distributed run's restart
-    rate = f"{report.seconds:.2f}s ({report.examples_per_second:,.0f} examples/s)"
+    seconds, per_second = speed or (report.seconds, report.examples_per_second)
+    rate = f"{seconds:.2f}s ({per_second:,.0f} examples/s)"
     line = f"trained on {report.examples:,} examples in {report.passes} pass(es), "
     if resumed:  # the time, the speed and the loss are those of the rounds since the restart
         line += f"{resumed:,} of them before the restart; since then {rate}, "
     else:
         line += f"{rate}; "
     line += f"progressive loss {report.progressive_loss:.5f}"
+    if len(report.pass_losses) > 1:  # pass 1's is the honest one: later passes saw the data
+        line += f" (pass 1; pass {len(report.pass_losses)}: {report.pass_losses[-1]:.5f})"
     if report.holdout_examples:
         line += f"; holdout loss {report.holdout_loss:.5f} on {report.holdout_examples:,} examples"
     print(line)
@@ -161,9 +199,9 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
         print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
     if report.cache is not None:
         print(_cache_line(report.cache))
-    if report.examples == 0:
-        print("shoal: warning: no labeled example was read, so nothing was learned (is the "
-              "label column there?)", file=sys.stderr)  # fmt: skip
+    if report.examples == 0:  # --allow-empty
+        print("shoal: warning: no labeled example was read, so nothing was learned",
+              file=sys.stderr)  # fmt: skip
     if out is not None:
         print(f"model written to {out}")
 
@@ -177,21 +215,12 @@ def _cache_line(cache: CacheStats) -> str:
     return line
 
 
-def _output(path: str, inputs: Sequence[str]) -> Path:
-    """``-o``: not a directory, and not one of the inputs (it would be overwritten)."""
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError("-o", f"{path} is a directory: name a file")
-    local = [i for i in inputs if not data_files.is_uri(i)]
-    if out.exists() and any(os.path.samefile(f, out) for f in data_files.expand(local)):
-        raise ConfigError("-o", f"{path} is one of the input files: it would be overwritten")
-    return out
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    _output(args.output, args.data)
+    checks.output_path(args.output, args.data)
     model = _build_model(args)
     model.spec = with_format(model.spec, args.format, args.data)  # the model file keeps it
+    checks.check_label_column(model)
+    checks.check_inputs(args.data, args.output)
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
@@ -208,9 +237,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         report = train(model, args.data, opts, on_batch=view)
     finally:
         view.close()
-    model.save(args.output)
-    _print_report(report, Path(args.output))
+    if report.examples == 0 and not args.allow_empty:
+        raise checks.nothing_learned(report, args.data)
+    _save(model, args.output, view.curve if args.loss_curve else None)
+    _print_report(report, Path(args.output), view.speed(report))
     return 0
+
+
+def _save(model: Model, path: str | Path, curve: list[tuple[int, int, float]] | None) -> None:
+    """The model file; with ``curve`` (``--loss-curve``), training's progressive loss over the
+    examples in its metadata, for ``shoal eval --report``. Off by default: the curve follows
+    the batches, which follow how the data is cut into files and formats, and without it the
+    same examples give the same file, byte for byte, whatever the files and formats."""
+    from shoal.model import modelfile
+    from shoal.report import curve_points
+
+    data = model.to_data()
+    if curve is not None:
+        data.extra["loss_curve"] = curve_points(curve)
+    modelfile.save(path, data)
 
 
 def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -> int:
@@ -245,6 +290,8 @@ def _train_cluster(model: Model, opts: TrainOptions, args: argparse.Namespace) -
     finally:
         if bar is not None:
             bar.close()
+    if report.examples == 0 and not args.allow_empty:
+        raise checks.nothing_learned(report, args.data)
     trained.save(args.output)
     _print_report(report, Path(args.output))
     print(
@@ -269,11 +316,22 @@ def _reader(model: Model, args: argparse.Namespace) -> TextReader:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    model = Model.load(args.model)
+    if args.report is not None:
+        checks.output_path(args.report, [args.model, *args.data])
+    model, extra = checks.load_model(args)
     stats = ReadStats()
-    result = evaluate(model, _reader(model, args).read_all(args.data, stats))
+    batches = _reader(model, args).read_all(args.data, stats)
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    if args.report is not None:
+        batches = eval_report.keeping_scores(model, batches, kept)
+    result = evaluate(model, batches)
+    if args.report is not None:
+        eval_report.write_report(args.report, model, result, kept, model_path=args.model,
+                                 data=args.data, extra=extra)  # fmt: skip
+        print(f"report written to {args.report}", file=sys.stderr)
     if args.json:
-        print(json.dumps({**result, "skipped": stats.skipped}))
+        counts = {"examples": int(result["examples"]), "skipped": stats.skipped}
+        print(json.dumps({**result, **counts}))
     else:
         for k, v in result.items():
             print(f"{k:<10} {int(v):,}" if k == "examples" else f"{k:<10} {v:.6f}")
@@ -283,10 +341,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    model = Model.load(args.model)
+    model, _ = checks.load_model(args)
     stats = ReadStats()
-    if args.output != "-":
-        _output(args.output, [args.model, *args.data])
+    if args.output != "-":  # written in place: /dev/stdout or a pipe will do
+        checks.output_path(args.output, [args.model, *args.data], replaced=False)
     try:
         out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -343,6 +401,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise ConfigError("--rows", "must be at least 1")
+    checks.output_path(args.output, [])
     info = generate_clicks(
         args.output, args.rows, model_seed=args.model_seed, data_seed=args.data_seed
     )
@@ -356,20 +415,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from shoal.data.synthetic import generate_clicks
 
+    if args.rows < 5:
+        raise ConfigError(
+            "--rows", f"must be at least 5 (a fifth is the test set), got {args.rows}"
+        )
+    if args.dir is not None and Path(args.dir).exists() and not Path(args.dir).is_dir():
+        raise ConfigError("--dir", f"{args.dir} is a file: name a folder")
+
     with tempfile.TemporaryDirectory(prefix="shoal-demo-") as tmp:
         root = Path(args.dir or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows")
+        print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows",
+              flush=True)  # fmt: skip
         tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
         te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
         model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic", optimizer="adagrad"))
+        print("shoal demo: training logistic regression (AdaGrad, 2**20 hashed weights), one "
+              "pass", flush=True)  # fmt: skip
         view = _ProgressView(_size([tr.path]), 1)
         try:
             report = train(model, [tr.path], TrainOptions(), on_batch=view)
         finally:
             view.close()
-        model.save(root / "model.shoal")
-        _print_report(report, root / "model.shoal" if args.dir else None)
+        _save(model, root / "model.shoal", view.curve)
+        _print_report(report, root / "model.shoal" if args.dir else None, view.speed(report))
+        print("shoal demo: evaluating on the test rows", flush=True)
         result = evaluate(model, TextReader(spec=model.spec).read(te.path))
         base = te.positive_rate
         base_ll = -(base * math.log(base) + (1 - base) * math.log(1 - base))
@@ -469,13 +539,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ignore_unknown=args.ignore_unknown,
     )
 
-    def ready(service: ModelService, urls: list[str]) -> None:
+    def announce(service: ModelService, urls: list[str]) -> None:
         info = service.info()
         print(f"shoal: serving {service.name!r} (version {info['version']}, event seq "
               f"{info['applied_seq']}, {service.replayed} replayed) on {' and '.join(urls)}",
               file=sys.stderr, flush=True)  # fmt: skip
 
-    serve(config, http, tcp, on_ready=ready)
+    made = not Path(args.state_dir).exists()
+    started = False
+
+    def ready(service: ModelService, urls: list[str]) -> None:
+        nonlocal started
+        started = True
+        announce(service, urls)
+
+    try:
+        serve(config, http, tcp, on_ready=ready)
+    except BaseException:
+        if made and not started:  # no event was accepted: leave nothing behind
+            shutil.rmtree(args.state_dir, ignore_errors=True)
+        raise
     print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
     return 0
 

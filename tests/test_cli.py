@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from shoal.cli import main
 from shoal.data.reader import TextReader
+from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 
 TRAIN = "".join(
@@ -176,3 +178,309 @@ def test_errors_are_one_line_without_traceback(
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert message in proc.stderr
+
+
+# -- honest exits (issue 14, items 5-7 and 10) ---------------------------------------------
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``main(argv)``'s exit status, stdout and stderr (argparse's own exits included)."""
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "extra", "message"),
+    [
+        ("empty", "", ["--schema", "label,a:num"], "no labeled example in"),
+        ("header only", "label,a\n", ["--schema", "label,a:num"], "no labeled example in"),
+        ("misspelled label", "1,3\n0,4\n", ["--schema", "lable,a:num"], "did you mean 'label'"),
+        ("all skipped", "x,3\ny,4\n", ["--schema", "label,a:num", "--on-bad-record", "skip"],
+         "every record of"),
+        ("unlabeled vw", "|f a\n|f b\n", ["--format", "vw"], "no labeled example in"),
+    ],
+)  # fmt: skip
+def test_learning_nothing_is_an_error_and_writes_no_model(
+    tmp_path: Path, capsys, name: str, text: str, extra: list[str], message: str
+) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text(text)
+    model = tmp_path / "m.shoal"
+    rc, _, err = _run(["train", str(data), "-o", str(model), *extra], capsys)
+    assert rc == 2, err
+    assert message in err and "internal error" not in err
+    assert not model.exists()
+    if name != "misspelled label":  # asked for explicitly, the untrained model is written
+        rc, _, err = _run(["train", str(data), "-o", str(model), *extra, "--allow-empty"], capsys)
+        assert rc == 0 and model.exists()
+        assert "nothing was learned" in err
+
+
+def test_the_output_path_is_checked_before_any_data_is_read(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "bad.vw"
+    data.write_text("not-a-label |f a\n")  # reading it would fail at line 1
+    rc, _, err = _run(["train", str(data), "-o", str(tmp_path / "nodir/sub/m.shoal")], capsys)
+    assert rc == 2
+    assert "the folder" in err and "does not exist" in err and "line 1" not in err
+    rc, _, err = _run(["train", str(data), str(tmp_path / "nosuch.vw"), "-o",
+                       str(tmp_path / "m.shoal")], capsys)  # fmt: skip
+    assert rc == 2 and "nosuch.vw: no such file" in err and "line 1" not in err
+
+
+def test_a_schema_longer_than_a_file_name_is_a_schema(tmp_path: Path, capsys) -> None:
+    names = [f"I{i}" for i in range(300)]
+    data = tmp_path / "d.csv"
+    data.write_text(",".join(["1", *["0.5"] * 300]) + "\n" + ",".join(["0", *["2"] * 300]) + "\n")
+    schema = "label," + ",".join(f"{n}:num" for n in names)
+    assert len(schema) > 255
+    model = tmp_path / "m.shoal"
+    rc, out, err = _run(["train", str(data), "--schema", schema, "-o", str(model)], capsys)
+    assert rc == 0, err
+    assert "trained on 2 examples" in out
+    assert Model.load(model).spec.schema is not None
+
+
+def test_swapped_arguments_get_a_hint(files: dict[str, Path], capsys) -> None:
+    model = files["dir"] / "m.shoal"
+    _run(["train", str(files["train"]), "-o", str(model)], capsys)
+    for command in ("eval", "predict"):
+        rc, _, err = _run([command, str(files["train"]), str(model)], capsys)
+        assert rc == 2
+        assert f"{model} is a model file: the model comes first" in err
+
+
+def test_eval_json_counts_are_integers_and_the_summary_names_each_pass(
+    files: dict[str, Path], capsys
+) -> None:
+    model = files["dir"] / "m.shoal"
+    rc, out, _ = _run(["train", str(files["train"]), "-o", str(model), "--passes", "2"], capsys)
+    assert rc == 0
+    assert "(pass 1; pass 2: " in out
+    _run(["eval", str(model), str(files["train"]), "--json"], capsys)
+    rc, out, _ = _run(["eval", str(model), str(files["train"]), "--json"], capsys)
+    assert json.loads(out)["examples"] == 400
+    assert type(json.loads(out)["examples"]) is int
+
+
+def test_each_pass_shows_its_own_speed() -> None:
+    from shoal.commands import _ProgressView
+    from shoal.data.reader import ReadStats
+    from shoal.model import kernels
+    from shoal.model.model import Progress
+
+    view = _ProgressView(1000, 2)
+    prog = Progress()
+    prog.stats[kernels.LEARNED] = prog.stats[kernels.WEIGHT_SUM] = 10
+    prog.stats[kernels.LOSS_SUM] = 5
+    for pass_index in (0, 1):
+        view(pass_index, prog, ReadStats())
+        text = view.postfix(pass_index, prog)
+        assert f"pass {pass_index + 1} ex/s " in text and "nan" not in text
+    view.close()
+
+
+# A command line a user could type, and what the one-line error says; none is an internal
+# error, none writes a file, none reads data before its arguments are checked.
+LONG = "x" * 300
+BAD_COMMAND_LINES = [
+    (["train", "missing.vw", "-o", "m.shoal"], "missing.vw: no such file"),
+    (["train", f"{LONG}.vw", "-o", "m.shoal"], "File name too long"),
+    (["train", "data.vw", "-o", f"{LONG}.shoal"], "File name too long"),
+    (["train", "data.vw", "-o", "nodir/m.shoal"], "does not exist"),
+    (["train", "data.vw", "-o", "."], "is a directory"),
+    (["train", "data.vw", "-o", "data.vw"], "one of the input files"),
+    (["train", "data.vw", "-o", "s3://bucket/m.shoal"], "local path"),
+    (["train", "data.vw", "-o", "m.shoal", "--passes", "0"], "passes"),
+    (["train", "data.vw", "-o", "fifo"], "not a regular file"),
+    (["train", "data.vw", "-o", "unlabeled.vw"], "is a data file"),
+    (["train", "m.shoal", "-o", "m2.shoal"], "--initial-model m.shoal"),
+    (
+        [
+            "train",
+            "data.vw",
+            "-o",
+            "m.shoal",
+            "--bits",
+            "30",
+            "--loss",
+            "multiclass",
+            "--classes",
+            "100000",
+        ],
+        "out of memory",
+    ),
+    (["train", "data.vw", "-o", "m.shoal", "--holdout", "1.5"], "holdout"),
+    (["train", "data.vw", "-o", "m.shoal", "--holdout", "nan"], "holdout"),
+    (["train", "data.vw", "-o", "m.shoal", "--bits", "0"], "bits"),
+    (["train", "data.vw", "-o", "m.shoal", "--seed", "-1"], "seed"),
+    (["train", "data.vw", "-o", "m.shoal", "--learning-rate", "-1"], "learning_rate"),
+    (["train", "data.vw", "-o", "m.shoal", "--learning-rate", "inf"], "learning_rate"),
+    (["train", "data.vw", "-o", "m.shoal", "--l1", "-0.5"], "l1"),
+    (["train", "data.vw", "-o", "m.shoal", "--classes", "3"], "classes"),
+    (["train", "data.vw", "-o", "m.shoal", "--parse-threads", "-2"], "parse_threads"),
+    (["train", "data.vw", "-o", "m.shoal", "--schema", "label,a:bogus"], "bogus"),
+    (["train", "data.vw", "-o", "m.shoal", "--schema", ","], "no columns"),
+    (["train", "data.vw", "-o", "m.shoal", "--schema", "conf/schema.txt"], "no such schema"),
+    (["train", "data.vw", "-o", "m.shoal", "--schema", "label,a:num", "--delimiter", "ab"], ""),
+    (["train", "data.vw", "-o", "m.shoal", "--initial-model", "nosuch.shoal"], "no such file"),
+    (["train", "data.vw", "-o", "m.shoal", "--initial-model", "data.vw"], "safetensors"),
+    (["train", "data.vw", "-o", "m.shoal", "--shards", "3"], "distributed training"),
+    (["train", "data.vw", "-o", "m.shoal", "--workers", "0"], "at least 1"),
+    (["train", "data.vw", "-o", "m.shoal", "--format", "csv"], ""),
+    (["train", "data.vw", "-o", "m.shoal", "-q", ""], ""),
+    (["train", "nomatch*.vw", "-o", "m.shoal"], ""),
+    (["train", "emptydir", "-o", "m.shoal"], ""),
+    (["eval", "data.vw", "m.shoal"], "the model comes first"),
+    (["eval", "nosuch.shoal", "data.vw"], "no such file"),
+    (["eval", "emptydir", "data.vw"], ""),
+    (["eval", "m.shoal", "unlabeled.vw"], "no labeled examples"),
+    (["eval", "m.shoal", "missing.vw"], "no such file"),
+    (["eval", "m.shoal", "data.vw", "--report", "nodir/r.html"], "does not exist"),
+    (["eval", "m.shoal", "data.vw", "--report", "fifo"], "not a regular file"),
+    (["generate", "-o", "fifo"], "not a regular file"),
+    (["predict", "m.shoal", "data.vw", "-o", "nodir/p.txt"], "does not exist"),
+    (["predict", "m.shoal", "data.vw", "-o", "data.vw"], "one of the input files"),
+    (["predict", f"{LONG}.shoal", "data.vw"], ""),
+    (["inspect", "data.vw"], "safetensors"),
+    (["inspect", "emptydir"], ""),
+    (["generate", "-o", "nodir/x.vw"], "does not exist"),
+    (["generate", "-o", "x.vw", "--rows", "0"], "rows"),
+    (["generate", "-o", "emptydir"], "is a directory"),
+    (["demo", "--rows", "0"], "rows"),
+    (["demo", "--dir", "data.vw"], "is a file"),
+    (["nosuch"], "invalid choice"),
+    (["train", "data.vw"], "required"),
+    (["train", "data.vw", "-o", "m.shoal", "--bits", "many"], "invalid int"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD_COMMAND_LINES, ids=lambda v: str(v)[:60])
+def test_bad_command_lines_get_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, argv: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("data.vw").write_text("1 |f a\n-1 |f b\n")
+    Path("unlabeled.vw").write_text("|f a\n")
+    Path("emptydir").mkdir()
+    os.mkfifo("fifo")  # renaming a model over it would replace the pipe with a file
+    Model(FeatureSpec(bits=8)).save("m.shoal")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, _, err = _run(argv, capsys)
+    assert rc == 2, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert message in err
+    assert err.count("shoal: error:") <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+SERVE_BAD = [
+    (["--http", "nonsense"], "expected HOST:PORT"),
+    (["--http", "127.0.0.1:99999"], "port"),
+    (["--tcp", "127.0.0.1:x"], "expected HOST:PORT"),
+    (["--keep-versions", "0"], "--keep-versions"),
+    (["--snapshot-every-events", "0"], "--snapshot-every-events"),
+    (["--max-body-bytes", "0"], "--max-body-bytes"),
+    (["--http", "0.0.0.0:0"], "token"),
+    (["--bits", "12"], "add --new"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), SERVE_BAD, ids=lambda v: str(v)[:40])
+def test_serve_refuses_bad_settings_and_leaves_no_state_dir(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    Model(FeatureSpec(bits=8)).save(tmp_path / "m.shoal")
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal.cli", "serve", "m.shoal", "--state-dir", "state", *extra],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "internal error" not in proc.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_failed_serve_start_removes_the_state_dir_it_made(tmp_path: Path) -> None:
+    import socket
+
+    Model(FeatureSpec(bits=8)).save(tmp_path / "m.shoal")
+    with socket.socket() as taken:  # the port is in use: binding fails after the state is made
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "shoal.cli", "serve", "m.shoal", "--state-dir", "state",
+             "--http", f"127.0.0.1:{port}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "internal error" not in proc.stderr
+    assert not (tmp_path / "state").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()  # a state dir the user made is theirs: it stays
+    proc = subprocess.run(
+        [sys.executable, "-m", "shoal.cli", "serve", "m.shoal", "--state-dir", "kept",
+         "--http", "nonsense"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and kept.is_dir()
+
+
+def test_training_speed_starts_at_the_first_learned_batch() -> None:
+    """What comes before the first batch (numba compiling the kernels) is not training time."""
+    from shoal.commands import _ProgressView
+    from shoal.data.reader import ReadStats
+    from shoal.model import kernels
+    from shoal.model.model import Progress
+    from shoal.train.single import TrainReport
+
+    view = _ProgressView(1000, 1)
+    prog = Progress()
+    prog.stats[kernels.LEARNED] = 1000
+    view(0, prog, ReadStats())  # the first batch: 1,000 examples, after the kernels are ready
+    prog.stats[kernels.LEARNED] = 5000
+    view(0, prog, ReadStats())
+    view.close()
+    assert view.first_at is not None and view.end >= view.first_at
+    # the run took 60 s by the wall clock, nearly all of it before the first batch
+    report = TrainReport(examples=5000, passes=1, seconds=60.0)
+    seconds, rate = view.speed(report)
+    assert seconds == max(1e-9, view.end - view.first_at) and seconds < 60.0
+    assert rate == 4000 / seconds
+    one_batch = TrainReport(examples=1000, passes=1, seconds=2.0)  # nothing after the first
+    assert view.speed(one_batch) == (2.0, 500.0)
+    view.compiled = 1.5  # of those 2 s, numba compiled for 1.5
+    assert view.speed(one_batch) == (0.5, 2000.0)
+
+
+def test_every_help_screen_shows_defaults_and_examples(capsys) -> None:
+    import argparse
+
+    from shoal.cli import _parser
+
+    top = _parser()
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert "hashed sparse features" in top.format_help().split("positional")[0]  # for users
+    for name, parser in {"": top, **sub.choices}.items():
+        text = parser.format_help()
+        assert "examples:\n  shoal " in text, name
+        for action in parser._actions:
+            default = action.default
+            if not action.option_strings or default is None or isinstance(default, bool):
+                continue
+            if default == argparse.SUPPRESS:
+                continue
+            assert "default" in parser._get_formatter()._get_help_string(action), (
+                name,
+                action.dest,
+            )
+    for name, flags in {"train": ("--learning-rate", "--l1", "--l2"), "serve": ("--keep-versions",
+                        "--learning-rate", "--workers")}.items():  # fmt: skip
+        text = " ".join(sub.choices[name].format_help().split())
+        for flag in flags:
+            if flag == "--workers" and name == "serve":
+                continue
+            described = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
+            assert "default" in described, (name, flag, described)
