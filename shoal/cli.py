@@ -43,9 +43,24 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
     """The flags that make a new model: its loss, optimizer and feature spec."""
     p.add_argument("--loss", choices=LOSSES, help="loss (default logistic)")
     p.add_argument("--classes", type=int, help="number of classes for --loss multiclass")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default adagrad)")
-    p.add_argument("--learning-rate", type=float, help="base learning rate (FTRL's alpha)")
-    p.add_argument("--power-t", type=float, help="SGD's decay exponent (default 0.5)")
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="optimizer (default normalized: VW's adaptive, normalized, invariant updates)",
+    )
+    p.add_argument(
+        "--learning-rate", type=float, help="base learning rate (default 0.5; FTRL's alpha)"
+    )
+    p.add_argument(
+        "--power-t",
+        type=float,
+        help="decay exponent of SGD's step and of the normalized optimizer's (default 0.5)",
+    )
+    p.add_argument(
+        "--initial-t",
+        type=float,
+        help="normalized optimizer: start as if this many examples had been seen (default 0)",
+    )
     p.add_argument("--l1", type=float, help="L1 regularisation")
     p.add_argument("--l2", type=float, help="L2 regularisation")
     p.add_argument("--ftrl-beta", type=float, help="FTRL-Proximal's beta (default 1)")
@@ -79,7 +94,20 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, help="model file to write")
     _add_model_args(t)
     t.add_argument("--passes", type=int, default=1, help="passes over the data (default 1)")
-    t.add_argument("--holdout", type=float, default=0.0, help="fraction held out for the loss")
+    t.add_argument(
+        "--holdout",
+        type=float,
+        help="fraction held out, never learned, for the holdout loss (default: 0.1 with "
+        "--passes > 1, as VW; else 0)",
+    )
+    t.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="K",
+        help="with several passes and a holdout: stop after K passes without a better holdout "
+        "loss and keep the best pass's model (default 3 in one process; 0: never, keep the last "
+        "pass, the only choice with --workers)",
+    )
     t.add_argument("--initial-model", help="continue training this model file")
     t.add_argument(
         "--parse-threads",

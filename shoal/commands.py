@@ -42,6 +42,7 @@ _CONFIG_FLAGS = (
     "optimizer",
     "learning_rate",
     "power_t",
+    "initial_t",
     "l1",
     "l2",
     "ftrl_beta",
@@ -154,6 +155,9 @@ def _print_report(report: TrainReport, out: Path | None) -> None:
     line += f"progressive loss {report.progressive_loss:.5f}"
     if report.holdout_examples:
         line += f"; holdout loss {report.holdout_loss:.5f} on {report.holdout_examples:,} examples"
+    best = getattr(report, "best_pass", -1)
+    if best >= 0:
+        line += f" (pass {best + 1} of {report.passes}, the best: its model is kept)"
     print(line)
     if report.skipped:
         print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
@@ -178,10 +182,14 @@ def _output(path: str, inputs: Sequence[str]) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     _output(args.output, args.data)
     model = _build_model(args)
+    early_stop = args.early_stop
+    if early_stop is None:  # early stopping needs one process; distributed keeps the last pass
+        early_stop = 0 if distributed(args) else 3
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
         holdout=args.holdout,
+        early_stop=early_stop,
         on_bad_record=args.on_bad_record,
         parse_threads=args.parse_threads,
     )
