@@ -182,14 +182,11 @@ def _output(path: str, inputs: Sequence[str]) -> Path:
 def cmd_train(args: argparse.Namespace) -> int:
     _output(args.output, args.data)
     model = _build_model(args)
-    early_stop = args.early_stop
-    if early_stop is None:  # early stopping needs one process; distributed keeps the last pass
-        early_stop = 0 if distributed(args) else 3
     opts = TrainOptions(
         format=args.format,
         passes=args.passes,
         holdout=args.holdout,
-        early_stop=early_stop,
+        early_stop=args.early_stop,
         on_bad_record=args.on_bad_record,
         parse_threads=args.parse_threads,
     )

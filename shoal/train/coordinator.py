@@ -222,7 +222,7 @@ class Coordinator:
 
     def run(self) -> tuple[Model, ClusterReport]:
         """Plan the data, resume from a checkpoint if any, and train round after round."""
-        if self.options.stops_early:
+        if self.options.early_stop and self.options.stops_early:
             raise ConfigError(
                 "early_stop",
                 "early stopping needs training in one process: with workers, pass "

@@ -33,13 +33,14 @@ class TrainOptions:
     not improved on the best (VW's ``--early_terminate``, 3 by default), and the model is the
     best pass's: several passes never end worse on the held-out examples than one.
     ``early_stop`` 0 never stops early and keeps the last pass (the holdout loss is then
-    progressive, measured during the last pass).
+    progressive, measured during the last pass); None (the default) is 3 in one process and 0
+    in distributed training, which refuses early stopping.
     """
 
     format: Format | None = None
     passes: int = 1
     holdout: float | None = None
-    early_stop: int = 3
+    early_stop: int | None = None
     on_bad_record: BadRecordPolicy = "stop"
     block_bytes: int = 4 << 20
     parse_threads: int = 0  # 0: one per core (a distributed run: the cores per worker)
@@ -58,7 +59,9 @@ class TrainOptions:
             isinstance(self.holdout, int | float) and 0.0 <= self.holdout < 1.0
         ):
             raise ConfigError("holdout", f"must be a fraction in [0, 1), got {self.holdout!r}")
-        if not isinstance(self.early_stop, int) or self.early_stop < 0:
+        if self.early_stop is not None and (
+            not isinstance(self.early_stop, int) or self.early_stop < 0
+        ):
             raise ConfigError("early_stop", f"must be an integer >= 0, got {self.early_stop!r}")
 
     @property
@@ -78,7 +81,12 @@ class TrainOptions:
     @property
     def stops_early(self) -> bool:
         """Whether passes are judged on the holdout (several passes, a holdout, early_stop)."""
-        return self.passes > 1 and self.holdout_period > 0 and self.early_stop > 0
+        return self.passes > 1 and self.holdout_period > 0 and self.patience > 0
+
+    @property
+    def patience(self) -> int:
+        """Passes without a better holdout loss before training stops (0: never)."""
+        return 3 if self.early_stop is None else self.early_stop
 
 
 class EarlyStop:
@@ -101,7 +109,9 @@ class EarlyStop:
 
     def after_pass(self, pass_index: int, holdout_loss: float, copy: Callable[[], object]) -> bool:
         """Record a pass (``copy()`` makes a copy of its model, called for a new best); True when
-        training should stop."""
+        training should stop. A NaN loss (no row was held out) decides nothing."""
+        if math.isnan(holdout_loss):
+            return False
         if holdout_loss < self.best_loss:
             self.best_loss, self.best_pass, self.best_model = holdout_loss, pass_index, copy()
             self.no_win = 0
@@ -163,7 +173,7 @@ def train(
     report = TrainReport()
     start = time.perf_counter()
     total = Progress()
-    early = EarlyStop(opts.early_stop) if opts.stops_early else None
+    early = EarlyStop(opts.patience) if opts.stops_early else None
     # With early stopping, the held-out rows of pass k are scored by ``frozen``, the model as
     # pass k-1 left it: each pass's own model is judged on rows it never learned, not the
     # models on the way (progressive holdout loss, VW's, favours pass 1 on sorted data).
@@ -193,13 +203,13 @@ def train(
                 if early.after_pass(pass_index - 1, prog.holdout_loss, _keep(before)):
                     stopped = True
                     break
-    if early is not None:
-        if not stopped:  # the last pass's model: one more read, scoring its held-out rows
-            last = Progress()
-            for batch in reader.read_all(paths, ReadStats()):
-                model.score_holdout(batch, period, last)
-            report.holdout_losses.append(last.holdout_loss)
-            early.after_pass(report.passes - 1, last.holdout_loss, model.copy)
+    if early is not None and not stopped:  # the last pass's model: one more read, scoring it
+        last = Progress()
+        for batch in reader.read_all(paths, ReadStats()):
+            model.score_holdout(batch, period, last)
+        report.holdout_losses.append(last.holdout_loss)
+        early.after_pass(report.passes - 1, last.holdout_loss, model.copy)
+    if early is not None and early.best_model is not None:
         best = cast("Model", early.best_model)
         model.weights, model.state, model.counters = best.weights, best.state, best.counters
         report.best_pass = early.best_pass

@@ -261,7 +261,7 @@ def test_distributed_training_reads_parquet_and_jsonl_as_vw(tmp_path: Path) -> N
         half["parquet"].append(
             sr.write_parquet(tmp_path / f"{i}.parquet", table[100 * i : 100 * i + 100])
         )
-    opts = TrainOptions(passes=2, early_stop=0)  # distributed: no early stopping
+    opts = TrainOptions(passes=2)
     cluster = ClusterOptions(workers=1, shards=1)  # each file whole: the same plan in every format
     out = {}
     for fmt, files in half.items():

@@ -74,3 +74,12 @@ def test_without_early_stopping_the_last_pass_is_kept(clicks: Path) -> None:
     report = train(model, [clicks], TrainOptions(passes=4, early_stop=0, parse_threads=1))
     assert report.passes == 4 and report.best_pass == -1 and report.holdout_losses == []
     assert report.holdout_examples > 0
+
+
+def test_a_set_too_small_to_hold_anything_out_keeps_the_last_pass(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.vw"
+    path.write_text("1 | a b\n-1 | c\n")
+    model = fresh()
+    report = train(model, [path], TrainOptions(passes=5, parse_threads=1))
+    assert report.holdout_examples == 0 and report.best_pass == -1 and report.passes == 5
+    assert model.examples_learned == 10
