@@ -223,9 +223,9 @@ def main() -> None:
         a_s, a_v = metrics.auc(ps, y), metrics.auc(pv, y)
         ratio = ls / lv if lv > 0 else math.nan
         worst = max(worst, ratio)
-        print(f"| {case.name} | {case.passes} | {ls:.5f} | {lv:.5f} | {ratio:.3f} | "
+        print(f"| {case.name} | {case.passes} | {ls:.5f} | {lv:.5f} | {ratio:.4f} | "
               f"{a_s:.5f} | {a_v:.5f} |", flush=True)  # fmt: skip
-    print(f"\nworst ratio {worst:.3f}")
+    print(f"\nworst ratio {worst:.5f}")
 
 
 if __name__ == "__main__":

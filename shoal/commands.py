@@ -352,7 +352,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows")
         tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
         te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
-        model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic", optimizer="adagrad"))
+        model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic"))
         view = _ProgressView(_size([tr.path]), 1)
         try:
             report = train(model, [tr.path], TrainOptions(), on_batch=view)

@@ -27,10 +27,12 @@ For one example with margin ``p``, label ``y``, loss gradient ``g = dl/dp`` and 
 3. per feature: ``w_i += u m x_i r_i``.
 
 This is the update of VW 9's ``gd.cc`` (``pred_per_update_feature``, ``average_update``,
-``update_feature``), written from its description; VW's inverse square root is SSE's
-approximate one (about 12 bits), shoal's is exact. Features of value 0 are skipped (VW's reader
-drops them). ``G`` and ``N`` are kept per weight (per class for multiclass); ``S`` and ``T`` are
-two of the model's counters.
+``update_feature``), written from its description. VW computes it in float32, shoal in float64
+(the state is stored in float32 in both): margins agree to about 1e-5. Features of value 0 are
+skipped (VW's reader drops them). ``G`` and ``N`` are kept per weight (per class for
+multiclass); ``S`` and ``T`` are two of the model's counters. Margins are not clamped: VW clamps
+them to [-50, 50], so that a sure example keeps a gradient of ~1e-22 and, on a feature new to
+the model, an adaptive step of 1/sqrt(1e-44); here such an example teaches nothing.
 """
 
 from __future__ import annotations

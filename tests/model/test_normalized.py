@@ -4,11 +4,14 @@ properties it exists for: feature scale does not matter, importance weights are 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shoal.data.batch import Batch
+from shoal.data.reader import TextReader
+from shoal.data.synthetic import generate_clicks
 from shoal.errors import ConfigError
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
@@ -159,3 +162,26 @@ def test_initial_t_is_for_the_normalized_optimizer() -> None:
     with pytest.raises(ConfigError, match="power_t"):
         LearnerConfig(power_t=1.5)
     assert LearnerConfig().optimizer == "normalized"
+
+
+def test_agrees_with_vowpal_wabbit(tmp_path: Path) -> None:
+    """The same lines, hashing and default flags as VW 9: the same predictions, to float32's
+    precision (VW computes the update in float32, shoal in float64: margins differ by ~1e-5)."""
+    vw = pytest.importorskip("vowpalwabbit")  # the [bench] extra
+    train, test = tmp_path / "train.vw", tmp_path / "test.vw"
+    generate_clicks(train, 3000, data_seed=1)
+    generate_clicks(test, 500, data_seed=2)
+    ws = vw.Workspace(arg_list=["--loss_function", "logistic", "-b", "18", "--quiet"])
+    for line in train.read_text().splitlines():
+        ws.learn(line)
+    theirs = np.array([ws.predict(line) for line in test.read_text().splitlines()])
+    ws.finish()
+    model = Model(FeatureSpec(bits=18))
+    for batch in TextReader(spec=model.spec, threads=1).read(train):
+        model.learn(batch)
+    ours = np.concatenate(
+        [model.decision_function(b) for b in TextReader(spec=model.spec).read(test)]
+    )
+    assert np.abs(theirs).mean() > 0.5  # VW learned something
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-3)
+    assert np.abs(ours - theirs).mean() < 1e-4
