@@ -169,3 +169,25 @@ class NormalizedSoftmaxReference(NormalizedReference):
         for c in range(K):
             g = probs[c] - (1.0 if c == int(y) - 1 else 0.0)
             self.update([(j * K + c, v) for j, v in row], 0.0, 0.0, g, iw)
+
+
+class SoftmaxReference(Reference):
+    """SGD, AdaGrad or FTRL on the softmax loss over K classes: class c of slot j is weight
+    j * K + c; each class takes its gradient ``(p_c - [c == y]) * iw`` with the example's step."""
+
+    def __init__(self, size: int, classes: int, optimizer: str, lr: float) -> None:
+        super().__init__(size * classes, optimizer, "multiclass", lr)
+        self.K = classes
+
+    def learn(self, row: list[tuple[int, float]], y: float, iw: float = 1.0) -> None:
+        K = self.K
+        margins = [sum(self.w[j * K + c] * v for j, v in row) for c in range(K)]
+        top = max(margins)
+        z = [math.exp(m - top) for m in margins]
+        eta = self.lr / (1.0 + self.t) ** self.power_t
+        self.t += iw
+        for c in range(K):
+            g = (z[c] / sum(z) - (1.0 if c == int(y) - 1 else 0.0)) * iw
+            if g != 0.0:
+                for j, v in row:
+                    self._step(j * K + c, g * v, eta)
