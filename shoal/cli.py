@@ -140,7 +140,11 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
     p.add_argument(
         "--classes", type=int, metavar="K", help="number of classes for --loss multiclass"
     )
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: adagrad)")
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="optimizer (default: normalized, VW's adaptive, normalized, invariant updates)",
+    )
     rates = ", ".join(f"{k} {v:g}" for k, v in DEFAULT_RATES.items())
     p.add_argument(
         "--learning-rate",
@@ -148,7 +152,18 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
         metavar="R",
         help=f"base learning rate, FTRL's alpha (default: {rates})",
     )
-    p.add_argument("--power-t", type=float, metavar="P", help="SGD's decay exponent (default: 0.5)")
+    p.add_argument(
+        "--power-t",
+        type=float,
+        metavar="P",
+        help="decay exponent of SGD's step and of the normalized optimizer's (default: 0.5)",
+    )
+    p.add_argument(
+        "--initial-t",
+        type=float,
+        metavar="T",
+        help="normalized optimizer: start as if this many examples had been seen (default: 0)",
+    )
     p.add_argument("--l1", type=float, metavar="X", help="L1 regularisation (default: 0)")
     p.add_argument("--l2", type=float, metavar="X", help="L2 regularisation (default: 0)")
     p.add_argument("--ftrl-beta", type=float, metavar="B", help="FTRL-Proximal's beta (default: 1)")
@@ -190,9 +205,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--holdout",
         type=float,
-        default=0.0,
         metavar="FRACTION",
-        help="share of examples held out for the holdout loss",
+        help="fraction held out, never learned, for the holdout loss (default: 0.1 with "
+        "--passes > 1, as VW; else 0)",
+    )
+    t.add_argument(
+        "--early-stop",
+        type=int,
+        metavar="K",
+        help="with several passes and a holdout: stop after K passes without a better holdout "
+        "loss and keep the best pass's model (default: 3 in one process; 0: never, keep the "
+        "last pass, the only choice with --workers)",
     )
     t.add_argument("--initial-model", metavar="MODEL", help="continue training this model file")
     t.add_argument(

@@ -47,6 +47,7 @@ _CONFIG_FLAGS = (
     "optimizer",
     "learning_rate",
     "power_t",
+    "initial_t",
     "l1",
     "l2",
     "ftrl_beta",
@@ -194,6 +195,9 @@ def _print_report(
         line += f" (pass 1; pass {len(report.pass_losses)}: {report.pass_losses[-1]:.5f})"
     if report.holdout_examples:
         line += f"; holdout loss {report.holdout_loss:.5f} on {report.holdout_examples:,} examples"
+    best = getattr(report, "best_pass", -1)
+    if best >= 0:
+        line += f" (pass {best + 1} of {report.passes}, the best: its model is kept)"
     print(line)
     if report.skipped:
         print(f"skipped {report.skipped:,} bad line(s); first: {report.first_skipped}")
@@ -225,6 +229,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         format=args.format,
         passes=args.passes,
         holdout=args.holdout,
+        early_stop=args.early_stop,
         on_bad_record=args.on_bad_record,
         parse_threads=args.parse_threads,
         cache=args.cache,
@@ -429,9 +434,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
         tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
         te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
-        model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic", optimizer="adagrad"))
-        print("shoal demo: training logistic regression (AdaGrad, 2**20 hashed weights), one "
-              "pass", flush=True)  # fmt: skip
+        model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic"))
+        print("shoal demo: training logistic regression (VW's normalized adaptive updates, "
+              "2**20 hashed weights), one pass", flush=True)  # fmt: skip
         view = _ProgressView(_size([tr.path]), 1)
         try:
             report = train(model, [tr.path], TrainOptions(), on_batch=view)

@@ -73,11 +73,12 @@ class _ShoalEstimator(BaseEstimator):
         self,
         *,
         loss: Loss = "logistic",
-        optimizer: Optimizer = "adagrad",
+        optimizer: Optimizer = "normalized",
         learning_rate: float | None = None,
         l1: float = 0.0,
         l2: float = 0.0,
         power_t: float = 0.5,
+        initial_t: float = 0.0,
         ftrl_beta: float = 1.0,
         bits: int = 18,
         interactions: tuple[str, ...] = (),
@@ -92,6 +93,7 @@ class _ShoalEstimator(BaseEstimator):
         self.l1 = l1
         self.l2 = l2
         self.power_t = power_t
+        self.initial_t = initial_t
         self.ftrl_beta = ftrl_beta
         self.bits = bits
         self.interactions = interactions
@@ -116,7 +118,7 @@ class _ShoalEstimator(BaseEstimator):
         if not isinstance(self.shuffle, bool | np.bool_):
             raise ValueError(f"{name}: shuffle must be True or False, got {self.shuffle!r}")
         p = {k: _py(v) for k, v in self.get_params().items()}
-        learner = ("optimizer", "learning_rate", "power_t", "l1", "l2", "ftrl_beta")
+        learner = ("optimizer", "learning_rate", "power_t", "initial_t", "l1", "l2", "ftrl_beta")
         try:
             spec = FeatureSpec(
                 bits=p["bits"], interactions=tuple(p["interactions"]), constant=p["constant"]
@@ -151,8 +153,9 @@ class ShoalClassifier(ClassifierMixin, _ShoalEstimator):
     ``classes_[0]`` as shoal's label -1 and ``classes_[1]`` as +1. More classes use shoal's
     softmax loss with labels 1..K in ``classes_`` order, whatever ``loss`` says.
 
-    ``optimizer`` is "sgd", "adagrad" or "ftrl"; ``learning_rate=None`` takes shoal's default
-    for it. ``l1``, ``l2``, ``power_t`` and ``ftrl_beta`` are as in ``LearnerConfig``; ``bits``,
+    ``optimizer`` is "normalized" (VW's default update: features need no scaling), "sgd",
+    "adagrad" or "ftrl"; ``learning_rate=None`` takes shoal's default for it. ``l1``, ``l2``,
+    ``power_t``, ``initial_t`` and ``ftrl_beta`` are as in ``LearnerConfig``; ``bits``,
     ``interactions`` and ``constant`` as in ``FeatureSpec``. ``passes`` (5) is the number of
     passes ``fit`` makes, ``shuffle`` and ``random_state`` how the rows are reordered between
     them.
@@ -162,7 +165,7 @@ class ShoalClassifier(ClassifierMixin, _ShoalEstimator):
     >>> clf.predict([[1.0, 0.0], [0.0, 1.0]]).tolist()
     ['spam', 'ham']
     >>> clf.classes_.tolist(), clf.predict_proba([[1.0, 0.0]]).round(2).tolist()
-    (['ham', 'spam'], [[0.25, 0.75]])
+    (['ham', 'spam'], [[0.07, 0.93]])
     """
 
     _losses = ("logistic", "hinge")
@@ -261,11 +264,12 @@ class ShoalRegressor(RegressorMixin, _ShoalEstimator):
         self,
         *,
         loss: Loss = "squared",
-        optimizer: Optimizer = "adagrad",
+        optimizer: Optimizer = "normalized",
         learning_rate: float | None = None,
         l1: float = 0.0,
         l2: float = 0.0,
         power_t: float = 0.5,
+        initial_t: float = 0.0,
         ftrl_beta: float = 1.0,
         bits: int = 18,
         interactions: tuple[str, ...] = (),
@@ -281,6 +285,7 @@ class ShoalRegressor(RegressorMixin, _ShoalEstimator):
             l1=l1,
             l2=l2,
             power_t=power_t,
+            initial_t=initial_t,
             ftrl_beta=ftrl_beta,
             bits=bits,
             interactions=interactions,

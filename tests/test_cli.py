@@ -105,7 +105,8 @@ def test_initial_model_refuses_conflicting_flags(files: dict[str, Path], capsys)
 
 def test_eval_and_inspect(files: dict[str, Path], capsys) -> None:
     model = files["dir"] / "m.shoal"
-    main(["train", str(files["train"]), "-o", str(model), "--passes", "3"])
+    # no holdout (3 passes hold out 1 row in 10 by default): every row learned 3 times
+    main(["train", str(files["train"]), "-o", str(model), "--passes", "3", "--holdout", "0"])
     capsys.readouterr()
     assert main(["eval", str(model), str(files["train"]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -484,3 +485,17 @@ def test_every_help_screen_shows_defaults_and_examples(capsys) -> None:
                 continue
             described = text.split(f" {flag} ", 1)[1].split(" --", 1)[0]
             assert "default" in described, (name, flag, described)
+
+
+def test_several_passes_report_the_best_pass_and_distributed_refuses_early_stop(
+    files: dict[str, Path], capsys
+) -> None:
+    d = files["dir"]
+    assert main(["train", str(files["train"]), "-o", str(d / "p.shoal"), "--passes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "holdout loss" in out and "the best: its model is kept" in out
+    rc = main(["train", str(files["train"]), "-o", str(d / "w.shoal"), "--passes", "2",
+               "--workers", "1", "--early-stop", "2"])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "early" in err and "--early-stop 0" in err and "Traceback" not in err

@@ -21,9 +21,9 @@ from shoal.model.model import Model
 from shoal.sklearn import ShoalClassifier, ShoalRegressor
 
 ONLINE_WEIGHTS = (
-    "shoal learns online, a row at a time: a row of weight 2 is one step of twice the size, not "
-    "two steps (and AdaGrad's and FTRL's step sizes see one squared gradient, not two), and the "
-    "repeated rows are learned in another order, so the two models differ."
+    "shoal learns online, a row at a time: a row of weight 2 is one update (the importance-"
+    "invariant closed form of the normalized optimizer, or one step of twice the size), not two "
+    "updates, and the repeated rows are learned in another order, so the two models differ."
 )
 
 

@@ -6,7 +6,8 @@ learned exactly as its rows one by one would be.
 
 ``stats`` accumulates, per call: [loss sum, weight sum, examples learned, holdout loss sum,
 holdout weight sum, holdout examples, unlabeled rows skipped]. ``counters`` is the model's
-persistent state: [t = sum of importance weights learned, examples learned].
+persistent state: [t = sum of importance weights learned, examples learned, and the normalized
+optimizer's S and T (``normalized.NORM_SUM``, ``normalized.NORM_WEIGHT``)].
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import numpy as np
 from numba import njit
 
 from shoal.model.losses import MULTICLASS, binary_label, loss_and_grad, softmax_inplace
-from shoal.model.optimizers import SGD, update_example
+from shoal.model.normalized import normalized_update
+from shoal.model.optimizers import NORMALIZED, SGD, update_example
 
 # indices into ``stats``
 LOSS_SUM, WEIGHT_SUM, LEARNED, HO_LOSS_SUM, HO_WEIGHT_SUM, HO_COUNT, UNLABELED = range(7)
 N_STATS = 7
 # indices into ``counters``
 T, EXAMPLES = range(2)
-N_COUNTERS = 2
+N_COUNTERS = 4
 # The largest |gradient x feature value| an update takes. A larger one (or NaN) means the
 # learning diverged or a value is absurdly large, and it heads for float32's limit (3.4e38):
 # AdaGrad and FTRL add up its square (1e30 at this bound), and an infinity there would leave a
@@ -59,11 +61,10 @@ def _too_steep(values: np.ndarray, a: int, b: int, g: float) -> bool:
 
 
 @njit(inline="always", cache=True)
-def _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t, counters,
-             stats):  # fmt: skip
+def _account(held, iw, loss, opt_id, lr, power_t, counters, stats):
     """Count an example's progressive loss and advance the counters; return SGD's step for it
     (0 for the adaptive optimizers), or -1 if the example is held out (scored, not learned)."""
-    if holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period):
+    if held:
         stats[HO_LOSS_SUM] += iw * loss
         stats[HO_WEIGHT_SUM] += iw
         stats[HO_COUNT] += 1
@@ -97,15 +98,17 @@ def learn_binary(
     l2,
     beta,
     holdout_period,
+    w_holdout,
     counters,
     stats,
     preds,
 ):
     """Learn the rows of a batch in order (binary and regression losses).
 
-    ``preds`` (length 0 or n) receives each row's margin before its update. Returns -1, or the
-    first row whose update would be too steep (``MAX_STEP``): it and the rows after it are
-    not learned.
+    ``preds`` (length 0 or n) receives each row's margin before its update. Held-out rows are
+    scored with ``w_holdout`` when it is not empty (a frozen model: the loss of the last pass's
+    model), else with ``w``. Returns -1, or the first row whose update would be too steep
+    (``MAX_STEP``): it and the rows after it are not learned.
     """
     keep = len(preds) > 0
     for i in range(len(labels)):
@@ -122,13 +125,21 @@ def learn_binary(
             continue
         y = binary_label(loss_id, y0)
         iw = float(weights[i])
+        held = holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period)
+        if held and len(w_holdout) > 0:
+            p = 0.0
+            for k in range(a, b):
+                p += w_holdout[indices[k]] * values[k]
         loss, g = loss_and_grad(loss_id, p, y)
         if _too_steep(values, a, b, g * iw):
             return i
-        eta = _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t,
-                       counters, stats)  # fmt: skip
+        eta = _account(held, iw, loss, opt_id, lr, power_t, counters, stats)
         if eta < 0.0:
             continue  # held out
+        if opt_id == NORMALIZED:
+            normalized_update(w, s1, s2, counters, indices, values, a, b, 1, 0, loss_id, p, y, g,
+                              iw, lr, power_t, l1, l2)  # fmt: skip
+            continue
         g *= iw
         if g != 0.0:
             update_example(opt_id, w, s1, s2, indices, values, a, b, 1, 0, g, eta, lr, l1, l2, beta)
@@ -153,6 +164,7 @@ def learn_multiclass(
     l2,
     beta,
     holdout_period,
+    w_holdout,
     counters,
     stats,
     preds,
@@ -183,23 +195,43 @@ def learn_multiclass(
             continue
         y = int(y0) - 1
         iw = float(weights[i])
+        held = holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period)
+        if held and len(w_holdout) > 0:
+            p[:] = 0.0
+            for k in range(a, b):
+                base = np.int64(indices[k]) * K
+                for c in range(K):
+                    p[c] += w_holdout[base + c] * values[k]
         margin_y = p[y]
         loss = softmax_inplace(p) - margin_y  # p now holds the probabilities
         # each class's gradient p[c] - [c == y] lies in [-1, 1], or is NaN: check the largest
         if _too_steep(values, a, b, iw * (1.0 if math.isfinite(loss) else math.nan)):
             return i
-        eta = _account(indices, values, a, b, y0, iw, loss, holdout_period, opt_id, lr, power_t,
-                       counters, stats)  # fmt: skip
+        eta = _account(held, iw, loss, opt_id, lr, power_t, counters, stats)
         if eta < 0.0:
             continue  # held out
         p[y] -= 1.0  # gradient of the softmax loss w.r.t. the margins
         for c in range(K):
+            if opt_id == NORMALIZED:
+                normalized_update(w, s1, s2, counters, indices, values, a, b, K, c, MULTICLASS,
+                                  0.0, 0.0, p[c], iw, lr, power_t, l1, l2)  # fmt: skip
+                continue
             g = p[c] * iw
             if g != 0.0:
                 update_example(
                     opt_id, w, s1, s2, indices, values, a, b, K, c, g, eta, lr, l1, l2, beta
                 )
     return -1
+
+
+@njit(cache=True, nogil=True)
+def held_out_rows(indptr, indices, values, labels, period, out):
+    """``out[i]``: whether labeled row i is one that learning with ``period`` holds out."""
+    for i in range(len(labels)):
+        y0 = labels[i]
+        out[i] = not math.isnan(y0) and _held_out(
+            indices, values, indptr[i], indptr[i + 1], y0, period
+        )
 
 
 @njit(cache=True, nogil=True)

@@ -16,6 +16,7 @@ from shoal.features.spec import FeatureSpec
 from shoal.model import kernels, modelfile
 from shoal.model.config import LearnerConfig
 from shoal.model.losses import LOSS_IDS
+from shoal.model.normalized import NORM_SUM, NORM_WEIGHT
 from shoal.model.optimizers import OPTIMIZER_IDS, STATE_TENSORS
 
 _EMPTY = np.zeros(0, dtype=np.float32)
@@ -62,7 +63,7 @@ class Model:
     >>> from shoal.data import Batch
     >>> m = Model(FeatureSpec(bits=8), LearnerConfig(loss="logistic", learning_rate=0.5))
     >>> b = Batch.from_rows([([1, 2], [1.0, 1.0]), ([3], [1.0])], labels=[1, -1])
-    >>> for _ in range(20):
+    >>> for _ in range(50):
     ...     _ = m.learn(b)
     >>> p = m.predict(b)
     >>> bool(p[0] > 0.9 and p[1] < 0.1)
@@ -84,6 +85,9 @@ class Model:
             k: np.zeros(n, dtype=np.float32) for k in STATE_TENSORS[self.config.optimizer]
         }
         self.counters = np.zeros(kernels.N_COUNTERS, dtype=np.float64)
+        if self.config.initial_t > 0:  # VW: as if initial_t examples of gradient 1 and norm 1
+            self.state["sum_sq_grad"][:] = self.config.initial_t
+            self.counters[NORM_SUM] = self.counters[NORM_WEIGHT] = self.config.initial_t
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -171,9 +175,18 @@ class Model:
             )
 
     def learn(
-        self, batch: Batch, *, holdout_period: int = 0, progress: Progress | None = None
+        self,
+        batch: Batch,
+        *,
+        holdout_period: int = 0,
+        progress: Progress | None = None,
+        holdout_model: Model | None = None,
     ) -> Progress:
         """Learn from every labeled row of ``batch``, in order (unlabeled rows are skipped).
+
+        One row in ``holdout_period`` (by a hash of the row) is held out: scored, never learned,
+        with ``holdout_model``'s weights if given (a frozen copy: training judges each pass's
+        model on the rows it never learned), else with this model's.
 
         Returns ``progress`` (a new one if not given) updated with the progressive loss. Raises
         ``StepTooLarge`` at the first row whose update would exceed ``kernels.MAX_STEP``,
@@ -186,6 +199,8 @@ class Model:
         s1 = s2 = _EMPTY
         if cfg.optimizer == "adagrad":
             s1 = self.state["sum_sq_grad"]
+        elif cfg.optimizer == "normalized":
+            s1, s2 = self.state["sum_sq_grad"], self.state["feature_scale"]
         elif cfg.optimizer == "ftrl":
             s1, s2 = self.state["ftrl_n"], self.state["ftrl_z"]
         common = (
@@ -196,6 +211,7 @@ class Model:
             float(cfg.l2),
             float(cfg.ftrl_beta),
             int(holdout_period),
+            _EMPTY if holdout_model is None else holdout_model.weights,
             self.counters,
             prog.stats,
         )
@@ -220,6 +236,36 @@ class Model:
                 row=int(stop),
             )
         return prog
+
+    def score_holdout(self, batch: Batch, holdout_period: int, progress: Progress) -> None:
+        """Add the loss of the rows ``learn`` would hold out to ``progress``, learning nothing."""
+        self.check_labels(batch)
+        held = np.zeros(len(batch), dtype=np.bool_)
+        kernels.held_out_rows(
+            batch.indptr, batch.indices, batch.values, batch.labels, int(holdout_period), held
+        )
+        if not held.any():
+            return
+        m = self.decision_function(batch)[held]
+        y = batch.labels[held]
+        iw = batch.weights[held].astype(np.float64)
+        loss = self.config.loss
+        if loss == "multiclass":
+            top = m.max(axis=1)
+            lse = top + np.log(np.exp(m - top[:, None]).sum(axis=1))
+            per_row = lse - m[np.arange(len(y)), y.astype(np.int64) - 1]
+        elif loss == "squared":
+            per_row = 0.5 * (m - y) ** 2
+        else:
+            sign = np.where(y > 0, 1.0, -1.0)
+            per_row = (
+                np.logaddexp(0.0, -sign * m)
+                if loss == "logistic"
+                else np.maximum(0.0, 1 - sign * m)
+            )
+        progress.stats[kernels.HO_LOSS_SUM] += float(iw @ per_row)
+        progress.stats[kernels.HO_WEIGHT_SUM] += float(iw.sum())
+        progress.stats[kernels.HO_COUNT] += int(held.sum())
 
     # -- prediction --------------------------------------------------------------------------
 

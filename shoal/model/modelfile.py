@@ -148,8 +148,10 @@ def from_bytes(payload: bytes, name: str) -> ModelData:
         if not np.isfinite(t).all():
             raise ModelFileError(name, f"tensor {key!r} holds NaN or infinite values")
     c = tensors["counters"]
-    if c.dtype != np.float64 or c.shape != (N_COUNTERS,):
+    if c.dtype != np.float64 or c.ndim != 1 or not 2 <= len(c) <= N_COUNTERS:
         raise ModelFileError(name, f"tensor 'counters' is {c.dtype}{list(c.shape)}")
+    if len(c) < N_COUNTERS:  # files before the normalized optimizer kept two counters
+        c = np.concatenate([c, np.zeros(N_COUNTERS - len(c))])
     return ModelData(
         spec=spec,
         config=config,

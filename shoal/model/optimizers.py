@@ -1,7 +1,8 @@
 """Optimizer updates of one example's coordinates, compiled.
 
 ``w`` holds the weights and ``s1``/``s2`` the optimizer's state (AdaGrad: s1 = sum of squared
-gradients; FTRL-Proximal: s1 = n, the sum of squared gradients, s2 = z). Keeping ``w`` current
+gradients; FTRL-Proximal: s1 = n, the sum of squared gradients, s2 = z; normalized: s1 = G, the
+sum of weighted squared gradients, s2 = N, the feature's largest |value|). Keeping ``w`` current
 for FTRL (its weights are a closed-form function of z and n) makes prediction a plain dot
 product for every optimizer.
 
@@ -20,8 +21,14 @@ from numba import njit
 SGD = 0
 ADAGRAD = 1
 FTRL = 2
-OPTIMIZER_IDS = {"sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
-STATE_TENSORS = {"sgd": (), "adagrad": ("sum_sq_grad",), "ftrl": ("ftrl_n", "ftrl_z")}
+NORMALIZED = 3  # its update is ``normalized.normalized_update``: it needs the margin and label
+OPTIMIZER_IDS = {"sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL, "normalized": NORMALIZED}
+STATE_TENSORS = {
+    "sgd": (),
+    "adagrad": ("sum_sq_grad",),
+    "ftrl": ("ftrl_n", "ftrl_z"),
+    "normalized": ("sum_sq_grad", "feature_scale"),
+}
 
 
 @njit(inline="always", cache=True)

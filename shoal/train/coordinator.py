@@ -222,6 +222,12 @@ class Coordinator:
 
     def run(self) -> tuple[Model, ClusterReport]:
         """Plan the data, resume from a checkpoint if any, and train round after round."""
+        if self.options.early_stop and self.options.stops_early:
+            raise ConfigError(
+                "early_stop",
+                "early stopping needs training in one process: with workers, pass "
+                "--early-stop 0 (early_stop=0) to keep the last pass, or train without --workers",
+            )
         self.executor.launch()  # workers start on the other cores while the data is planned
         try:
             self.shards = plan(self.inputs, self.cluster.n_shards)

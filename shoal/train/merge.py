@@ -11,6 +11,11 @@ Every task of a round starts from the same global model. Per coordinate:
   that gives the merged weight in FTRL's closed form (for a zero weight: the weighted average
   of the tasks' ``z``), so the state stays consistent. (Adding up the tasks' increments of
   ``z`` instead diverges with four workers on a9a.)
+- normalized: as AdaGrad (its ``G`` is a sum of squared gradients), after putting every
+  weight on the merged feature scale: the scale ``N`` is the largest any task saw, and a weight
+  learned under a smaller scale is rescaled as the normalized update itself rescales a weight when
+  a larger value shows up. The normalizer's sums ``S`` and ``T`` (counters) add up, as in VW's
+  own merge of models.
 
 Results are merged in shard order with float64 sums, so the merged model is the same bits
 whatever order the results arrived in and whichever worker produced them.
@@ -36,6 +41,15 @@ def _ftrl_z(w: np.ndarray, z_avg: np.ndarray, n: np.ndarray, model: Model) -> np
     return z
 
 
+def _on_scale(w: np.ndarray, scale: np.ndarray, merged: np.ndarray, power_t: float) -> np.ndarray:
+    """Weights learned under feature scale ``scale`` put on the larger ``merged`` scale."""
+    w = w.astype(np.float64)
+    grow = (scale > 0) & (merged > scale)
+    ratio = scale[grow].astype(np.float64) / merged[grow]
+    w[grow] *= ratio ** (2.0 - 2.0 * power_t)
+    return w
+
+
 def merge(base: Model, results: Sequence[TaskResult]) -> Model:
     """The next global model: ``base`` plus the merged changes of ``results``."""
     out = base.copy()
@@ -45,24 +59,36 @@ def merge(base: Model, results: Sequence[TaskResult]) -> Model:
         out.counters += r.counters
     # the per-coordinate state whose increments weigh each task: AdaGrad's and FTRL's sums of
     # squared gradients; none for SGD, whose tasks weigh by their number of examples
-    key = {"adagrad": "sum_sq_grad", "ftrl": "ftrl_n"}.get(opt)
+    key = {"adagrad": "sum_sq_grad", "ftrl": "ftrl_n", "normalized": "sum_sq_grad"}.get(opt)
     num = np.zeros(len(base.weights), dtype=np.float64)
     den = np.zeros(len(base.weights), dtype=np.float64)
     zsum = np.zeros(len(base.weights), dtype=np.float64)
     acc = base.state[key].astype(np.float64) if key else None
+    base_w = base.weights.astype(np.float64)
+    if opt == "normalized":
+        scale = base.state["feature_scale"].copy()
+        for r in ordered:
+            np.maximum.at(scale, r.changed, r.state["feature_scale"])
+        p = float(base.config.power_t)
+        base_w = _on_scale(base.weights, base.state["feature_scale"], scale, p)
+        out.state["feature_scale"][:] = scale
+        out.weights[:] = base_w  # rescaled where a task saw a larger scale
     for r in ordered:
-        w0 = base.weights[r.changed].astype(np.float64)
+        w0 = base_w[r.changed]
+        new_w = r.weights.astype(np.float64)
+        if opt == "normalized":
+            new_w = _on_scale(r.weights, r.state["feature_scale"], scale[r.changed], p)
         if key and acc is not None:
             weight = r.state[key].astype(np.float64) - base.state[key][r.changed]
             acc[r.changed] += weight
         else:
             weight = np.full(len(r.changed), max(1.0, r.counters[1]))
-        num[r.changed] += weight * (r.weights.astype(np.float64) - w0)
+        num[r.changed] += weight * (new_w - w0)
         den[r.changed] += weight
         if opt == "ftrl":
             zsum[r.changed] += weight * r.state["ftrl_z"]
     idx = np.flatnonzero(den > 0)
-    out.weights[idx] = base.weights[idx] + num[idx] / den[idx]
+    out.weights[idx] = base_w[idx] + num[idx] / den[idx]
     if key and acc is not None:
         out.state[key][idx] = acc[idx]
     if opt == "ftrl":

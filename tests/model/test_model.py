@@ -18,10 +18,10 @@ from shoal.model.model import Model
 CONFIGS = [
     LearnerConfig(loss=loss, optimizer=opt, learning_rate=0.1 if loss == "squared" else 0.5)  # type: ignore[arg-type]
     for loss in ("logistic", "squared", "hinge")
-    for opt in ("sgd", "adagrad", "ftrl")
+    for opt in ("normalized", "sgd", "adagrad", "ftrl")
 ] + [
     LearnerConfig(loss="multiclass", classes=3, optimizer=opt)  # type: ignore[arg-type]
-    for opt in ("sgd", "adagrad", "ftrl")
+    for opt in ("normalized", "sgd", "adagrad", "ftrl")
 ]
 IDS = [f"{c.loss}-{c.optimizer}" for c in CONFIGS]
 

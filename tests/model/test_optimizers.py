@@ -9,7 +9,7 @@ from shoal.data.batch import Batch
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
 from shoal.model.model import Model
-from tests.model.reference import Reference
+from tests.model.reference import Reference, SoftmaxReference
 
 
 def small_set(
@@ -71,3 +71,17 @@ def test_kernel_matches_reference(optimizer: str, loss: str, hyper: dict[str, fl
     assert np.count_nonzero(model.weights) > 10  # it learned something
     if hyper.get("l1", 0) >= 0.5:
         assert np.count_nonzero(model.weights) < 40  # and L1 made it sparse
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "ftrl"])
+def test_multiclass_kernel_matches_reference(optimizer: str) -> None:
+    """Importance weights included: each class's gradient is (p_c - [c == y]) * weight."""
+    rows = [(r, float(1 + (i % 3)), iw) for i, (r, _, iw) in enumerate(small_set(seed=11))]
+    ref = SoftmaxReference(64, 3, optimizer, 0.3)
+    for r, y, iw in rows:
+        ref.learn(r, y, iw)
+    cfg = LearnerConfig(loss="multiclass", classes=3, optimizer=optimizer, learning_rate=0.3)  # type: ignore[arg-type]
+    model = Model(FeatureSpec(bits=6), cfg)
+    model.learn(to_batch(rows))
+    np.testing.assert_allclose(model.weights, np.array(ref.w, dtype=np.float64), rtol=0, atol=1e-6)
+    assert np.count_nonzero(model.weights) > 60

@@ -51,7 +51,7 @@ from shoal.train.single import TrainOptions, train
 from shoal.train.task import Task, TaskResult, TaskSpec, run_task
 
 ROWS = 20_000
-OPTIONS = TrainOptions(passes=2)
+OPTIONS = TrainOptions(passes=2, holdout=0.0)  # every row learned (no default holdout)
 CLUSTER = ClusterOptions(workers=2, shards=8, tasks_per_round=2)  # 8 rounds in all
 DEADLINE = 120.0  # seconds: far beyond what a healthy run takes, short of a hung CI job
 
@@ -329,7 +329,7 @@ def shoal(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Co
 def cli_reference(clicks: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """An undisturbed ``shoal train --workers 2`` (no checkpoints): its model file and output."""
     out = tmp_path_factory.mktemp("cli") / "reference.shoal"
-    done = shoal("train", clicks, "--workers", "2", "--passes", "3", "-o", out)
+    done = shoal("train", clicks, "--workers", "2", "--passes", "3", "--holdout", "0", "-o", out)
     assert done.returncode == 0, done.stderr
     return out, done.stdout
 
@@ -359,7 +359,9 @@ def test_workers_read_a_file_uri_shard_by_shard_to_the_same_bytes(
     hence the model, is the same; the workers read their ranges themselves."""
     model_file, stdout = cli_reference
     out = tmp_path / "uri.shoal"
-    done = shoal("train", f"file://{clicks}", "--workers", "2", "--passes", "3", "-o", out)
+    done = shoal(
+        "train", f"file://{clicks}", "--workers", "2", "--passes", "3", "--holdout", "0", "-o", out
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == stdout.splitlines()[-1]
     assert out.read_bytes() == model_file.read_bytes()
@@ -373,7 +375,18 @@ def test_a_killed_coordinator_resumes_to_the_same_bytes(
 ) -> None:
     ckpt = tmp_path / "ckpt"
     out = tmp_path / "model.shoal"
-    args = ["train", str(clicks), "--workers", "2", "--passes", "3", "--checkpoint-dir", str(ckpt)]
+    args = [
+        "train",
+        str(clicks),
+        "--workers",
+        "2",
+        "--passes",
+        "3",
+        "--holdout",
+        "0",
+        "--checkpoint-dir",
+        str(ckpt),
+    ]
     cmd = [sys.executable, "-m", "shoal.cli", *args, "-o", str(out)]
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the killed workers' files stay behind
     proc = subprocess.Popen(

@@ -18,7 +18,7 @@ from shoal.train.merge import merge
 from shoal.train.plan import Shard, plan
 from shoal.train.task import Task, TaskResult, TaskSpec, run_task
 
-OPTIMIZERS = ["sgd", "adagrad", "ftrl"]
+OPTIMIZERS = ["normalized", "sgd", "adagrad", "ftrl"]
 EXAMPLES = 1  # index of the example count in Model.counters
 
 
@@ -95,8 +95,10 @@ def test_merging_one_result_gives_that_tasks_model(optimizer: str, shards: list[
     merged = merge(base, [results[2]])
     assert np.array_equal(merged.counters, alone.counters)
     assert np.array_equal(merged.weights, alone.weights)
-    if optimizer == "adagrad":
+    if optimizer in ("adagrad", "normalized"):
         assert np.array_equal(merged.state["sum_sq_grad"], alone.state["sum_sq_grad"])
+    if optimizer == "normalized":
+        assert np.array_equal(merged.state["feature_scale"], alone.state["feature_scale"])
     if optimizer == "ftrl":
         assert np.array_equal(merged.state["ftrl_n"], alone.state["ftrl_n"])
         # z is rebuilt from the merged weight: it need not be the task's bits, but it must
@@ -143,6 +145,11 @@ def test_each_coordinate_takes_a_weighted_average_of_the_tasks_that_changed_it(
     alone = shared = 0
     for slot, tasks in owners.items():
         new = [float(r.weights[pos]) for r, pos in tasks]
+        if optimizer == "normalized":  # each task's weight on the merged (largest) scale
+            top = float(merged.state["feature_scale"][slot])
+            scales = [float(r.state["feature_scale"][pos]) for r, pos in tasks]
+            assert top == max([*scales, float(base.state["feature_scale"][slot])])
+            new = [w * (s / top if s > 0 else 1.0) for w, s in zip(new, scales, strict=True)]
         got = float(merged.weights[slot])
         if len(tasks) == 1:
             alone += 1
@@ -151,7 +158,9 @@ def test_each_coordinate_takes_a_weighted_average_of_the_tasks_that_changed_it(
             shared += 1
             spread = 1e-6 * max(abs(x) for x in new) + 1e-9
             assert min(new) - spread <= got <= max(new) + spread
-        key = {"adagrad": "sum_sq_grad", "ftrl": "ftrl_n"}.get(optimizer)
+        key = {"adagrad": "sum_sq_grad", "ftrl": "ftrl_n", "normalized": "sum_sq_grad"}.get(
+            optimizer
+        )
         if key:  # the sums of squared gradients add up
             b = float(base.state[key][slot])
             total = b + sum(float(r.state[key][pos]) - b for r, pos in tasks)
@@ -200,3 +209,20 @@ def test_adagrad_weighs_tasks_by_their_squared_gradients() -> None:
     )
     assert merged.weights[3] == pytest.approx((3 * 2.0 + 1 * -1.0) / 4)
     assert merged.state["sum_sq_grad"][3] == 5.0
+
+
+def test_normalized_takes_the_largest_scale_and_adds_the_normalizer_sums() -> None:
+    """A weight learned under a smaller feature scale is put on the merged one, as the update
+    rescales a weight when a larger value shows up (w * N_old / N_new at power_t 0.5)."""
+    base = Model(FeatureSpec(bits=4), LearnerConfig())
+    base.weights[3], base.state["sum_sq_grad"][3], base.state["feature_scale"][3] = 1.0, 1.0, 2.0
+    a = result(0, [3], [2.0], 5, sum_sq_grad=[4.0], feature_scale=[2.0])  # increment 3
+    b = result(1, [3], [-1.0], 7, sum_sq_grad=[2.0], feature_scale=[8.0])  # increment 1
+    a.counters[2:] = [10.0, 5.0]  # S and T of task a
+    b.counters[2:] = [3.0, 7.0]
+    merged = merge(base, [b, a])
+    # on scale 8: base 1 -> 0.25, task a 2 -> 0.5, task b -1 (its own scale)
+    assert merged.weights[3] == pytest.approx(0.25 + (3 * (0.5 - 0.25) + 1 * (-1.0 - 0.25)) / 4)
+    assert merged.state["feature_scale"][3] == 8.0
+    assert merged.state["sum_sq_grad"][3] == 5.0
+    assert merged.counters[2:].tolist() == [13.0, 12.0]

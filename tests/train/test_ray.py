@@ -35,7 +35,7 @@ from shoal.train.single import TrainOptions  # noqa: E402
 from shoal.train.task import Task, TaskSpec  # noqa: E402
 
 ROWS = 20_000
-PASSES = TrainOptions(passes=2)
+PASSES = TrainOptions(passes=2, holdout=0.0)  # every row learned (no default holdout)
 
 
 @pytest.fixture(scope="module")
