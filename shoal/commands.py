@@ -309,6 +309,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             if model.weights[i] != 0
         ],
     }
+    if args.names:
+        from shoal.data.names import invert_hash
+
+        found = invert_hash(
+            args.names, model.spec, (t["index"] for t in info["top_weights"]), format=args.format
+        )
+        for t in info["top_weights"]:  # most frequent first; none: not seen in DATA
+            t["names"] = [n for n, _ in sorted(found[t["index"]].items(), key=lambda x: -x[1])]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -319,7 +327,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"nonzero    {info['nonzero_weights']:,} of {w.size:,} weights")
     for t in info["top_weights"]:
         cls = f" class {t['class']}" if k > 1 else ""
-        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}")
+        names = "  " + (", ".join(t["names"]) or "(not in the data)") if "names" in t else ""
+        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}{names}")
     return 0
 
 
