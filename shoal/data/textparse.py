@@ -219,13 +219,24 @@ def _feature_hash(buf, s, e, ns_hash, digit_limit):  # numba-typed
 @njit(inline="always", cache=True)
 def _looks_numeric(buf, s, e) -> bool:
     """Whether ``buf[s:e]`` is meant as a number (VW would read it as one): a digit or '.'
-    after an optional sign, or inf/nan. Such a token is never taken for a bare tag."""
+    after an optional sign, or inf, infinity or nan in any case. Such a token is never taken
+    for a bare tag."""
     if s < e and (buf[s] == 43 or buf[s] == 45):
         s += 1
     if s < e and (48 <= buf[s] <= 57 or buf[s] == 46):
         return True
-    c = buf[s] | 32 if s < e else 0  # lower case
-    return c == 105 or c == 110  # 'i'nf, 'n'an: VW's strtod reads them
+    n = e - s
+    if n != 3 and n != 8:
+        return False
+    word = 0  # the token's letters, lower case, packed little-endian
+    for i in range(n):
+        word |= np.int64(buf[s + i] | 32) << (8 * i)
+    return word == _INF or word == _NAN or word == _INFINITY
+
+
+_INF = int.from_bytes(b"inf", "little")
+_NAN = int.from_bytes(b"nan", "little")
+_INFINITY = int.from_bytes(b"infinity", "little")
 
 
 @njit(inline="always", cache=True)

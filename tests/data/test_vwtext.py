@@ -117,6 +117,16 @@ def test_a_bare_word_as_weight_is_a_tag_in_shoal(tmp_path: pathlib.Path) -> None
     got = read_line(tmp_path, "1 ad1 |a x")
     assert (got.labels[0], got.weights[0], got.tags()) == (1.0, 1.0, ["ad1"])
     assert indices(got) == [55432]  # VW's hash of x in namespace a
+    for word in ("news", "info", "nano", "i", "n", "-x", "Infinite", "nan2"):
+        assert read_line(tmp_path, f"1 2 {word} |a x").tags() == [word]
+
+
+@pytest.mark.parametrize("word", ["inf", "-INF", "NaN", "+nan", "Infinity", "-.5", "1e", "5.x"])
+def test_a_word_vw_reads_as_a_number_is_never_a_bare_tag(tmp_path: pathlib.Path, word: str) -> None:
+    path = tmp_path / "w.vw"
+    path.write_text(f"1 {word} |a x\n")
+    with pytest.raises(DataError, match="importance weight"):
+        list(TextReader(spec=FeatureSpec()).read(path))
 
 
 # -- features ------------------------------------------------------------------------------------
