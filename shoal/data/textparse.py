@@ -228,7 +228,7 @@ def _looks_numeric(buf, s, e) -> bool:
     n = e - s
     if n != 3 and n != 8:
         return False
-    word = 0  # the token's letters, lower case, packed little-endian
+    word = np.int64(0)  # the token's letters, lower case, packed little-endian
     for i in range(n):
         word |= np.int64(buf[s + i] | 32) << (8 * i)
     return word == _INF or word == _NAN or word == _INFINITY
