@@ -107,10 +107,11 @@ def _build_model(args: argparse.Namespace) -> Model:
         model = Model.load(initial)
         current = {**model.spec.to_dict(), **model.config.to_dict()}
         current["no_constant"] = not model.spec.constant
+        v = model.spec.hash_version
         for name, value in {**spec_args, **cfg_args}.items():
             have = current.get(name)
-            if name == "interactions":
-                value = list(value)
+            if name == "interactions":  # as the model's spec took them (-q ab ab is -q ab)
+                value = list(FeatureSpec(interactions=value, hash_version=v).interactions)
             if name == "schema":
                 value = _schema(value, args.delimiter).to_dict()
             if value != have:

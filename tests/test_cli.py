@@ -101,6 +101,15 @@ def test_initial_model_refuses_conflicting_flags(files: dict[str, Path], capsys)
     assert "--bits" in capsys.readouterr().err
 
 
+def test_initial_model_takes_interactions_as_its_spec_did(files: dict[str, Path]) -> None:
+    d = files["dir"]
+    assert main(["train", str(files["a"]), "-o", str(d / "a.shoal"), "-q", "uv", "vu"]) == 0
+    assert Model.load(d / "a.shoal").spec.interactions == ("uv",)  # VW 9: one interaction
+    rc = main(["train", str(files["b"]), "--initial-model", str(d / "a.shoal"), "-q", "uv", "uv",
+               "-o", str(d / "ab.shoal")])  # fmt: skip
+    assert rc == 0
+
+
 def test_eval_and_inspect(files: dict[str, Path], capsys) -> None:
     model = files["dir"] / "m.shoal"
     main(["train", str(files["train"]), "-o", str(model), "--passes", "3"])
