@@ -292,8 +292,9 @@ def _parse_line(
             label = v
             p = te
     else:
-        # VW's rule: the last token is the tag if it starts with ' or touches the '|' (or the
-        # line has no '|'); the others are the label, importance weight, initial prediction
+        # VW's rule: the last token is the tag if it starts with ' or touches the '|'; the
+        # others are the label, importance weight, initial prediction. (VW also takes the last
+        # token of a line without '|' for its tag; shoal reads such a line like any other.)
         k = 0
         last_s = last_e = q = p
         extra_s = extra_e = -1  # the fourth token
@@ -307,7 +308,7 @@ def _parse_line(
             k += 1
             if k == 4:
                 extra_s, extra_e = last_s, last_e
-        if k > 0 and (buf[last_s] == _QUOTE or last_e == q or q >= n or buf[q] != _BAR):
+        if k > 0 and (buf[last_s] == _QUOTE or (last_e == q and q < n and buf[q] == _BAR)):
             tag_s, tag_e = last_s + 1 if buf[last_s] == _QUOTE else last_s, last_e
             k -= 1
         if k > 3:

@@ -48,8 +48,9 @@ TAGS = [
     ("'t| x", math.nan, 1.0, "t", [170779]),
     ("2.5 0| x", 2.5, 1.0, "0", [170779]),
     ("1 2 | x", 1.0, 2.0, "", [170779]),  # a blank before the bar: a weight
-    ("1 2 3", 1.0, 2.0, "3", []),  # no bar: the last token is the tag
-    ("1", math.nan, 1.0, "1", []),
+    ("1 2 'a", 1.0, 2.0, "a", []),  # no bar, no features
+    ("1", 1.0, 1.0, "", []),  # VW: unlabeled, tagged 1 (shoal: no bar, no touching)
+    ("1 2 ad1", 1.0, 2.0, "ad1", []),
     ("0 1 0 'tag | a", 0.0, 1.0, "tag", [92594]),  # an initial prediction of 0 changes nothing
 ]
 
@@ -96,6 +97,8 @@ def test_an_initial_prediction_is_refused_with_its_line(
         ("inf | x", "inf", "label"),  # VW: label inf
         ("1 'a 2 | x", "'a", "importance weight"),  # VW: weight 0, initial 2
         ("1 2 3 4 | x", "4", "unexpected token"),  # VW: too many tokens, unlabeled
+        ("1 2 3", "3", "initial prediction"),  # VW: tag 3 (no bar)
+        ("x:y", "x:y", "label"),  # VW: an unlabeled example tagged x:y
         ("1 | x:1e40", "x:1e40", "feature value"),  # VW: value inf
         ("1 | x:nan", "x:nan", "feature value"),
     ],
