@@ -297,6 +297,14 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--top", type=int, default=10, metavar="N", help="how many of the largest "
                    "weights")  # fmt: skip
     i.add_argument("--json", action="store_true", help="print as JSON")
+    i.add_argument(
+        "--names",
+        nargs="+",
+        metavar="DATA",
+        help="name the top weights: the features and interactions of DATA (VW text or "
+        "svmlight, read with the model's spec) that hash to them, as VW's --invert_hash",
+    )
+    i.add_argument("--format", choices=("vw", "svmlight"), help="format of DATA (default: guess)")
 
     g = _command(sub, "generate", "write a synthetic click data set (VW text)")
     g.add_argument("-o", "--output", required=True, help="file to write")

@@ -142,10 +142,11 @@ def _build_model(args: argparse.Namespace) -> Model:
         model = Model.load(initial)
         current = {**model.spec.to_dict(), **model.config.to_dict()}
         current["no_constant"] = not model.spec.constant
+        rules = model.spec.hash_version
         for name, value in {**spec_args, **cfg_args}.items():
             have = current.get(name)
-            if name == "interactions":
-                value = list(value)
+            if name == "interactions":  # as the model's spec took them (-q ab ab is -q ab)
+                value = list(FeatureSpec(interactions=value, hash_version=rules).interactions)
             if name == "schema":  # the format the model learned from is not a flag
                 value = _schema(value, args.delimiter).to_dict()
                 have = {k: v for k, v in (have or {}).items() if k != "format"}
@@ -387,6 +388,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             if model.weights[i] != 0
         ],
     }
+    if args.names:
+        from shoal.data.names import invert_hash
+
+        found = invert_hash(
+            args.names, model.spec, (t["index"] for t in info["top_weights"]), format=args.format
+        )
+        for t in info["top_weights"]:  # most frequent first; none: not seen in DATA
+            t["names"] = [n for n, _ in sorted(found[t["index"]].items(), key=lambda x: -x[1])]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -397,7 +406,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"nonzero    {info['nonzero_weights']:,} of {w.size:,} weights")
     for t in info["top_weights"]:
         cls = f" class {t['class']}" if k > 1 else ""
-        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}")
+        names = "  " + (", ".join(t["names"]) or "(not in the data)") if "names" in t else ""
+        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}{names}")
     return 0
 
 

@@ -3,7 +3,8 @@
 X is what scikit-learn estimators take: a dense array, a scipy sparse matrix or a DataFrame of
 numbers. Column j is the feature ``str(j)`` of the default namespace ``" "``, as in
 ``shoal.data.frames.batch_from_csr`` (and svmlight's ``j:value``), so ``interactions=("  ",)``
-crosses every pair of columns -- but, as in Vowpal Wabbit, the pair of columns 0 and j hashes
+crosses every pair of columns, squares included (VW 9's ``-q``) -- but, as in Vowpal Wabbit, the
+pair of columns 0 and j hashes
 to ``(0 * FNV_PRIME) ^ j = j``, onto column j itself, so leave column 0 out of interactions
 (an empty first column does). ``model_`` is the ``shoal.Model`` learned: save it, serve it,
 or go on learning from it with the CLI.

@@ -103,6 +103,15 @@ def test_initial_model_refuses_conflicting_flags(files: dict[str, Path], capsys)
     assert "--bits" in capsys.readouterr().err
 
 
+def test_initial_model_takes_interactions_as_its_spec_did(files: dict[str, Path]) -> None:
+    d = files["dir"]
+    assert main(["train", str(files["a"]), "-o", str(d / "a.shoal"), "-q", "uv", "vu"]) == 0
+    assert Model.load(d / "a.shoal").spec.interactions == ("uv",)  # VW 9: one interaction
+    rc = main(["train", str(files["b"]), "--initial-model", str(d / "a.shoal"), "-q", "uv", "uv",
+               "-o", str(d / "ab.shoal")])  # fmt: skip
+    assert rc == 0
+
+
 def test_eval_and_inspect(files: dict[str, Path], capsys) -> None:
     model = files["dir"] / "m.shoal"
     # no holdout (3 passes hold out 1 row in 10 by default): every row learned 3 times
@@ -117,6 +126,73 @@ def test_eval_and_inspect(files: dict[str, Path], capsys) -> None:
     assert info["counters"]["examples"] == 1200
     assert info["spec"]["bits"] == 18 and info["config"]["loss"] == "logistic"
     assert len(info["top_weights"]) == 10
+
+
+def test_inspect_names_the_largest_weights(tmp_path: Path, capsys) -> None:
+    """VW's --invert_hash: the names (and interactions) of DATA that hash to the top weights."""
+    data = tmp_path / "known.vw"
+    rows = [
+        f"{1 if i % 2 else -1} |u {'good' if i % 2 else 'bad'} n{i % 5} |v c{i % 3}"
+        for i in range(200)
+    ]
+    data.write_text("\n".join(rows) + "\n")
+    model = tmp_path / "known.shoal"
+    assert main(["train", str(data), "-o", str(model), "-q", "uv", "--passes", "3"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(model), "--names", str(data), "--top", "4", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["top_weights"]
+    assert {top[0]["names"][0], top[1]["names"][0]} == {"u^good", "u^bad"}
+    assert top[0]["weight"] * top[1]["weight"] < 0
+    assert all(t["names"] for t in top)
+    assert main(["inspect", str(model), "--names", str(data), "--top", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "u^good" in text and "u^bad" in text
+    # an index no line of DATA reaches is said to be so
+    other = tmp_path / "other.vw"
+    other.write_text("1 |z nothing\n")
+    assert main(["inspect", str(model), "--names", str(other), "--top", "1"]) == 0
+    assert "(not in the data)" in capsys.readouterr().out
+
+
+def test_inspect_names_of_a_multiclass_model(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "mc.vw"
+    data.write_text("".join(f"{i % 3 + 1} |f c{i % 3} n{i % 7}\n" for i in range(300)))
+    model = tmp_path / "mc.shoal"
+    main(["train", str(data), "--loss", "multiclass", "--classes", "3", "-o", str(model)])
+    capsys.readouterr()
+    assert main(["inspect", str(model), "--names", str(data), "--top", "30", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["top_weights"]
+    # each class's largest positive weight is its own indicator feature
+    best = {}
+    for t in top:
+        if t["weight"] > best.get(t["class"], (0.0, ""))[0]:
+            best[t["class"]] = (t["weight"], t["names"])
+    assert {c: names for c, (_, names) in best.items()} == {
+        1: ["f^c0"],
+        2: ["f^c1"],
+        3: ["f^c2"],
+    }
+
+
+@pytest.mark.realdata
+def test_inspect_names_on_real_data(tmp_path: Path, capsys) -> None:
+    from shoal.data.names import line_names
+
+    data = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "vw_rcv1_small"
+    train = data / "rcv1_small.train.vw"
+    if not train.exists():
+        pytest.skip(f"{train} is absent (../shared/data)")
+    model = tmp_path / "rcv1.shoal"
+    assert main(["train", str(train), "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(model), "--names", str(train), "--top", "8", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    spec = Model.load(model).spec
+    for t in info["top_weights"]:
+        assert t["names"], t  # every large weight was learned from some feature of the data
+        for name in t["names"]:  # and each name hashes to it
+            line = "1 | x" if name == "Constant" else "1 |" + name.replace("^", " ", 1)
+            assert t["index"] in [i for i, _ in line_names(line, spec)], name
 
 
 def test_multiclass_and_squared_from_the_cli(tmp_path: Path, capsys) -> None:

@@ -45,9 +45,9 @@ class ColumnPlan:
         off = np.zeros(len(cols) + 1, dtype=np.int64)
         np.cumsum([len(p) for p in prefixes], out=off[1:])
         hashes = [
-            feature_hash(c.name, c.namespace, spec.seed)
+            feature_hash(c.name, c.namespace, spec.seed, spec.hash_version)
             if c.role == "num"
-            else namespace_hash(c.namespace, spec.seed)
+            else namespace_hash(c.namespace, spec.seed, spec.hash_version)
             for c in cols
         ]
         # a namespace's letter is the first byte of its name (VW's rule), 32 for the default
@@ -93,7 +93,7 @@ def category_hash(prefix, p0, p1, data, d0, d1, ns_hash, scratch):
 
 
 @njit(cache=True, nogil=True)
-def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns):
+def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns, self_pairs):
     """Final CSR rows from base features: masked indices, interactions, the constant."""
     n = len(base_ptr) - 1
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -116,11 +116,13 @@ def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns):
         if has_inter:
             rh, rn, rv = h32[a:b], letters[a:b], vals[a:b].astype(np.float64)
             extra = _interactions(
-                rh, rn, rv, nb, inter_off, inter_ns, mask, indices, values, 0, False
+                rh, rn, rv, nb, inter_off, inter_ns, mask, indices, values, 0, False, self_pairs
             )
             indices = _grow(indices, nnz + extra + 1)
             values = _grow(values, nnz + extra + 1)
-            _interactions(rh, rn, rv, nb, inter_off, inter_ns, mask, indices, values, nnz, True)
+            _interactions(
+                rh, rn, rv, nb, inter_off, inter_ns, mask, indices, values, nnz, True, self_pairs
+            )
             nnz += extra
         if constant:
             indices[nnz] = CONSTANT_HASH & mask
@@ -133,4 +135,6 @@ def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns):
 def assemble_for(spec: FeatureSpec, base_ptr, h32, letters, vals):
     """``assemble`` with the spec's mask, constant and interactions."""
     off, ns = spec.interaction_arrays()
-    return assemble(base_ptr, h32, letters, vals, spec.mask, spec.constant, off, ns)
+    return assemble(
+        base_ptr, h32, letters, vals, spec.mask, spec.constant, off, ns, spec.self_pairs
+    )

@@ -92,8 +92,8 @@ def batch_from_csr(
         raise ConfigError("X", "the matrix holds NaN or infinite values")
     n = m.shape[0]
     y, w = _rows_meta(n, labels, weights)
-    # the all-digit rule of feature hashing: name str(j) hashes to j + namespace hash (the seed)
-    h32 = (m.indices.astype(np.int64) + spec.seed) & 0xFFFFFFFF
+    # the all-digit rule of feature hashing: name str(j) hashes to j + the namespace's hash
+    h32 = (m.indices.astype(np.int64) + spec.default_hash) & 0xFFFFFFFF
     letters = np.full(len(h32), 32, dtype=np.uint8)
     base = (m.indptr.astype(np.int64), h32, letters, m.data.astype(np.float32))
     return _untagged(spec, base, y, w, "<matrix>")

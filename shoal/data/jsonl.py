@@ -189,7 +189,7 @@ def parse_block(block: bytes, spec: FeatureSpec, skip_bad: bool) -> Parsed:
     if spec.schema is not None:
         return python_block(block, spec, skip_bad)
     buf = np.frombuffer(block, dtype=np.uint8)
-    out = jsonparse.parse_block(buf, len(buf), spec.seed, spec.ignore_array())
+    out = jsonparse.parse_block(buf, len(buf), spec.hash_rules(), spec.ignore_array())
     rows, todo, n_lines = out[:9], out[9:12], out[12]
     skipped, err_line, problem = 0, -1, ""
     if len(todo[0]):

@@ -30,7 +30,16 @@ import numpy as np
 from numba import njit
 
 from shoal.data.jsontokens import is_word, key, number, string, unescaped, ws
-from shoal.data.textparse import _F32_LIMIT, _feature_hash, _grow, grow_rows, row_arrays
+from shoal.data.textparse import (
+    _F32_LIMIT,
+    RULE_DEFAULT_HASH,
+    RULE_DIGITS,
+    RULE_SEED,
+    _feature_hash,
+    _grow,
+    grow_rows,
+    row_arrays,
+)
 from shoal.features.hashing import murmur3_32
 
 _TABLE = 4096  # slots of the repeated-key table, per scope (top level + features; a namespace)
@@ -81,7 +90,7 @@ def _special(buf, s, e):
 
 
 @njit(cache=True, nogil=True)
-def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, scope):
+def _line(buf, s, n, rules, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, scope):
     """Read the record of the line that starts at ``s`` (not blank) if it is in the subset.
 
     Features of the top level go to ``oh/ol/ov[nb:]``, those under ``features`` to
@@ -95,7 +104,8 @@ def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, s
     nd = 0
     depth = 0
     feats_open = False  # depth 1 is the "features" object (else a namespace)
-    default_hash = seed & 0xFFFFFFFF
+    seed, default_hash = rules[RULE_SEED], rules[RULE_DEFAULT_HASH]
+    digit_limit = rules[RULE_DIGITS]
     ns_letter, ns_hash = 32, default_hash
     scope += 1
     top_scope, ns_scope = scope, 0
@@ -215,9 +225,9 @@ def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, s
                             scratch[i - ks] = buf[i]
                         scratch[ke - ks] = 61  # '='
                         k = unescaped(buf, vs, ve, scratch, ke - ks + 1)
-                        h = _feature_hash(scratch, 0, k, nsh)
+                        h = _feature_hash(scratch, 0, k, nsh, digit_limit)
                     else:
-                        h = _feature_hash(buf, ks, ke, nsh)
+                        h = _feature_hash(buf, ks, ke, nsh, digit_limit)
                     if feats_open:
                         dh[nd], dl[nd], dv[nd] = h, letter, v32
                         nd += 1
@@ -251,7 +261,7 @@ def _line(buf, s, n, seed, ignore, oh, ol, ov, nb, dh, dl, dv, scratch, table, s
 
 
 @njit(cache=True, nogil=True)
-def parse_block(buf, n, seed, ignore):
+def parse_block(buf, n, rules, ignore):
     """Read the JSON lines of ``buf[:n]`` (whole lines; the last may lack its newline).
 
     Returns ``(base_ptr, h32, letters, values, labels, weights, tag_offsets, tag_bytes, lines,
@@ -289,7 +299,7 @@ def parse_block(buf, n, seed, ignore):
                 scope = 0
             while True:
                 code, nb2, nd, lab, wt, ts, te, scope, end = _line(
-                    buf, s, n, seed, ignore, h32, lets, vals, nb, dh, dl, dv, scratch, table, scope
+                    buf, s, n, rules, ignore, h32, lets, vals, nb, dh, dl, dv, scratch, table, scope
                 )
                 if code != _ROOM:
                     break

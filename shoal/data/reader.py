@@ -334,12 +334,13 @@ class TextReader:
             return (lambda block: jsonl.parse_block(block, spec, skip)), 0
         if fmt in ("vw", "svmlight"):
             ignore = spec.ignore_array()
+            rules = spec.hash_rules()
             svmlight = fmt == "svmlight"
 
             def parse_text(block: bytes) -> Parsed:
                 buf = np.frombuffer(block, dtype=np.uint8)
                 out = textparse.parse_block(
-                    buf, len(buf), svmlight, spec.seed, spec.mask, spec.constant, ignore,
+                    buf, len(buf), svmlight, rules, spec.mask, spec.constant, ignore,
                     offsets, letters, skip,
                 )  # fmt: skip
                 return as_parsed(out, buf)
@@ -359,7 +360,7 @@ class TextReader:
             out = delimited.parse_delimited(
                 buf, len(buf), ord(sep), fieldmap, cp.roles, cp.hashes, cp.letters, cp.log1p,
                 cp.fills, cp.prefix, cp.prefix_off, spec.mask, spec.constant, offsets, letters,
-                skip,
+                spec.self_pairs, skip,
             )  # fmt: skip
             return as_parsed(out, buf, ord(sep), len(fieldmap))
 

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from shoal.data.columns import transform
-from shoal.data.textparse import _F32_LIMIT, _feature_hash
+from shoal.data.textparse import _F32_LIMIT, RULE_DIGITS, _feature_hash
 from shoal.features.hashing import namespace_hash
 from shoal.features.spec import FeatureSpec
 
@@ -55,7 +55,7 @@ def _number(name: str, value: Any) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _encode(row_ptr, key_data, key_off, ns_hash, letters, raw, log1p):
+def _encode(row_ptr, key_data, key_off, ns_hash, letters, raw, log1p, digit_limit):
     """Base features of the gathered rows: transform, drop zeros, hash ``key`` in its namespace."""
     n = len(row_ptr) - 1
     m = len(raw)
@@ -69,7 +69,7 @@ def _encode(row_ptr, key_data, key_off, ns_hash, letters, raw, log1p):
             v32 = np.float32(transform(raw[k], log1p[k]))
             if v32 == 0.0:
                 continue
-            h32[nb] = _feature_hash(key_data, key_off[k], key_off[k + 1], ns_hash[k])
+            h32[nb] = _feature_hash(key_data, key_off[k], key_off[k + 1], ns_hash[k], digit_limit)
             lets[nb] = letters[k]
             vals[nb] = v32
             nb += 1
@@ -109,7 +109,8 @@ class RecordEncoder:
         got = self._ns.get(ns)
         if got is None:
             raw = ns.encode()
-            got = self._ns[ns] = (namespace_hash(ns, self.spec.seed), raw[0] if raw else 32)
+            nsh = namespace_hash(ns, self.spec.seed, self.spec.hash_version)
+            got = self._ns[ns] = (nsh, raw[0] if raw else 32)
         return got
 
     def _put(self, key: str, ns: str, value: float, log1p: bool = False) -> None:
@@ -218,4 +219,5 @@ class RecordEncoder:
             np.array(self._let, dtype=np.uint8),
             np.array(self._raw, dtype=np.float64),
             np.array(self._log1p, dtype=np.bool_),
+            self.spec.hash_rules()[RULE_DIGITS],
         )

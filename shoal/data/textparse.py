@@ -4,7 +4,8 @@ One numba kernel reads a block of whole lines and writes the rows of a ``Batch``
 importance weights, tags, and the hashed indices and values of every feature, the constant
 feature and the interactions. Nothing runs per token in the interpreter.
 
-Vowpal Wabbit lines: ``[label] [importance] ['tag] |ns[:scale] name[:value] ... |ns2 ...``.
+Vowpal Wabbit lines: ``[label] [importance] ['tag] |ns[:scale] name[:value] ... |ns2 ...``,
+read as VW 9 reads them (``docs/formats/vw.md`` lists what shoal refuses instead).
 svmlight lines: ``label index:value ... [# comment]`` (a ``qid:`` token is ignored).
 Blank lines are skipped. A bad line stops the block with an error code and the offending
 token's position, or is skipped and counted, as the caller's policy says.
@@ -29,10 +30,12 @@ BAD_SCALE = 5
 BAD_LABEL_TOKEN = 6
 SVM_NO_COLON = 7
 SVM_BAD_INDEX = 8
+BAD_INITIAL = 9
+INITIAL_PREDICTION = 10
 NEED_ROOM = 99  # internal: grow the output arrays and parse the line again
 # What each code means, for messages ("{tok}" is the offending token).
 PROBLEMS = {
-    BAD_LABEL: "label '{tok}' is not a number",
+    BAD_LABEL: "label '{tok}' is not a number (a finite 32-bit float)",
     BAD_WEIGHT: "importance weight '{tok}' is not a non-negative number",
     BAD_VALUE: "feature value in '{tok}' is not a finite number",
     EMPTY_NAME: "feature '{tok}' has an empty name",
@@ -40,7 +43,12 @@ PROBLEMS = {
     BAD_LABEL_TOKEN: "unexpected token '{tok}' before the first '|'",
     SVM_NO_COLON: "svmlight feature '{tok}' is not index:value",
     SVM_BAD_INDEX: "svmlight feature index in '{tok}' is not a non-negative integer",
+    BAD_INITIAL: "initial prediction '{tok}' (the label's third number) is not a number",
+    INITIAL_PREDICTION: "'{tok}' is an initial prediction (the label's third number), which "
+    "shoal does not read (only 0 is accepted): remove it, or write a tag as 'tag",
 }
+# The hashing rules a spec hands the kernels (``FeatureSpec.hash_rules``), by position.
+RULE_SEED, RULE_DEFAULT_HASH, RULE_DIGITS, RULE_SELF_PAIRS = range(4)
 
 _MANT_MAX = 100_000_000_000_000_000  # 10**17: more digits would overflow int64
 _P10 = np.array([10.0**i for i in range(23)], dtype=np.float64)
@@ -191,9 +199,10 @@ def parse_float(buf: np.ndarray, s: int, e: int) -> tuple[bool, float]:
 
 
 @njit(inline="always", cache=True)
-def _feature_hash(buf, s, e, ns_hash):  # numba-typed
-    """VW's rule: all-digit names up to 10 digits hash to int(name) + namespace hash."""
-    if e - s <= 10:
+def _feature_hash(buf, s, e, ns_hash, digit_limit):  # numba-typed
+    """VW's rule: an all-digit name (of at most ``digit_limit`` digits) hashes to its number
+    plus the namespace hash, modulo 2**32; any other name to its MurmurHash3."""
+    if e - s <= digit_limit:
         v = np.int64(0)
         digits = True
         for i in range(s, e):
@@ -201,10 +210,33 @@ def _feature_hash(buf, s, e, ns_hash):  # numba-typed
             if c < 48 or c > 57:
                 digits = False
                 break
-            v = v * 10 + (c - 48)
+            v = (v * 10 + (c - 48)) & 0xFFFFFFFF  # VW's 64-bit sum, taken modulo 2**32
         if digits:
             return (v + ns_hash) & 0xFFFFFFFF
     return murmur3_32(buf, s, e, ns_hash)
+
+
+@njit(inline="always", cache=True)
+def _looks_numeric(buf, s, e) -> bool:
+    """Whether ``buf[s:e]`` is meant as a number (VW would read it as one): a digit or '.'
+    after an optional sign, or inf, infinity or nan in any case. Such a token is never taken
+    for a bare tag."""
+    if s < e and (buf[s] == 43 or buf[s] == 45):
+        s += 1
+    if s < e and (48 <= buf[s] <= 57 or buf[s] == 46):
+        return True
+    n = e - s
+    if n != 3 and n != 8:
+        return False
+    word = np.int64(0)  # the token's letters, lower case, packed little-endian
+    for i in range(n):
+        word |= np.int64(buf[s + i] | 32) << (8 * i)
+    return word == _INF or word == _NAN or word == _INFINITY
+
+
+_INF = int.from_bytes(b"inf", "little")
+_NAN = int.from_bytes(b"nan", "little")
+_INFINITY = int.from_bytes(b"infinity", "little")
 
 
 @njit(inline="always", cache=True)
@@ -230,7 +262,7 @@ def _skip_blanks(buf: np.ndarray, p: int, n: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _parse_line(
-    buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, keep_row, row_h, row_ns, row_v
+    buf, s, n, svmlight, rules, mask, ignore, indices, values, nnz, keep_row, row_h, row_ns, row_v
 ):
     """Parse the non-blank line starting at ``s`` (it ends at the next newline or at ``n``).
 
@@ -246,52 +278,68 @@ def _parse_line(
     tag_e = -1
     nb = 0
     p = s
+    seed = rules[RULE_SEED]
+    default_hash = rules[RULE_DEFAULT_HASH]
+    digit_limit = rules[RULE_DIGITS]
     # --- label section: up to the first '|' (VW) or the first 'index:value' token (svmlight)
-    n_plain = 0
-    while True:
+    if svmlight:
         p = _skip_blanks(buf, p, n)
-        if p >= n or buf[p] == _NL or (not svmlight and buf[p] == _BAR):
-            break
-        te, colon = _token(buf, p, n, not svmlight)
-        if svmlight:
-            if n_plain == 1 or colon < te:
-                break  # the label is a single token; features follow
+        te, colon = _token(buf, p, n, False)
+        if p < n and buf[p] != _NL and colon == te:  # the label is a single token
             ok, v = parse_float(buf, p, te)
             if not ok:
                 return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
             label = v
-            n_plain = 1
             p = te
-            continue
-        if buf[p] == _QUOTE:
-            tag_s, tag_e = p + 1, te
-        elif n_plain == 0:
+    else:
+        # VW's rule: the last token is the tag if it starts with ' or touches the '|'; the
+        # others are the label, importance weight, initial prediction. (VW also takes the last
+        # token of a line without '|' for its tag; shoal reads such a line like any other.)
+        k = 0
+        last_s = last_e = q = p
+        extra_s = extra_e = -1  # the fourth token
+        while True:
+            q = _skip_blanks(buf, q, n)
+            if q >= n or buf[q] == _NL or buf[q] == _BAR:
+                break
+            last_s = q
+            last_e, colon = _token(buf, q, n, True)
+            q = last_e
+            k += 1
+            if k == 4:
+                extra_s, extra_e = last_s, last_e
+        if k > 0 and (buf[last_s] == _QUOTE or (last_e == q and q < n and buf[q] == _BAR)):
+            tag_s, tag_e = last_s + 1 if buf[last_s] == _QUOTE else last_s, last_e
+            k -= 1
+        if k > 3:
+            return BAD_LABEL_TOKEN, nnz, 0, label, weight, tag_s, tag_e, extra_s, extra_e, -1
+        for i in range(k):
+            p = _skip_blanks(buf, p, n)
+            te, colon = _token(buf, p, n, True)
             ok, v = parse_float(buf, p, te)
-            if not ok:
+            ok = ok and abs(v) < _F32_LIMIT  # VW stores these as float32
+            # shoal's own rule: a last token that is no number at all is a tag (VW: a bad 0)
+            bare_tag = 0 < i <= 2 and i == k - 1 and tag_s < 0 and not _looks_numeric(buf, p, te)
+            if bare_tag:
+                tag_s, tag_e = p, te
+            elif i == 0 and ok:
+                label = v
+            elif i == 0:
                 return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-            label = v
-            n_plain = 1
-        elif n_plain == 1:
-            ok, v = parse_float(buf, p, te)
-            if ok and v >= 0.0 and np.isfinite(np.float32(v)):  # stored as float32
+            elif i == 1 and ok and v >= 0.0:
                 weight = v
-                n_plain = 2
-            else:
-                q = _skip_blanks(buf, te, n)
-                if tag_s < 0 and (q >= n or buf[q] == _NL or buf[q] == _BAR) and not ok:
-                    tag_s, tag_e = p, te  # a bare last token is the tag, as in VW
-                    n_plain = 3
-                else:
-                    return BAD_WEIGHT, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-        elif n_plain == 2 and tag_s < 0:
-            tag_s, tag_e = p, te
-            n_plain = 3
-        else:
-            return BAD_LABEL_TOKEN, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-        p = te
+            elif i == 1:
+                return BAD_WEIGHT, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            elif i == 2 and ok and v != 0.0:
+                return INITIAL_PREDICTION, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            elif i == 2 and not ok:
+                return BAD_INITIAL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            p = te
+        p = q
     # --- features
     ns_letter = _SPACE
-    ns_hash = seed & 0xFFFFFFFF
+    ns_hash = default_hash
+    anon = 0  # anonymous features (':value') so far in this namespace
     scale = 1.0
     cap = len(indices)
     cap_row = len(row_h)
@@ -308,6 +356,7 @@ def _parse_line(
             break
         if not svmlight and c == _BAR:
             p += 1
+            anon = 0
             if p < n and not _is_blank(buf[p]) and buf[p] != _BAR and buf[p] != _NL:
                 ne, colon = _token(buf, p, n, True)
                 ns_letter = buf[p]
@@ -320,7 +369,7 @@ def _parse_line(
                 p = ne
             else:
                 ns_letter = _SPACE
-                ns_hash = seed & 0xFFFFFFFF
+                ns_hash = default_hash
                 scale = 1.0
             continue
         te, colon = _token(buf, p, n, not svmlight)
@@ -331,7 +380,7 @@ def _parse_line(
                 return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
         elif svmlight:
             return SVM_NO_COLON, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-        if colon == p:
+        if colon == p and svmlight:
             return EMPTY_NAME, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
         if svmlight:
             if colon - p == 3 and buf[p] == 113 and buf[p + 1] == 105 and buf[p + 2] == 100:
@@ -344,10 +393,16 @@ def _parse_line(
         if abs(v) >= _F32_LIMIT:  # values are stored as float32
             return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
         v32 = np.float32(v)
+        if colon == p:  # anonymous: VW's namespace hash plus its position (zeros count too)
+            h = (ns_hash + anon) & 0xFFFFFFFF
+            anon += 1
+        else:
+            h = -1
         if v32 != 0.0 and not ignore[ns_letter]:
             if nnz >= cap or nb >= cap_row:
                 return NEED_ROOM, nnz, 0, label, weight, tag_s, tag_e, -1, -1, -1
-            h = _feature_hash(buf, p, colon, ns_hash)
+            if h < 0:
+                h = _feature_hash(buf, p, colon, ns_hash, digit_limit)
             indices[nnz] = h & mask
             values[nnz] = v32
             if keep_row:
@@ -361,18 +416,21 @@ def _parse_line(
 
 
 @njit(inline="always", cache=True)
-def _term_ok(row_ns, letters, a, m, i, j, k) -> bool:
-    """Positions i, j, k match the term's letters; repeated letters take increasing positions."""
+def _term_ok(row_ns, letters, a, m, i, j, k, self_pairs) -> bool:
+    """Positions i, j, k match the term's letters; a repeated letter takes positions at or
+    after its earlier one's (VW 9: a feature with itself too), or after them without
+    ``self_pairs`` (hash version 1)."""
+    s = 0 if self_pairs else 1
     if row_ns[i] != letters[a]:
         return False
-    if m >= 2 and (row_ns[j] != letters[a + 1] or (letters[a + 1] == letters[a] and j <= i)):
+    if m >= 2 and (row_ns[j] != letters[a + 1] or (letters[a + 1] == letters[a] and j < i + s)):
         return False
     if m == 3:
         if row_ns[k] != letters[a + 2]:
             return False
-        if letters[a + 2] == letters[a + 1] and k <= j:
+        if letters[a + 2] == letters[a + 1] and k < j + s:
             return False
-        if letters[a + 2] == letters[a] and k <= i:
+        if letters[a + 2] == letters[a] and k < i + s:
             return False
     return True
 
@@ -386,7 +444,9 @@ def _f32_range(x: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz, emit):
+def _interactions(
+    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz, emit, self_pairs
+):
     """Count (emit=False) or write (emit=True) the interaction features of one row."""
     count = 0
     for t in range(len(inter_off) - 1):
@@ -396,7 +456,7 @@ def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, 
             if row_ns[i] != inter_ns[a]:
                 continue
             for j in range(nb):
-                if not _term_ok(row_ns, inter_ns, a, 2, i, j, 0):
+                if not _term_ok(row_ns, inter_ns, a, 2, i, j, 0, self_pairs):
                     continue
                 h2 = ((row_h[i] * FNV_PRIME) ^ row_h[j]) & 0xFFFFFFFF
                 if m == 2:
@@ -406,7 +466,7 @@ def _interactions(row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, 
                     count += 1
                     continue
                 for k in range(nb):
-                    if not _term_ok(row_ns, inter_ns, a, 3, i, j, k):
+                    if not _term_ok(row_ns, inter_ns, a, 3, i, j, k, self_pairs):
                         continue
                     if emit:
                         h3 = ((h2 * FNV_PRIME) ^ row_h[k]) & 0xFFFFFFFF
@@ -452,8 +512,10 @@ def grow_rows(cap, ptr, labels, weights, lines, tag_off):  # numba-typed
 
 
 @njit(cache=True, nogil=True)
-def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter_ns, skip_bad):
+def parse_block(buf, n, svmlight, rules, mask, constant, ignore, inter_off, inter_ns, skip_bad):
     """Parse the lines of ``buf[:n]`` (whole lines; the last may lack its newline).
+
+    ``rules`` are the spec's ``hash_rules()``.
 
     Returns ``(indptr, indices, values, labels, weights, tag_offsets, tag_bytes, row_lines,
     n_lines, n_skipped, err_code, err_line, err_s, err_e)``: row_lines are 0-based line
@@ -470,6 +532,7 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
     row_ns = np.empty(64, dtype=np.uint8)
     row_v = np.empty(64, dtype=np.float64)
     has_inter = len(inter_off) > 1
+    self_pairs = rules[RULE_SELF_PAIRS] != 0
     r = 0
     nnz = 0
     ntag = 0
@@ -494,7 +557,7 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
             values = _grow(values, nnz + 4096)
         while True:
             code, nnz2, nb, lab, wt, ts, te, es, ee, end = _parse_line(
-                buf, s, n, svmlight, seed, mask, ignore, indices, values, nnz, has_inter,
+                buf, s, n, svmlight, rules, mask, ignore, indices, values, nnz, has_inter,
                 row_h, row_ns, row_v,
             )  # fmt: skip
             if code != NEED_ROOM:
@@ -516,13 +579,15 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
         else:
             if has_inter:
                 extra = _interactions(
-                    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, 0, False
-                )
+                    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, 0,
+                    False, self_pairs,
+                )  # fmt: skip
                 indices = _grow(indices, nnz2 + extra + 1)
                 values = _grow(values, nnz2 + extra + 1)
                 _interactions(
-                    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz2, True
-                )
+                    row_h, row_ns, row_v, nb, inter_off, inter_ns, mask, indices, values, nnz2,
+                    True, self_pairs,
+                )  # fmt: skip
                 nnz2 += extra
             if constant:
                 if nnz2 >= len(indices):

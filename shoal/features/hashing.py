@@ -1,10 +1,15 @@
 """Feature hashing: 32-bit MurmurHash3 (Appleby) compiled with numba, as Vowpal Wabbit uses it.
 
 A feature's 32-bit hash is ``murmur3(name, seed=namespace_hash)``, except that a name made of
-decimal digits only hashes to ``int(name) + namespace_hash`` (VW's shortcut, which keeps svmlight
-indices cheap). Interactions combine the 32-bit hashes of their parts with FNV's prime, and a
-weight's index is the hash masked to the spec's bits. Hashing is stateless: workers and servers
-need no shared vocabulary.
+decimal digits only hashes to ``int(name) + namespace_hash`` modulo 2**32 (VW's shortcut, which
+keeps svmlight indices cheap), and an anonymous feature (``:value``, no name) to the namespace
+hash plus its position among the namespace's anonymous features. Interactions combine the
+32-bit hashes of their parts with FNV's prime, and a weight's index is the hash masked to the
+spec's bits. Hashing is stateless: workers and servers need no shared vocabulary.
+
+``HASH_VERSION`` 2 is Vowpal Wabbit 9's rules; 1 is those of model files written before them
+(all-digit names of at most 10 digits, the default namespace hashed to the seed itself, and
+interactions of a namespace with itself without squares). A ``FeatureSpec`` keeps its version.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from numba import njit
 M32 = 0xFFFFFFFF
 FNV_PRIME = 16777619
 CONSTANT_HASH = 11650396  # VW's index of the constant (bias) feature
+HASH_VERSION = 2  # VW 9's rules; 1: model files written before them (see the module's doc)
+# the longest all-digit name hashed as its number, by version (any length from version 2)
+DIGIT_LIMIT = {1: 10, 2: 1 << 40}
 
 
 @njit(inline="always", cache=True)
@@ -86,14 +94,27 @@ def hash_bytes(data: bytes, seed: int = 0) -> int:
     return murmur3_32(buf, 0, len(data), seed)
 
 
-def namespace_hash(name: str, seed: int = 0) -> int:
-    """32-bit hash of a namespace name; the default (empty) namespace hashes to the seed."""
-    return hash_bytes(name.encode(), seed) if name else seed & M32
+def namespace_hash(name: str, seed: int = 0, version: int = HASH_VERSION) -> int:
+    """32-bit hash of a namespace name.
+
+    The default (empty) namespace hashes to MurmurHash3 of no bytes with the seed (0 for seed
+    0), as in VW; to the seed itself under version 1.
+
+    >>> namespace_hash("", 0), namespace_hash("", 5), namespace_hash("", 5, version=1)
+    (0, 3423425485, 5)
+    """
+    if name:
+        return hash_bytes(name.encode(), seed)
+    return seed & M32 if version == 1 else hash_bytes(b"", seed)
 
 
-def feature_hash(name: str, namespace: str = "", seed: int = 0) -> int:
-    """32-bit hash of feature ``name`` in ``namespace``, exactly as the parsers compute it."""
-    ns = namespace_hash(namespace, seed)
-    if name.isdigit() and name.isascii() and len(name) <= 10:
+def feature_hash(name: str, namespace: str = "", seed: int = 0, version: int = HASH_VERSION) -> int:
+    """32-bit hash of feature ``name`` in ``namespace``, exactly as the parsers compute it.
+
+    >>> feature_hash("12345678901") & 0x3FFFF  # digits: the number mod 2**32, as in VW
+    7221
+    """
+    ns = namespace_hash(namespace, seed, version)
+    if name.isdigit() and name.isascii() and len(name) <= DIGIT_LIMIT[version]:
         return (int(name) + ns) & M32
     return hash_bytes(name.encode(), ns)

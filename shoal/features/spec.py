@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from shoal.errors import ConfigError
+from shoal.features.hashing import DIGIT_LIMIT, HASH_VERSION, namespace_hash
 from shoal.features.schema import ColumnSchema
 
 MAX_BITS = 30
@@ -22,20 +23,45 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def vw_interactions(terms: tuple[str, ...]) -> tuple[str, ...]:
+    """Interactions as Vowpal Wabbit 9 takes them: a term with a repeated letter is sorted
+    (``BAB`` is ``ABB``), and a term equal to an earlier one up to order is dropped (``-q ab
+    -q ab`` and ``-q ab -q ba`` are one interaction); other terms keep their order (``ba``).
+
+    >>> vw_interactions(("ba", "ab", "BAB", "aa", "ABB"))
+    ('ba', 'ABB', 'aa')
+    """
+    seen: set[str] = set()
+    out = []
+    for term in terms:
+        key = "".join(sorted(term))
+        if key not in seen:
+            seen.add(key)
+            out.append(key if len(set(term)) < len(term) else term)
+    return tuple(out)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FeatureSpec:
     """Hash bits and seed, interactions between namespaces, the constant feature.
 
     ``interactions`` are strings of namespace first letters, as Vowpal Wabbit's ``-q ab``
-    (pairs) and ``--cubic abc`` (triples); the default namespace's letter is a space.
-    Interactions of a namespace with itself take each unordered pair once, without squares.
-    ``ignore`` lists namespace letters whose features are dropped.
+    (pairs) and ``--cubic abc`` (triples); the default namespace's letter is a space. As in
+    VW 9, an interaction of a namespace with itself takes every feature with every feature at
+    or after it (squares too), and terms are deduplicated and sorted as ``vw_interactions``
+    says. ``ignore`` lists namespace letters whose features are dropped.
 
-    >>> spec = FeatureSpec(bits=20, interactions=("ab",))
-    >>> spec.size
-    1048576
+    ``hash_version`` picks the hashing rules (``shoal.features.hashing``): 2, VW 9's, is the
+    default; a model file written before version 2 existed has no such field and reads as 1,
+    so its spec keeps hashing, and the model keeps predicting, as it did.
+
+    >>> spec = FeatureSpec(bits=20, interactions=("ab", "ba", "ff"))
+    >>> spec.size, spec.interactions
+    (1048576, ('ab', 'ff'))
     >>> FeatureSpec.from_json(spec.to_json()) == spec
     True
+    >>> FeatureSpec.from_dict({"bits": 20, "interactions": ["ab", "ba"]}).interactions
+    ('ab', 'ba')
     """
 
     bits: int = 18
@@ -44,6 +70,7 @@ class FeatureSpec:
     constant: bool = True
     ignore: str = ""
     schema: ColumnSchema | None = None  # columns of delimited files and tables
+    hash_version: int = HASH_VERSION
 
     def __post_init__(self) -> None:
         # bool is an int subclass: reject it, or {"bits": true} would mean bits=1
@@ -63,6 +90,14 @@ class FeatureSpec:
                     "interactions",
                     f"each interaction is 2 or 3 ASCII namespace letters (like 'ab'), got {term!r}",
                 )
+        if not _is_int(self.hash_version) or self.hash_version not in DIGIT_LIMIT:
+            raise ConfigError(
+                "hash_version",
+                f"must be one of {sorted(DIGIT_LIMIT)} (the newest is {HASH_VERSION}), "
+                f"got {self.hash_version!r}; a newer shoal wrote this spec",
+            )
+        if self.hash_version >= 2:
+            object.__setattr__(self, "interactions", vw_interactions(self.interactions))
         if not isinstance(self.ignore, str) or not self.ignore.isascii():
             raise ConfigError(
                 "ignore", f"must be a string of ASCII namespace letters, got {self.ignore!r}"
@@ -76,6 +111,22 @@ class FeatureSpec:
     @property
     def mask(self) -> int:
         return (1 << self.bits) - 1
+
+    @property
+    def default_hash(self) -> int:
+        """The 32-bit hash of the default namespace (``namespace_hash("")``)."""
+        return namespace_hash("", self.seed, self.hash_version)
+
+    @property
+    def self_pairs(self) -> bool:
+        """Whether an interaction of a namespace with itself pairs a feature with itself."""
+        return self.hash_version >= 2
+
+    def hash_rules(self) -> np.ndarray:
+        """The hashing rules for the kernels, as int64: the seed, the default namespace's hash,
+        the longest all-digit name hashed as its number, and ``self_pairs`` (0 or 1)."""
+        rules = (self.seed, self.default_hash, DIGIT_LIMIT[self.hash_version], self.self_pairs)
+        return np.array(rules, dtype=np.int64)
 
     def interaction_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Interactions flattened for the kernels: offsets (n+1,) and namespace letters."""
@@ -115,6 +166,7 @@ class FeatureSpec:
         if unknown:
             raise ConfigError("spec", f"unknown fields {sorted(unknown)}")
         d = dict(d)
+        d.setdefault("hash_version", 1)  # written before the field existed: the old rules
         if "interactions" in d:
             d["interactions"] = tuple(d["interactions"])
         if d.get("schema") is not None:

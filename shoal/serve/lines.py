@@ -150,20 +150,19 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
     """The block's rows, by the training parser's kernel; RequestError for a bad line."""
     if spec.schema is not None:
         return rows_of(spec).parse_block(buf, "line", first - 1)
-    offsets, letters, ignore = _kernel_args(spec)
+    rules, offsets, letters, ignore = _kernel_args(spec)
     out = textparse.parse_block(
-        buf, len(buf), False, spec.seed, spec.mask, spec.constant, ignore, offsets, letters,
-        False,
-    )  # fmt: skip
+        buf, len(buf), False, rules, spec.mask, spec.constant, ignore, offsets, letters, False
+    )
     if out[10]:  # its error code
         raise RequestError("line", "a bad line")
     return as_parsed(out, buf).batch("line", first)
 
 
-_KERNEL_ARGS: dict[int, tuple[FeatureSpec, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+_KERNEL_ARGS: dict[int, tuple[FeatureSpec, tuple[Any, np.ndarray, np.ndarray, np.ndarray]]] = {}
 
 
-def _kernel_args(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kernel_args(spec: FeatureSpec) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """The spec's arrays for the VW kernel, made once per spec (looked up by identity: a
     spec's hash walks all its fields, a cost per line here)."""
     found = _KERNEL_ARGS.get(id(spec))
@@ -171,7 +170,8 @@ def _kernel_args(spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         if len(_KERNEL_ARGS) > 16:
             _KERNEL_ARGS.clear()
         offsets, letters = spec.interaction_arrays()
-        found = _KERNEL_ARGS[id(spec)] = (spec, (offsets, letters, spec.ignore_array()))
+        args = (spec.hash_rules(), offsets, letters, spec.ignore_array())
+        found = _KERNEL_ARGS[id(spec)] = (spec, args)
     return found[1]
 
 

@@ -53,7 +53,7 @@ def check(block: bytes, spec: FeatureSpec = SPECS[0]) -> None:
 def todo_lines(block: bytes, spec: FeatureSpec = SPECS[0]) -> list[int]:
     """0-based numbers of the lines the kernel hands to the Python path."""
     buf = np.frombuffer(block, dtype=np.uint8)
-    out = jsonparse.parse_block(buf, len(buf), spec.seed, spec.ignore_array())
+    out = jsonparse.parse_block(buf, len(buf), spec.hash_rules(), spec.ignore_array())
     return out[8][out[9]].tolist()
 
 

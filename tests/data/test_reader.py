@@ -148,10 +148,10 @@ def test_importance_weights(parse) -> None:
     [
         ("1 'abc |a x", 1.0, 1.0, "abc"),
         ("1 2 'abc |a x", 1.0, 2.0, "abc"),
-        ("1 'abc 2 |a x", 1.0, 2.0, "abc"),
-        ("1 bare |a x", 1.0, 1.0, "bare"),  # a bare last token is the tag, as in VW
+        ("1 bare |a x", 1.0, 1.0, "bare"),  # shoal's rule: a bare last word is the tag
         ("1 2 bare |a x", 1.0, 2.0, "bare"),
-        ("1 2 3 |a x", 1.0, 2.0, "3"),
+        ("1 2 0 |a x", 1.0, 2.0, ""),  # VW's initial prediction: 0 is read
+        ("1 2 3|a x", 1.0, 2.0, "3"),  # against the bar: the tag (VW's rule)
         ("-1 0.5 'user/42|a x", -1.0, 0.5, "user/42"),
         ("'only-a-tag |a x", math.nan, 1.0, "only-a-tag"),
         ("1 '|a x", 1.0, 1.0, ""),
@@ -256,14 +256,18 @@ def test_interactions_use_the_first_letter_of_the_namespace(parse) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 4, 7])
-def test_self_interaction_takes_each_unordered_pair_once(parse, n: int) -> None:
-    spec = FeatureSpec(bits=24, interactions=("aa",), constant=False)
+def test_self_interaction_takes_each_feature_with_itself_and_those_after_it(parse, n: int) -> None:
+    """VW 9's -q aa: every pair i <= j; hash version 1 (older model files): i < j."""
     names = [f"f{i}" for i in range(n)]
-    got = parse(f"1 |a {' '.join(names)} |b q\n", spec=spec)
     hs = [feature_hash(x, "a") for x in names]
-    expected = [combine(hs[i], hs[j]) & spec.mask for i in range(n) for j in range(i + 1, n)]
-    assert [i for i, _ in got.row(0)[n + 1 :]] == expected
-    assert len(expected) == n * (n - 1) // 2
+    for version, first in ((2, 0), (1, 1)):
+        spec = FeatureSpec(bits=24, interactions=("aa",), constant=False, hash_version=version)
+        got = parse(f"1 |a {' '.join(names)} |b q\n", spec=spec)
+        expected = [
+            combine(hs[i], hs[j]) & spec.mask for i in range(n) for j in range(i + first, n)
+        ]
+        assert [i for i, _ in got.row(0)[n + 1 :]] == expected
+        assert len(expected) == n * (n + 1 - 2 * first) // 2
 
 
 def test_triple_interaction(parse) -> None:
@@ -287,15 +291,28 @@ def test_triple_interaction(parse) -> None:
 @pytest.mark.parametrize(
     ("terms", "count"),
     [
-        (("aab",), 3 * 2),  # C(3, 2) pairs of a, times |b|
-        (("aaa",), 1),  # C(3, 3)
-        (("ab", "ba"), 3 * 2 * 2),
+        (("aab",), 6 * 2),  # 6 pairs i <= j of a, times |b| (VW 9)
+        (("aba",), 6 * 2),  # the same term once sorted, as in VW
+        (("aaa",), 10),  # triples i <= j <= k of 3
+        (("ab", "ba"), 3 * 2),  # one interaction: VW drops the second
+        (("ab", "ab"), 3 * 2),
         (("ac",), 0),  # no namespace c on the line
-        (("  ",), 1),  # the default namespace's letter is a space
+        (("  ",), 3),  # the default namespace's letter is a space
     ],
 )
 def test_interaction_counts(parse, terms: tuple[str, ...], count: int) -> None:
     spec = FeatureSpec(bits=24, interactions=terms, constant=False)
+    got = parse("1 |a x y z |b u v | d1 d2\n", spec=spec)
+    assert len(got.row(0)) == 7 + count
+
+
+@pytest.mark.parametrize(
+    ("terms", "count"),
+    [(("aab",), 3 * 2), (("aaa",), 1), (("ab", "ba"), 3 * 2 * 2), (("  ",), 1)],
+)
+def test_interaction_counts_of_hash_version_1(parse, terms: tuple[str, ...], count: int) -> None:
+    """A model file written before VW 9's rules keeps the interactions it was trained with."""
+    spec = FeatureSpec(bits=24, interactions=terms, constant=False, hash_version=1)
     got = parse("1 |a x y z |b u v | d1 d2\n", spec=spec)
     assert len(got.row(0)) == 7 + count
 
@@ -620,7 +637,14 @@ BAD = [
     ("vw", "1 |a:1e30 x:1e30", "x:1e30", "feature value"),  # so does scale * value
     ("vw", "1 |a x:", "x:", "feature value"),
     ("vw", "1 |a x:1:2", "x:1:2", "feature value"),
-    ("vw", "1 |a :1", ":1", "empty name"),
+    ("vw", "1 'abc 2 |a x", "'abc", "importance weight"),  # VW: weight 0, initial 2
+    ("vw", "1 2 3 |a x", "3", "initial prediction"),  # VW's third number: shoal refuses it
+    ("vw", "0 1 0.5 'tag |a x", "0.5", "initial prediction"),
+    ("vw", "1 2 nan |a x", "nan", "initial prediction"),
+    ("vw", "1 2 0 4 |a x", "4", "unexpected token"),
+    ("vw", "1 inf |a x", "inf", "importance weight"),  # never a bare tag: VW reads a number
+    ("vw", "1 2 1e40 |a x", "1e40", "initial prediction"),
+    ("vw", "1e40 |a x", "1e40", "label"),
     ("vw", "1 |a:zz x", "a:zz", "namespace scale"),
     ("vw", "1 |a:nan x", "a:nan", "namespace scale"),
     ("svmlight", "x 3:1", "x", "label"),

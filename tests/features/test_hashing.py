@@ -106,10 +106,14 @@ def test_hash_of_a_slice_ignores_the_bytes_around_it() -> None:
     assert murmur3_32(buf, 2, 7, 0) == 613153351
 
 
-def test_namespace_hash_is_the_seed_for_the_default_namespace() -> None:
-    assert namespace_hash("") == 0
-    assert namespace_hash("", seed=12345) == 12345
+def test_default_namespace_hash_is_murmur_of_nothing_with_the_seed() -> None:
+    """VW: ``hash_seed == 0 ? 0 : uniform_hash("", 0, hash_seed)``; version 1: the seed."""
+    assert namespace_hash("") == 0 == reference_murmur3_32(b"", 0)
+    assert namespace_hash("", seed=12345) == reference_murmur3_32(b"", 12345) != 12345
+    assert namespace_hash("", seed=5) == 3423425485  # VW 9 --hash_seed 5, '1 | :1'
+    assert namespace_hash("", seed=12345, version=1) == 12345
     assert namespace_hash("ns", seed=7) == reference_murmur3_32(b"ns", 7)
+    assert namespace_hash("ns", seed=7, version=1) == reference_murmur3_32(b"ns", 7)
 
 
 @pytest.mark.parametrize("name", ["0", "7", "42", "007", "123456", "4294967295", "9999999999"])
@@ -121,11 +125,26 @@ def test_all_digit_names_hash_to_their_value_plus_the_namespace_hash(
     assert feature_hash(name, namespace, seed=3) == (int(name) + ns) & M32
 
 
-@pytest.mark.parametrize("name", ["12345678901", "1a", "a1", "-1", "1.5", "\u00b2", "\u0661"])
+@pytest.mark.parametrize("name", ["1a", "a1", "-1", "+1", "1.5", "\u00b2", "\u0661"])
 def test_other_names_are_murmur_hashed(name: str) -> None:
-    # More than 10 digits, signs, dots and non-ASCII digits take the murmur path.
+    # Signs, dots and non-ASCII digits take the murmur path.
     ns = namespace_hash("a")
     assert feature_hash(name, "a") == reference_murmur3_32(name.encode(), ns)
+
+
+@pytest.mark.parametrize(
+    "name", ["12345678901", "1700000000000", "99999999999999999999999", "0" * 30 + "42"]
+)
+def test_all_digit_names_of_any_length_hash_to_their_number_mod_2_32(name: str) -> None:
+    """As VW 9 (millisecond timestamps, long ids); hash version 1 took murmur past 10 digits."""
+    ns = namespace_hash("a")
+    assert feature_hash(name, "a") == (int(name) + ns) & M32
+    assert feature_hash(name, "a", version=1) == reference_murmur3_32(name.encode(), ns)
+
+
+def test_vw_hashes_a_long_number_as_its_value() -> None:
+    assert feature_hash("12345678901") & 0x3FFFF == 7221  # VW 9: '1 | 12345678901', -b 18
+    assert feature_hash("99999999999999999999999", "f") & 0x3FFFF == 34874
 
 
 def test_combine_is_vw_quadratic_rule() -> None:
@@ -175,7 +194,7 @@ def test_feature_hash_equals_what_the_parser_writes(
 def test_svmlight_indices_hash_like_default_namespace_digits(tmp_path: pathlib.Path) -> None:
     spec = FeatureSpec(bits=30, seed=99, constant=False)
     got = _read_one(tmp_path / "one.svm", "1 3:1 10:0.5 4000000000:2\n", spec, "svmlight")
-    assert got == [(i + 99) & spec.mask for i in (3, 10, 4000000000)]
+    assert got == [(i + namespace_hash("", 99)) & spec.mask for i in (3, 10, 4000000000)]
     assert got == [feature_hash(n, "", 99) & spec.mask for n in ("3", "10", "4000000000")]
 
 

@@ -38,6 +38,10 @@ from shoal.features.spec import MAX_BITS, FeatureSpec
         ({"ignore": 5}, "ignore"),
         ({"constant": "false"}, "constant"),
         ({"constant": 1}, "constant"),
+        ({"hash_version": 0}, "hash_version"),
+        ({"hash_version": 3}, "hash_version"),
+        ({"hash_version": "2"}, "hash_version"),
+        ({"hash_version": True}, "hash_version"),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_field(
@@ -109,6 +113,7 @@ SPECS = st.builds(
     ),
     constant=st.booleans(),
     ignore=st.text(alphabet="abz ", max_size=3),
+    hash_version=st.sampled_from([1, 2]),
 )
 
 
@@ -138,7 +143,42 @@ def test_from_json_validates_like_the_constructor() -> None:
 
 
 def test_from_dict_fills_missing_fields_with_defaults() -> None:
-    assert FeatureSpec.from_dict({"bits": 12}) == FeatureSpec(bits=12)
+    """A spec stored without ``hash_version`` was written before VW 9's rules: version 1."""
+    assert FeatureSpec.from_dict({"bits": 12}) == FeatureSpec(bits=12, hash_version=1)
+    assert FeatureSpec.from_dict(FeatureSpec(bits=12).to_dict()) == FeatureSpec(bits=12)
+
+
+@pytest.mark.parametrize(
+    ("terms", "expected"),
+    [
+        (("ab", "ab"), ("ab",)),  # VW 9: -q ab -q ab is one interaction
+        (("ab", "ba"), ("ab",)),  # equal up to order: the first is kept
+        (("ba",), ("ba",)),  # no repeated letter: the order stays (it changes the hashes)
+        (("BAB",), ("ABB",)),  # a repeated letter: sorted, as VW reorders --cubic BAB
+        (("ABA", "AAB", "ab"), ("AAB", "ab")),
+        (("ff", "fff", "ff"), ("ff", "fff")),
+    ],
+)
+def test_interactions_are_sorted_and_deduplicated_as_vw_9(
+    terms: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    assert FeatureSpec(interactions=terms).interactions == expected
+    # hash version 1 (model files written before) keeps its terms as they were
+    assert FeatureSpec(interactions=terms, hash_version=1).interactions == terms
+
+
+def test_a_spec_stored_before_hash_versions_keeps_its_rules() -> None:
+    """The spec of a model file written by an older shoal (no ``hash_version``) reads as
+    version 1: its interactions, digit names and seed keep hashing as they did."""
+    old = '{"bits": 18, "constant": true, "ignore": "", "interactions": ["ab", "ab"], "seed": 7}'
+    spec = FeatureSpec.from_json(old)
+    assert spec.hash_version == 1 and spec.interactions == ("ab", "ab")
+    assert (spec.default_hash, spec.self_pairs) == (7, False)
+    assert spec.hash_rules().tolist() == [7, 7, 10, 0]
+    assert json.loads(spec.to_json())["hash_version"] == 1  # and stays so when saved again
+    new = FeatureSpec(seed=7)
+    assert new.hash_version == 2 and new.self_pairs
+    assert new.default_hash == 415870660  # VW 9 --hash_seed 7: "1 | :1" hashes to it
 
 
 def test_config_error_pickles() -> None:
