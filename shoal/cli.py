@@ -161,6 +161,13 @@ def _add_serve_parser(sub: Any) -> None:
     )
     s.add_argument("--name", help="name in the URLs (default: the model file's stem)")
     s.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="front-end processes answering on the same ports, with one learner process "
+        "(default: one per core; 0: everything in one process)",
+    )
+    s.add_argument(
         "--token",
         default=os.environ.get("SHOAL_TOKEN"),
         help="bearer token for learn, feedback and admin calls (default $SHOAL_TOKEN)",

@@ -438,8 +438,15 @@ def _tcp_config(args: argparse.Namespace) -> TcpConfig | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from shoal.serve import ModelService, ServiceConfig, serve
+    from shoal.serve.cluster import supervisor
 
     http, tcp = _http_config(args), _tcp_config(args)
+    processes = args.processes
+    if processes is None:
+        processes = supervisor.default_processes() if supervisor.supported() else 0
+    if processes < 0 or (processes > 0 and not supervisor.supported()):
+        raise ConfigError("--processes", f"must be 0 here (one process), got {processes}"
+                          if processes > 0 else f"must be 0 or more, got {processes}")  # fmt: skip
     _new_model(args)
     config = ServiceConfig(
         model_path=args.model,
@@ -453,13 +460,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_wait=args.batch_wait_ms / 1000,
     )
 
-    def ready(service: ModelService, urls: list[str]) -> None:
-        info = service.info()
-        print(f"shoal: serving {service.name!r} (version {info['version']}, event seq "
-              f"{info['applied_seq']}, {service.replayed} replayed) on {' and '.join(urls)}",
-              file=sys.stderr, flush=True)  # fmt: skip
+    def ready_line(state: dict[str, Any], urls: list[str], processes: str = "") -> None:
+        print(f"shoal: serving {state['name']!r}{processes} (version {state['version']}, event "
+              f"seq {state['applied_seq']}, {state['replayed']} replayed) on "
+              f"{' and '.join(urls)}", file=sys.stderr, flush=True)  # fmt: skip
 
-    serve(config, http, tcp, on_ready=ready)
+    def ready(service: ModelService, urls: list[str]) -> None:
+        ready_line({**service.info(), "replayed": service.replayed}, urls)
+
+    if processes == 0:
+        serve(config, http, tcp, on_ready=ready)
+    else:
+        many = f" with {processes} front end{'s' if processes > 1 else ''} and a learner"
+        supervisor.serve_cluster(
+            config, http, tcp, processes, lambda state, urls: ready_line(state, urls, many)
+        )
     print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
     return 0
 

@@ -81,7 +81,7 @@ class JsonApi(Routes):
         recs = records(await self._body(request), self.http.max_records)
         out = await self.predictions(service, recs)
         return JSONResponse({
-            "model": service.name, "version": out.version,
+            "model": service.name, "version": out.version, "applied_seq": out.applied_seq,
             "predictions": out.values, "event_ids": out.event_ids,
         })  # fmt: skip
 

@@ -67,6 +67,8 @@ def status_of(exc: Exception) -> int:
 async def _shoal_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:  # shutting down, or a learner process restarting: worth a retry
+        headers = {"Retry-After": "1"}
     return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 

@@ -67,6 +67,7 @@ class Prediction:
     version: int
     tags: list[str]
     labeled: list[bool]
+    applied_seq: int = 0  # the last event learned before the prediction (it may hold later ones)
 
 
 _Request = tuple[list[str], bool]  # a prediction request's lines, and whether to remember them
@@ -203,6 +204,7 @@ class ModelService:
 
     def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
         live = self.learner.live
+        applied = self.learner.applied_seq
         try:
             batch = parse_lines(live.model.spec, [x for lines, _ in requests for x in lines])
         except RequestError as exc:
@@ -217,7 +219,7 @@ class ModelService:
         with self._lock:
             self.predictions += len(batch)
         return [
-            Prediction(v, i, live.version, t, y)
+            Prediction(v, i, live.version, t, y, applied)
             for v, i, t, y in zip(values, ids, tags, labeled, strict=True)
         ]
 
@@ -237,6 +239,11 @@ class ModelService:
         if rows:
             self._events.remember(rows, now + self.config.feedback_ttl)
         return ids
+
+    def keep_features(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
+        """Keep predictions made elsewhere (a front-end process) for their feedback:
+        (event id, features) rows, until ``expires``."""
+        self._events.remember(rows, expires)
 
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""

@@ -1,0 +1,280 @@
+"""``RemoteService``: what a front-end process serves -- a ``ModelService`` whose predictions are
+made here, from the shared weights, and whose learning and versions live in the learner process.
+
+It answers the calls the HTTP app and the TCP line server make of a ``ModelService`` (same
+names, same results, same errors), so the front ends run unchanged in a front-end process:
+
+- ``predict``: parsed, hashed and scored here with the learner's weights, mapped from shared
+  memory (no copy; ``shmweights.Reader``), gathered into batches as in one process. The
+  features kept for feedback go to the learner without waiting.
+- ``learn``, ``feedback``: checked here (a bad record is a 400 before it costs the learner
+  anything), then logged by the learner; the future resolves once they are durable.
+- versions, snapshot, rollback, load, info, stats: calls to the learner.
+
+While the learner restarts, predictions go on from the last published weights; everything else
+raises ``Unavailable`` (503 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.data.batch import Batch
+from shoal.errors import DataError
+from shoal.model.model import Model
+from shoal.serve.batcher import Batcher, split
+from shoal.serve.cluster.learnerproc import SOCKET
+from shoal.serve.cluster.rpc import RpcClient
+from shoal.serve.cluster.shmweights import Reader
+from shoal.serve.config import ServiceConfig
+from shoal.serve.errors import RequestError
+from shoal.serve.histogram import Histogram
+from shoal.serve.learner import Live
+from shoal.serve.records import (
+    check_line,
+    data_error_field,
+    features_line,
+    features_part,
+    json_line,
+    labeled_line,
+    number_text,
+    parse_lines,
+    weight_text,
+)
+from shoal.serve.service import Prediction
+from shoal.serve.snapshots import Version
+
+_Request = tuple[list[str], bool]
+CALL_TIMEOUT = 10.0  # seconds a front end waits for the learner's answer to a quick call
+
+
+@dataclass(frozen=True)
+class SharedLearner:
+    """What the routes read of ``ModelService.learner``: the live model and its version."""
+
+    live: Live
+    applied_seq: int
+
+
+class RemoteService:
+    """A front end's service (see the module's doc); thread-safe."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        rundir: Path,
+        *,
+        on_batch: Callable[[int], None] = lambda n: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.name = config.served_name
+        self.replayed = 0
+        self.predictions = 0
+        self._on_batch = on_batch  # records per scored batch (the front end's metrics)
+        self._clock = clock
+        self._weights = Reader(rundir)
+        self._rpc = RpcClient(rundir / SOCKET)
+        self._batcher: Batcher[_Request, Prediction] = Batcher(
+            self._predict_batch,
+            size=lambda request: len(request[0]),
+            max_rows=config.batch_max_records,
+            max_wait=config.batch_wait,
+        )
+
+    def close(self) -> None:
+        self._rpc.close()
+
+    # -- what the routes read ----------------------------------------------------------------
+
+    @property
+    def learner(self) -> SharedLearner:
+        model, version, applied = self._weights.current()
+        return SharedLearner(Live(model, version), applied)
+
+    @property
+    def ready(self) -> bool:
+        """Predictions can be answered (learning may be waiting for the learner to restart)."""
+        try:
+            self._weights.current()
+        except Exception:
+            return False
+        return True
+
+    @property
+    def learner_connected(self) -> bool:
+        return self._rpc.connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._rpc.wait_connected(timeout)
+
+    # -- predictions, here ---------------------------------------------------------------------
+
+    def _lines(self, records: Sequence[Any], model: Model, labeled: bool) -> list[str]:
+        return [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
+
+    def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
+        if isinstance(record, str):
+            return check_line(record, field)
+        if model.spec.schema is not None:
+            return json_line(record, field, labeled=labeled)
+        return labeled_line(record, field) if labeled else features_line(record, field)
+
+    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
+        lines = self._lines(records, self.learner.live.model, False)
+        return self._batcher.submit((lines, remember))
+
+    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
+        model = self.learner.live.model
+        checked: list[_Request | RequestError] = []
+        for records in requests:
+            try:
+                checked.append((self._lines(records, model, False), True))
+            except RequestError as exc:
+                checked.append(exc)
+        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
+        return [c if isinstance(c, RequestError) else next(results) for c in checked]
+
+    def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
+        model, version, applied = self._weights.current()
+        try:
+            batch = parse_lines(model.spec, [x for lines, _ in requests for x in lines])
+        except RequestError as exc:
+            if len(requests) == 1:
+                return [exc]
+            return [self._predict_batch([r])[0] for r in requests]
+        sizes = [len(lines) for lines, _ in requests]
+        values = split(model.predict(batch).tolist(), sizes)
+        tags = split(batch.tags(), sizes)
+        labeled = split((~np.isnan(batch.labels)).tolist(), sizes)
+        ids = self._remember([lines if keep else [] for lines, keep in requests])
+        self.predictions += len(batch)
+        self._on_batch(len(batch))
+        return [
+            Prediction(v, i, version, t, y, applied)
+            for v, i, t, y in zip(values, ids, tags, labeled, strict=True)
+        ]
+
+    def _remember(self, requests: list[list[str]]) -> list[list[str]]:
+        """Event ids, made as the learner makes them; the features go to the learner without
+        waiting (dropped while it restarts: their feedback is then 404)."""
+        now = self._clock()
+        stamp = f"{int(now * 1000):012x}"
+        digits = os.urandom(8 * sum(map(len, requests))).hex()
+        chunks = (digits[i : i + 16] for i in range(0, len(digits), 16))
+        ids = [[stamp + next(chunks) for _ in x] for x in requests]
+        rows = [
+            (i, features_part(x))
+            for r, lines in zip(ids, requests, strict=True)
+            for i, x in zip(r, lines, strict=True)
+        ]
+        if rows:
+            self._rpc.send("remember", rows=rows, expires=now + self.config.feedback_ttl)
+        return ids
+
+    # -- learning, in the learner ----------------------------------------------------------------
+
+    def learn(self, records: Sequence[Any]) -> Future[list[int]]:
+        """Check labeled records here, log them in the learner; the future gives their seqs
+        once durable."""
+        model = self.learner.live.model
+        lines = self._lines(records, model, True)
+        batch = parse_lines(model.spec, lines)
+        missing = np.flatnonzero(np.isnan(batch.labels))
+        if len(missing):
+            raise RequestError(
+                f"records[{missing[0]}]",
+                "has no label: learning needs one before the first '|' (or an object with "
+                "'label' and 'features')",
+            )
+        _check_labels(model, batch)
+        return self._rpc.call("learn", records=lines)
+
+    def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+            raise RequestError("event_id", "must be the event id string that predict returned")
+        number_text(label, "label")  # the learner checks again; a bad one costs it nothing
+        if weight is not None:
+            weight_text(weight, "weight")
+        _check_labels(
+            self.learner.live.model, Batch.from_rows([([], [])], labels=[float(label)]), "label"
+        )
+        return self._rpc.call("feedback", event_id=event_id, label=label, weight=weight)
+
+    def wait_applied(self, seq: int) -> Future[None]:
+        if seq <= self._weights.current()[2]:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        return self._rpc.call("wait_applied", seq=seq)
+
+    def snapshot(self) -> Future[Version]:
+        return _version(self._rpc.call("snapshot"))
+
+    def rollback(self, version: Any) -> Future[Version]:
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise RequestError("version", "must be a version number (see /versions)")
+        return _version(self._rpc.call("rollback", version=version))
+
+    def load(self, path: Any) -> Future[Version]:
+        if not isinstance(path, str) or not path:
+            raise RequestError("path", "must be the path of a model file on the server")
+        return _version(self._rpc.call("load", path=path))
+
+    # -- state, from the learner ----------------------------------------------------------------
+
+    def versions(self) -> list[Version]:
+        return [Version(**v) for v in self._rpc.call_sync("versions", CALL_TIMEOUT)]
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._rpc.call_sync("info", CALL_TIMEOUT))
+
+    def stats(self) -> dict[str, float]:
+        """The learner's numbers; ``predictions`` is NaN: the front ends count those in the
+        metrics they share (``frontend.py``)."""
+        data = self._rpc.call_sync("stats", CALL_TIMEOUT)
+        stats = {k: float("nan") if v is None else float(v) for k, v in data["stats"].items()}
+        stats["predictions"] = float("nan")
+        return stats
+
+    def histograms(self) -> dict[str, Histogram]:
+        """The learner's learn-to-visible histogram (batch sizes are the front ends' own
+        metric, ``frontend.py``)."""
+        data = self._rpc.call_sync("stats", CALL_TIMEOUT)["visible_seconds"]
+        bounds = [float(b) for b, _ in data["cumulative"]]
+        h = Histogram(bounds)
+        previous = 0
+        for i, (_, n) in enumerate(data["cumulative"]):
+            h._counts[i] = int(n) - previous  # rebuilt from the learner's counts
+            previous = int(n)
+        h.sum = float(data["sum"])
+        return {"visible_seconds": h}
+
+
+def _check_labels(model: Model, batch: Batch, field: str = "") -> None:
+    try:
+        model.check_labels(batch)
+    except DataError as exc:
+        raise (RequestError(field, exc.problem) if field else data_error_field(exc)) from None
+
+
+def _version(fut: Future[Any]) -> Future[Version]:
+    out: Future[Version] = Future()
+
+    def done(f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(Version(**f.result()))
+
+    fut.add_done_callback(done)
+    return out
