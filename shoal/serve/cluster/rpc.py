@@ -57,6 +57,7 @@ _LENGTH = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 _RECONNECT = 0.05  # seconds between attempts to reach a learner that is not there
 _BATCH_BYTES = 4 << 20  # most bytes a writer joins into one send
+_MAX_MESSAGES = 10_000  # messages (no reply wanted) waiting to be sent before more are dropped
 
 ERRORS: dict[str, type[ShoalError]] = {
     cls.__name__: cls
@@ -312,10 +313,11 @@ class RpcClient:
             ) from None
 
     def send(self, op: str, **args: Any) -> bool:
-        """A message without reply; False (dropped) when there is no learner to take it."""
+        """A message without reply; False (dropped) when there is no learner to take it, or
+        when it is so far behind that ``_MAX_MESSAGES`` wait (memory stays bounded)."""
         with self._lock:
             writer = self._writer
-        if writer is None:
+        if writer is None or writer.queue.qsize() > _MAX_MESSAGES:
             return False
         writer.put(frame({"id": 0, "op": op, "args": args}))
         return True
