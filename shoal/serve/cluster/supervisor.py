@@ -61,8 +61,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def supported() -> bool:
-    """Front-end processes need ``fork`` (and, to spread connections, ``SO_REUSEPORT``)."""
-    return hasattr(os, "fork") and sys.platform != "win32"
+    """Front-end processes are Linux's: ``fork`` from a process that imported numba, children
+    that die with their parent (``PR_SET_PDEATHSIG``), and ``SO_REUSEPORT`` that spreads
+    connections (elsewhere the last socket bound takes them all)."""
+    return sys.platform.startswith("linux")
 
 
 def default_processes() -> int:
@@ -151,6 +153,7 @@ class Supervisor:
         self.learner: _Child | None = None
         self.fronts: dict[int, _Child] = {}
         self._sockets: dict[str, list[socket.socket]] = {}
+        self._bound: dict[str, tuple[str, int]] = {}  # protocol: (host, port) bound
         self._wake = (-1, -1)
         self._restart_at: dict[str, float] = {}
 
@@ -219,12 +222,11 @@ class Supervisor:
         return {sig: signal.signal(sig, h) for sig, h in handlers.items()}
 
     def _bind(self) -> None:
-        if self.http is not None:
-            self._sockets["http"] = listeners(self.http.host, self.http.port, "--http",
-                                              self.processes)  # fmt: skip
-        if self.tcp is not None:
-            self._sockets["tcp"] = listeners(self.tcp.host, self.tcp.port, "--tcp",
-                                             self.processes)  # fmt: skip
+        for name, config in (("http", self.http), ("tcp", self.tcp)):
+            if config is not None:
+                socks = listeners(config.host, config.port, f"--{name}", self.processes)
+                self._sockets[name] = socks
+                self._bound[name] = (config.host, socks[0].getsockname()[1])
 
     # -- children ------------------------------------------------------------------------------
 
@@ -250,9 +252,8 @@ class Supervisor:
     def _become_child(self, keep: set[int]) -> None:
         """In a new child: die with the supervisor, drop the supervisor's signal handling and
         the file descriptors that are not its own."""
-        if sys.platform.startswith("linux"):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != self.pid:  # the supervisor died before the prctl
             os._exit(1)
         signal.set_wakeup_fd(-1)
@@ -274,6 +275,10 @@ class Supervisor:
     def _start_front(self, index: int) -> _Child:
         rundir = self.rundir
         assert rundir is not None
+        for name, socks in self._sockets.items():
+            if socks[index].fileno() < 0:  # closed when its predecessor died (_close_sockets)
+                host, port = self._bound[name]
+                socks[index] = sockets.listen(host, port, f"--{name}", reuse_port=True)
         mine = {name: socks[index] for name, socks in self._sockets.items()}
 
         def target(ready: int) -> int:
@@ -284,6 +289,14 @@ class Supervisor:
         child = self._fork(f"front end {index}", target, {s.fileno() for s in mine.values()})
         child.index = index
         return child
+
+    def _close_sockets(self, index: int) -> None:
+        """A front end that dies as soon as it starts may do so again: close its sockets, so
+        that new connections go to the others instead of waiting in its queue for a second
+        (those queued are refused and reconnect); its successor gets new ones."""
+        for socks in self._sockets.values():
+            if len(set(socks)) > 1:  # not the one socket that all share
+                socks[index].close()
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -364,9 +377,11 @@ class Supervisor:
             error = (child.message or {}).get("error") or f"the learner stopped ({how})"
             raise ShoalError(str(error))
         log.error("%s (pid %d) stopped (%s); starting it again", child.role, pid, how)
+        quick = time.monotonic() - child.started < _QUICK_DEATH
         if child.index >= 0:
             _metrics_dead(self.rundir, pid)
-        quick = time.monotonic() - child.started < _QUICK_DEATH
+            if quick:
+                self._close_sockets(child.index)
         self._restart_at[child.role] = time.monotonic() + (_QUICK_DEATH if quick else 0.0)
         if child.role == "learner":
             self.learner = None

@@ -159,9 +159,13 @@ def test_front_ends_share_one_model_and_one_learner(
               "--http", "127.0.0.1:0", "--tcp", "127.0.0.1:0")  # fmt: skip
     m = "/v1/models/ctr"
     base = expected_predictions(Model.load(base_model))
+    infer = {"inputs": [{"name": "lines", "shape": [3], "datatype": "BYTES", "data": QUERIES}]}
     for i in (0, 1):  # every front end answers, with the model's predictions
         r = on_front(g.url, i, f"{m}/predict", {"records": QUERIES})
         assert r.json()["predictions"] == base and r.json()["version"] == 1
+        oip = on_front(g.url, i, "/v2/models/ctr/infer", infer).json()["outputs"]
+        assert oip[0]["data"] == pytest.approx(base, rel=1e-6)  # FP32
+        assert on_front(g.url, i, "/v2/models/ctr").json()["versions"] == ["1"]
 
     events = [event(i) for i in range(20)]
     r = on_front(g.url, 0, f"{m}/learn?wait=true", {"records": events})
@@ -266,13 +270,13 @@ def test_a_killed_front_end_is_replaced_and_loses_nothing(
     g = group(str(base_model), "--state-dir", str(state), "--http", "127.0.0.1:0",
               "--snapshot-every-events", "50", "--keep-versions", "1000")  # fmt: skip
     load = Load(g.url)
-    load.wait_acks(100)
+    load.wait_acks(50)
     victim = int(on_front(g.url, 0, "/v1/models/ctr").headers["shoal-pid"])
     g.note_children()
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: not alive(victim), what="the front end to die")
     acked = len(load.acked)
-    load.wait_acks(acked + 100)  # the other front end answers; the new one too
+    load.wait_acks(acked + 50)  # the other front end answers; the new one too
     fresh = int(on_front(g.url, 0, "/v1/models/ctr").headers["shoal-pid"])
     assert fresh != victim
     load.join()
@@ -291,12 +295,12 @@ def test_a_killed_learner_or_group_loses_nothing(
             "--snapshot-every-events", "50", "--keep-versions", "1000")  # fmt: skip
     g = group(*args)
     load = Load(g.url)
-    load.wait_acks(100)
+    load.wait_acks(50)
     learner = g.learner
     os.kill(learner, signal.SIGKILL)  # under load
     wait_until(lambda: g.learner != learner, 60, "a new learner to publish the weights")
     acked = len(load.acked)
-    load.wait_acks(acked + 100)  # the front ends found the new learner
+    load.wait_acks(acked + 50)  # the front ends found the new learner
     g.kill_supervisor()  # and now all of it, under load
     load.join()
     assert set(load.statuses) <= {200, 503} and set(load.retry_after) <= {"1"}
