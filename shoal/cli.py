@@ -140,11 +140,15 @@ def _add_serve_parser(sub: Any) -> None:
     s = sub.add_parser(
         "serve", help="serve a model over HTTP and TCP and keep learning from feedback"
     )
-    s.add_argument("model", help="model file to start from (the state dir wins after a restart)")
+    s.add_argument(
+        "model",
+        nargs="?",
+        help="model file to start from (the state dir wins after a restart); none with --follow",
+    )
     s.add_argument(
         "--new", action="store_true", help="start from a new model made from the flags below"
     )
-    s.add_argument("--state-dir", required=True, help="event log, snapshots; rerun to resume")
+    s.add_argument("--state-dir", help="event log, snapshots; rerun to resume (required)")
     s.add_argument(
         "--http",
         metavar="HOST:PORT",
@@ -160,6 +164,22 @@ def _add_serve_parser(sub: Any) -> None:
         f"{TCP_ADDRESS})",
     )
     s.add_argument("--name", help="name in the URLs (default: the model file's stem)")
+    r = s.add_argument_group("more than one machine")
+    r.add_argument(
+        "--publish",
+        metavar="URI",
+        help="also publish every snapshot to URI (a directory, s3://...), for replicas",
+    )
+    r.add_argument(
+        "--follow",
+        metavar="URI",
+        help="serve as a read replica of what a learner publishes at URI (no MODEL, no state)",
+    )
+    r.add_argument(
+        "--leader",
+        metavar="URL",
+        help="with --follow: the learner's server, where learn and feedback are forwarded",
+    )
     s.add_argument(
         "--processes",
         type=int,

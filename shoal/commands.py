@@ -436,11 +436,49 @@ def _tcp_config(args: argparse.Namespace) -> TcpConfig | None:
     )
 
 
+def ready_line(state: dict[str, Any], urls: list[str], processes: str = "") -> None:
+    """The line that says a server answers (tests and scripts wait for it)."""
+    print(f"shoal: serving {state['name']!r}{processes} (version {state['version']}, event "
+          f"seq {state['applied_seq']}, {state['replayed']} replayed) on "
+          f"{' and '.join(urls)}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _serve_replica(args: argparse.Namespace, http: HttpConfig | None, tcp: TcpConfig | None) -> int:
+    """``serve --follow URI``: a read replica."""
+    from shoal.serve.replica.follower import FollowConfig
+    from shoal.serve.replica.serving import serve_replica
+
+    for flag, given in (("model", args.model), ("--state-dir", args.state_dir),
+                        ("--publish", args.publish), ("--new", args.new or None)):  # fmt: skip
+        if given is not None:
+            raise ConfigError(flag, "a read replica (--follow) serves what the learner publishes: "
+                              f"drop {flag}")  # fmt: skip
+    follow = FollowConfig(
+        uri=args.follow,
+        leader=args.leader,
+        name=args.name or "",
+        token=args.token,
+        batch_max_records=args.batch_max_records,
+        batch_wait=args.batch_wait_ms / 1000,
+    )
+    serve_replica(follow, http, tcp, lambda state, urls: ready_line(state, urls, " as a replica"))
+    print("shoal: stopped", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shoal.serve import ModelService, ServiceConfig, serve
     from shoal.serve.cluster import supervisor
 
     http, tcp = _http_config(args), _tcp_config(args)
+    if args.follow is not None:
+        return _serve_replica(args, http, tcp)
+    if args.leader is not None:
+        raise ConfigError("--leader", "is a setting of a read replica: add --follow URI")
+    if args.model is None:
+        raise ConfigError("model", "give the model file to serve (or --follow URI for a replica)")
+    if args.state_dir is None:
+        raise ConfigError("--state-dir", "is required: where the event log and snapshots live")
     processes = args.processes
     if processes is None:
         processes = supervisor.default_processes() if supervisor.supported() else 0
@@ -460,20 +498,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_wait=args.batch_wait_ms / 1000,
     )
 
-    def ready_line(state: dict[str, Any], urls: list[str], processes: str = "") -> None:
-        print(f"shoal: serving {state['name']!r}{processes} (version {state['version']}, event "
-              f"seq {state['applied_seq']}, {state['replayed']} replayed) on "
-              f"{' and '.join(urls)}", file=sys.stderr, flush=True)  # fmt: skip
-
     def ready(service: ModelService, urls: list[str]) -> None:
         ready_line({**service.info(), "replayed": service.replayed}, urls)
 
     if processes == 0:
+        if args.publish is not None:
+            raise ConfigError("--publish", "needs the learner process: --processes 1 or more")
         serve(config, http, tcp, on_ready=ready)
     else:
         many = f" with {processes} front end{'s' if processes > 1 else ''} and a learner"
         supervisor.serve_cluster(
-            config, http, tcp, processes, lambda state, urls: ready_line(state, urls, many)
+            config,
+            http,
+            tcp,
+            processes,
+            lambda state, urls: ready_line(state, urls, many),
+            publish=args.publish,
         )
     print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
     return 0

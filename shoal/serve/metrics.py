@@ -47,7 +47,25 @@ _MODEL_METRICS = {
         "Labeled events behind shoal_progressive_loss",
         False,
     ),
+    # a read replica's (--follow); a learner has none
+    "replica_lag_seconds": (
+        "shoal_replica_lag_seconds",
+        "Seconds since the snapshot a replica serves was published, while the learner has "
+        "logged events past it (0 when none)",
+        False,
+    ),
+    "replica_lag_events": (
+        "shoal_replica_lag_events",
+        "Events the learner logged that the snapshot a replica serves does not hold",
+        False,
+    ),
+    "snapshots_skipped": (
+        "shoal_replica_snapshots_skipped",
+        "Published snapshots a replica refused (damaged: not matching their checksum)",
+        True,
+    ),
 }
+_OPTIONAL = {"replica_lag_seconds", "replica_lag_events", "snapshots_skipped"}
 
 # key of ModelService.histograms(): name, help
 _HISTOGRAMS = {
@@ -80,9 +98,9 @@ class _ModelCollector(Collector):
                 metric, text, labels=["model"]
             )
             for name, s in stats.items():
-                if not math.isnan(s[key]):
+                if not math.isnan(s.get(key, math.nan)):
                     family.add_metric([name], s[key])
-            if family.samples or not self.skip_empty:
+            if family.samples or not (self.skip_empty or key in _OPTIONAL):
                 yield family
         for key, (metric, text) in _HISTOGRAMS.items():
             hist = HistogramMetricFamily(metric, text, labels=["model"])

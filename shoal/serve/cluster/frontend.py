@@ -162,7 +162,7 @@ def run(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides (Ctrl-C hits the group)
     try:
-        _run(_serve(fronts, ready, parent))
+        run_loop(_serve(fronts, ready, parent))
     finally:
         remote.close()
     return 0
@@ -185,7 +185,8 @@ async def _serve(fronts: list[Any], ready: int, parent: int) -> None:
             await asyncio.sleep(0.25)
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)``, on uvloop where it is installed."""
     try:
         import uvloop
     except ImportError:

@@ -36,6 +36,8 @@ from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import UnknownEvent
 from shoal.serve.eventlog import id_time
 from shoal.serve.histogram import Histogram
+from shoal.serve.replica.publisher import SnapshotPublisher
+from shoal.serve.replica.shelf import Shelf
 from shoal.serve.service import ModelService
 from shoal.serve.snapshots import Version
 
@@ -124,7 +126,7 @@ class LearnerCalls:
         return out
 
 
-def run(config: ServiceConfig, rundir: Path, ready: int) -> int:
+def run(config: ServiceConfig, rundir: Path, ready: int, publish: str | None = None) -> int:
     """Serve the learner until SIGTERM; ``ready`` (a pipe) hears one JSON line: the service's
     state once front ends may come, or the error that stopped it. Returns the exit code."""
     stop = threading.Event()
@@ -137,16 +139,23 @@ def run(config: ServiceConfig, rundir: Path, ready: int) -> int:
         _tell(ready, {"error": str(exc)})
         return 2
     server: RpcServer | None = None
+    shelf: SnapshotPublisher | None = None
     try:
         publisher = Publisher(rundir)
         learner = service.learner
+        if publish is not None:  # --publish: every snapshot also goes to the shared location
+            store = Path(config.state_dir) / "snapshots"
+            shelf = SnapshotPublisher(Shelf(publish, config.keep_versions), store, service.name)
 
-        def publish() -> None:  # in the learner thread
+        def publish_weights() -> None:  # in the learner thread
             live = learner.live
             publisher.publish(live.model, version=live.version, applied_seq=learner.applied_seq)
+            if shelf is not None and live.version != shelf.last_version:
+                logged = learner.applied_seq + learner.lag  # not service.info(): it may be closing
+                shelf.offer(live.version, learner.applied_seq, logged)
 
-        learner.on_change = publish
-        learner.submit(publish).result()
+        learner.on_change = publish_weights
+        learner.submit(publish_weights).result()
         server = RpcServer(rundir / SOCKET, LearnerCalls(service).handlers())
         server.start()
         info = service.info()
@@ -160,7 +169,11 @@ def run(config: ServiceConfig, rundir: Path, ready: int) -> int:
     finally:
         if server is not None:
             server.close()
-        service.close()  # drains the learner, writes the shutdown snapshot
+        try:
+            service.close()  # drains the learner, writes the shutdown snapshot
+        finally:
+            if shelf is not None:
+                shelf.close()
     return 0
 
 

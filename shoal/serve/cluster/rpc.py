@@ -168,6 +168,7 @@ class RpcServer:
         self._sock: socket.socket | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -187,6 +188,7 @@ class RpcServer:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
         with self._lock:
+            self._closed = True
             for conn in self._connections:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
@@ -198,6 +200,9 @@ class RpcServer:
             except OSError:
                 return
             with self._lock:
+                if self._closed:  # accepted while closing: close() did not see it
+                    conn.close()
+                    return
                 self._connections.add(conn)
             threading.Thread(
                 target=self._serve, args=(conn,), name="shoal-rpc-conn", daemon=True

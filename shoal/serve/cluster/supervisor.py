@@ -138,6 +138,7 @@ class Supervisor:
         http: HttpConfig | None,
         tcp: TcpConfig | None,
         processes: int,
+        publish: str | None = None,
     ) -> None:
         if http is None and tcp is None:
             raise ConfigError("--http", "nothing to serve: give --http, --tcp or both")
@@ -147,6 +148,7 @@ class Supervisor:
         self.http = http
         self.tcp = tcp
         self.processes = processes
+        self.publish = publish  # where the learner publishes its snapshots (replica/)
         self.pid = os.getpid()
         self.stopping = False
         self.rundir: Path | None = None
@@ -181,17 +183,23 @@ class Supervisor:
             while not self.stopping:
                 self._step(1.0)
         finally:
-            self._stop_all()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            signal.set_wakeup_fd(-1)
-            for fd in self._wake:
-                os.close(fd)
-            for socks in self._sockets.values():
-                for sock in set(socks):
-                    sock.close()
-            if self.rundir is not None:
-                shutil.rmtree(self.rundir, ignore_errors=True)
+            try:
+                self._stop_all()
+            finally:
+                self._release(previous)
+
+    def _release(self, previous: dict[int, Any]) -> None:
+        """What the run held: signal handlers, sockets, the run directory."""
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(-1)
+        for fd in self._wake:
+            os.close(fd)
+        for socks in self._sockets.values():
+            for sock in set(socks):
+                sock.close()
+        if self.rundir is not None:
+            shutil.rmtree(self.rundir, ignore_errors=True)
 
     def urls(self) -> list[str]:
         out = []
@@ -269,8 +277,10 @@ class Supervisor:
     def _start_learner(self) -> _Child:
         rundir = self.rundir
         assert rundir is not None
-        config = self.service
-        return self._fork("learner", lambda ready: learnerproc.run(config, rundir, ready), set())
+        config, publish = self.service, self.publish
+        return self._fork(
+            "learner", lambda ready: learnerproc.run(config, rundir, ready, publish), set()
+        )
 
     def _start_front(self, index: int) -> _Child:
         rundir = self.rundir
@@ -490,7 +500,9 @@ def serve_cluster(
     tcp: TcpConfig | None,
     processes: int,
     on_ready: Callable[[dict[str, Any], list[str]], None] = lambda state, urls: None,
+    publish: str | None = None,
 ) -> None:
-    """``shoal serve --processes N``: serve with a learner and N front ends until SIGTERM."""
+    """``shoal serve --processes N``: serve with a learner and N front ends until SIGTERM;
+    ``publish``: a URI where every snapshot is also published (``--publish``)."""
     logging.basicConfig(level=logging.WARNING, format="shoal: %(levelname)s: %(message)s")
-    Supervisor(service, http, tcp, processes).run(on_ready)
+    Supervisor(service, http, tcp, processes, publish).run(on_ready)
