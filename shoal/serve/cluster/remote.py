@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shoal.data.batch import Batch
 from shoal.errors import DataError
 from shoal.model.model import Model
-from shoal.serve.batcher import Batcher, split
+from shoal.serve.batcher import Batcher
 from shoal.serve.cluster.learnerproc import SOCKET
 from shoal.serve.cluster.rpc import RpcClient
 from shoal.serve.cluster.shmweights import Reader
@@ -39,16 +37,11 @@ from shoal.serve.errors import RequestError
 from shoal.serve.histogram import Histogram
 from shoal.serve.learner import Live
 from shoal.serve.records import (
-    check_line,
-    data_error_field,
-    features_line,
     features_part,
-    json_line,
-    labeled_line,
     number_text,
-    parse_lines,
     weight_text,
 )
+from shoal.serve.scoring import learn_lines, record_lines, score
 from shoal.serve.service import Prediction
 from shoal.serve.snapshots import Version
 
@@ -118,18 +111,8 @@ class RemoteService:
 
     # -- predictions, here ---------------------------------------------------------------------
 
-    def _lines(self, records: Sequence[Any], model: Model, labeled: bool) -> list[str]:
-        return [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
-
-    def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
-        if isinstance(record, str):
-            return check_line(record, field)
-        if model.spec.schema is not None:
-            return json_line(record, field, labeled=labeled)
-        return labeled_line(record, field) if labeled else features_line(record, field)
-
     def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
-        lines = self._lines(records, self.learner.live.model, False)
+        lines = record_lines(records, self.learner.live.model, labeled=False)
         return self._batcher.submit((lines, remember))
 
     def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
@@ -137,7 +120,7 @@ class RemoteService:
         checked: list[_Request | RequestError] = []
         for records in requests:
             try:
-                checked.append((self._lines(records, model, False), True))
+                checked.append((record_lines(records, model, labeled=False), True))
             except RequestError as exc:
                 checked.append(exc)
         results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
@@ -145,23 +128,11 @@ class RemoteService:
 
     def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
         model, version, applied = self._weights.current()
-        try:
-            batch = parse_lines(model.spec, [x for lines, _ in requests for x in lines])
-        except RequestError as exc:
-            if len(requests) == 1:
-                return [exc]
-            return [self._predict_batch([r])[0] for r in requests]
-        sizes = [len(lines) for lines, _ in requests]
-        values = split(model.predict(batch).tolist(), sizes)
-        tags = split(batch.tags(), sizes)
-        labeled = split((~np.isnan(batch.labels)).tolist(), sizes)
-        ids = self._remember([lines if keep else [] for lines, keep in requests])
-        self.predictions += len(batch)
-        self._on_batch(len(batch))
-        return [
-            Prediction(v, i, version, t, y, applied)
-            for v, i, t, y in zip(values, ids, tags, labeled, strict=True)
-        ]
+        out = score(model, requests, version=version, applied_seq=applied, remember=self._remember)
+        n = sum(len(p.values) for p in out if isinstance(p, Prediction))
+        self.predictions += n
+        self._on_batch(n)
+        return out
 
     def _remember(self, requests: list[list[str]]) -> list[list[str]]:
         """Event ids, made as the learner makes them; the features go to the learner without
@@ -185,17 +156,7 @@ class RemoteService:
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         """Check labeled records here, log them in the learner; the future gives their seqs
         once durable."""
-        model = self.learner.live.model
-        lines = self._lines(records, model, True)
-        batch = parse_lines(model.spec, lines)
-        missing = np.flatnonzero(np.isnan(batch.labels))
-        if len(missing):
-            raise RequestError(
-                f"records[{missing[0]}]",
-                "has no label: learning needs one before the first '|' (or an object with "
-                "'label' and 'features')",
-            )
-        _check_labels(model, batch)
+        lines = learn_lines(records, self.learner.live.model)
         return self._rpc.call("learn", records=lines)
 
     def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
@@ -259,11 +220,11 @@ class RemoteService:
         return {"visible_seconds": h}
 
 
-def _check_labels(model: Model, batch: Batch, field: str = "") -> None:
+def _check_labels(model: Model, batch: Batch, field: str) -> None:
     try:
         model.check_labels(batch)
     except DataError as exc:
-        raise (RequestError(field, exc.problem) if field else data_error_field(exc)) from None
+        raise RequestError(field, exc.problem) from None
 
 
 def _version(fut: Future[Any]) -> Future[Version]:

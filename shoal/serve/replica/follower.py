@@ -27,27 +27,18 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from shoal.data.batch import Batch
-from shoal.errors import ConfigError, DataError, ShoalError
-from shoal.model.model import Model
-from shoal.serve.batcher import Batcher, split
+from shoal.errors import ConfigError, ShoalError
+from shoal.serve.batcher import Batcher
 from shoal.serve.errors import ReadOnly, RequestError, Unavailable
 from shoal.serve.histogram import Histogram
 from shoal.serve.learner import Live
 from shoal.serve.records import (
-    check_line,
-    data_error_field,
-    features_line,
-    json_line,
-    labeled_line,
     number_text,
-    parse_lines,
     weight_text,
 )
 from shoal.serve.replica.leader import Leader
 from shoal.serve.replica.shelf import DamagedSnapshot, Shelf
+from shoal.serve.scoring import learn_lines, record_lines, score
 from shoal.serve.service import Prediction
 from shoal.serve.snapshots import Version
 
@@ -209,25 +200,16 @@ class ReplicaService:
 
     # -- predictions -----------------------------------------------------------------------------
 
-    def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
-        if isinstance(record, str):
-            return check_line(record, field)
-        if model.spec.schema is not None:
-            return json_line(record, field, labeled=labeled)
-        return labeled_line(record, field) if labeled else features_line(record, field)
-
-    def _lines(self, records: Sequence[Any], model: Model, labeled: bool) -> list[str]:
-        return [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
-
     def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
-        return self._batcher.submit((self._lines(records, self.learner.live.model, False), False))
+        lines = record_lines(records, self.learner.live.model, labeled=False)
+        return self._batcher.submit((lines, False))
 
     def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
         model = self.learner.live.model
         checked: list[_Request | RequestError] = []
         for records in requests:
             try:
-                checked.append((self._lines(records, model, False), False))
+                checked.append((record_lines(records, model, labeled=False), False))
             except RequestError as exc:
                 checked.append(exc)
         results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
@@ -235,22 +217,10 @@ class ReplicaService:
 
     def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
         served = self.learner
-        model = served.live.model
-        try:
-            batch = parse_lines(model.spec, [x for lines, _ in requests for x in lines])
-        except RequestError as exc:
-            if len(requests) == 1:
-                return [exc]
-            return [self._predict_batch([r])[0] for r in requests]
-        sizes = [len(lines) for lines, _ in requests]
-        values = split(model.predict(batch).tolist(), sizes)
-        tags = split(batch.tags(), sizes)
-        labeled = split((~np.isnan(batch.labels)).tolist(), sizes)
-        self.predictions += len(batch)
-        return [
-            Prediction(v, [], served.live.version, t, y, served.applied_seq)
-            for v, t, y in zip(values, tags, labeled, strict=True)
-        ]
+        out = score(served.live.model, requests, version=served.live.version,
+                    applied_seq=served.applied_seq)  # fmt: skip
+        self.predictions += sum(len(p.values) for p in out if isinstance(p, Prediction))
+        return out
 
     # -- learning: the leader's ----------------------------------------------------------------
 
@@ -264,13 +234,7 @@ class ReplicaService:
 
     def learn(self, records: Sequence[Any]) -> Future[list[int]]:
         leader = self._to_leader()
-        model = self.learner.live.model
-        lines = self._lines(records, model, True)
-        batch = parse_lines(model.spec, lines)
-        missing = np.flatnonzero(np.isnan(batch.labels))
-        if len(missing):
-            raise RequestError(f"records[{missing[0]}]", "has no label: learning needs one")
-        _check_labels(model, batch)
+        lines = learn_lines(records, self.learner.live.model)
         return _get(leader.call("POST", "/learn", {"records": lines}), "seqs")
 
     def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
@@ -354,13 +318,6 @@ class ReplicaService:
 
     def histograms(self) -> dict[str, Histogram]:
         return {"batch_records": self._batcher.sizes}
-
-
-def _check_labels(model: Model, batch: Batch) -> None:
-    try:
-        model.check_labels(batch)
-    except DataError as exc:
-        raise data_error_field(exc) from None
 
 
 def _get(fut: Future[Any], key: str) -> Future[Any]:
