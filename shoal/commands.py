@@ -448,6 +448,8 @@ def _serve_replica(args: argparse.Namespace, http: HttpConfig | None, tcp: TcpCo
     from shoal.serve.replica.follower import FollowConfig
     from shoal.serve.replica.serving import serve_replica
 
+    if args.processes is not None:
+        raise ConfigError("--processes", "a read replica is one process: run several replicas")
     for flag, given in (("model", args.model), ("--state-dir", args.state_dir),
                         ("--publish", args.publish), ("--new", args.new or None)):  # fmt: skip
         if given is not None:
