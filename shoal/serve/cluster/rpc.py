@@ -34,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import json
@@ -43,6 +44,7 @@ import queue
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -58,6 +60,7 @@ MAX_FRAME = 1 << 30
 _RECONNECT = 0.05  # seconds between attempts to reach a learner that is not there
 _BATCH_BYTES = 4 << 20  # most bytes a writer joins into one send
 _MAX_MESSAGES = 10_000  # messages (no reply wanted) waiting to be sent before more are dropped
+CALL_DEADLINE = 60.0  # seconds a call waits for a learner that is there but does not answer
 
 ERRORS: dict[str, type[ShoalError]] = {
     cls.__name__: cls
@@ -265,17 +268,25 @@ class RpcClient:
     when the connection breaks fail the same way -- never acknowledged, so never lost.
     """
 
-    def __init__(self, path: Path, on_connect: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_connect: Callable[[], None] = lambda: None,
+        deadline: float = CALL_DEADLINE,
+    ) -> None:
         self.path = path
         self.on_connect = on_connect
+        self.deadline = deadline
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
+        self._due: collections.deque[tuple[float, int]] = collections.deque()
         self._lock = threading.Lock()
         self._writer: _Writer | None = None
         self._connected = threading.Event()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shoal-rpc-client", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._expire, name="shoal-rpc-deadline", daemon=True).start()
 
     @property
     def connected(self) -> bool:
@@ -302,6 +313,7 @@ class RpcClient:
             if writer is not None:
                 call_id = next(self._ids)
                 self._pending[call_id] = fut
+                self._due.append((time.monotonic() + self.deadline, call_id))
                 data = frame({"id": call_id, "op": op, "args": args})
         if writer is None or data is None:
             fut.set_exception(_unavailable())
@@ -326,6 +338,22 @@ class RpcClient:
             return False
         writer.put(frame({"id": 0, "op": op, "args": args}))
         return True
+
+    def _expire(self) -> None:
+        """Fail the calls a hung learner (stopped, its disk stalled) has not answered in time:
+        a client gets 503 rather than waiting forever. Not acknowledged, so never lost; the
+        call may still be logged when the learner wakes."""
+        while not self._closed.wait(min(1.0, self.deadline)):
+            now, late = time.monotonic(), []
+            with self._lock:
+                while self._due and self._due[0][0] <= now:
+                    fut = self._pending.pop(self._due.popleft()[1], None)
+                    if fut is not None:
+                        late.append(fut)
+            for fut in late:
+                fut.set_exception(errors.Unavailable(
+                    f"the learner did not answer within {self.deadline:g} s; retry later"
+                ))  # fmt: skip
 
     def _run(self) -> None:
         while not self._closed.is_set():
@@ -358,6 +386,7 @@ class RpcClient:
                 with self._lock:
                     self._writer = None
                     pending, self._pending = self._pending, {}
+                    self._due.clear()
                 writer.stop()
                 sock.close()
                 for fut in pending.values():  # no answer: not acknowledged (it may be logged)

@@ -477,7 +477,7 @@ def _warm_up(model_path: str) -> None:
         reader.weights.flags.writeable = False
         reader.predict(batch)
         model.copy().learn(batch)
-    except ShoalError:
+    except Exception:  # only a head start: the learner reports what is wrong with the model
         pass
 
 

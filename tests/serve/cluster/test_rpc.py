@@ -75,3 +75,18 @@ def test_a_lost_learner_fails_calls_and_the_next_one_is_found(tmp_path: Path) ->
         release.set()
         client.close()
         server.close()
+
+
+def test_a_hung_learner_fails_calls_after_the_deadline(tmp_path: Path) -> None:
+    hung: Future[int] = Future()  # never resolved: a learner stopped with SIGSTOP, say
+    server = RpcServer(tmp_path / "s.sock", {"hang": lambda: hung})
+    server.start()
+    client = RpcClient(tmp_path / "s.sock", deadline=0.2)
+    try:
+        assert client.wait_connected(10)
+        with pytest.raises(Unavailable, match=r"did not answer within 0\.2 s"):
+            client.call("hang").result(30)
+        assert client.connected  # the connection stays: only the call gave up
+    finally:
+        client.close()
+        server.close()
