@@ -230,7 +230,8 @@ def start_servers(sc: Scenario, procs: Processes, models: dict[str, Path], args:
         proc = procs.start("echo", [*echo, str(run.ports["echo"]), str(run.ports["echo-tcp"])])
         wait_until(proc, lambda: send_lines(run.ports["echo-tcp"], ["'x |"]), "the echo server")
     if "shoal" in servers:
-        start_shoal(sc, procs, models["shoal"], state / sc.name, run, pool.lines[0])
+        start_shoal(sc, procs, models["shoal"], state / sc.name, run, pool.lines[0],
+                    args.shoal_processes)  # fmt: skip
     if "river" in servers:
         run.ports["river"] = port = free_port()
         argv = [py, str(HERE / "serve_river.py"), str(port), str(args.train), str(args.river_rows)]
@@ -249,11 +250,13 @@ def start_servers(sc: Scenario, procs: Processes, models: dict[str, Path], args:
 
 
 def start_shoal(sc: Scenario, procs: Processes, model: Path, state: Path, run: Running,
-                probe: str) -> None:  # fmt: skip
+                probe: str, processes: int | None = None) -> None:  # fmt: skip
     """``shoal serve`` (with ``--tcp`` when a target needs it); targets it lacks are skipped."""
     run.ports["shoal"] = port = free_port()
     argv = [str(Path(sys.executable).with_name("shoal")), "serve", str(model), "--name", NAME]
     argv += ["--state-dir", str(state), "--http", f"{HOST}:{port}"]
+    if processes is not None:  # front-end processes (default: shoal's, one per core)
+        argv += ["--processes", str(processes)]
     tcp = [t for t in sc.targets if t.server == "shoal" and t.tcp]
     if tcp:
         run.ports["shoal-tcp"] = free_port()
@@ -462,6 +465,9 @@ def main() -> None:
     p.add_argument("--river-rows", type=int, default=20_000, help="of those, River's pre-training")
     p.add_argument("--pool", type=int, default=10_000, help="distinct request lines (test rows)")
     p.add_argument("--bits", type=int, default=18, help="hash bits for shoal and VW")
+    p.add_argument("--shoal-processes", type=int, metavar="N",
+                   help="shoal serve --processes N (default: one front end per core; 0: one "
+                   "process for everything)")  # fmt: skip
     p.add_argument("--workdir", type=Path, default=ROOT / "bench-data", help="data and models")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = p.parse_args()

@@ -84,6 +84,8 @@ examples:
   shoal serve clicks.shoal --state-dir state/ --http 0.0.0.0:8080 --token "$SECRET"
   shoal serve clicks.shoal --state-dir state/ --tcp            # VW's daemon protocol too
   shoal serve new.shoal --new --bits 20 -q ua --state-dir state/   # start from nothing
+  shoal serve clicks.shoal --state-dir state/ --processes 4 --publish s3://bucket/ctr
+  shoal serve --follow s3://bucket/ctr --leader http://learner:8080   # a read replica
 
 Routes: docs/serve.md (curl examples for each), or GET /openapi.json on a running server.""",
 }
@@ -326,12 +328,16 @@ TCP_ADDRESS = "127.0.0.1:26542"  # Vowpal Wabbit's daemon port
 
 def _add_serve_parser(sub: Any) -> None:
     s = _command(sub, "serve", "serve a model over HTTP and TCP and keep learning from feedback")
-    s.add_argument("model", help="model file to start from (the state dir wins after a restart)")
+    s.add_argument(
+        "model",
+        nargs="?",
+        help="model file to start from (the state dir wins after a restart); none with --follow",
+    )
     s.add_argument(
         "--new", action="store_true", help="start from a new model made from the flags below"
     )
     s.add_argument(
-        "--state-dir", required=True, metavar="DIR", help="event log, snapshots; rerun to resume"
+        "--state-dir", metavar="DIR", help="event log, snapshots; rerun to resume (required)"
     )
     s.add_argument(
         "--http",
@@ -348,6 +354,29 @@ def _add_serve_parser(sub: Any) -> None:
         f"{TCP_ADDRESS})",
     )
     s.add_argument("--name", help="name in the URLs (default: the model file's stem)")
+    r = s.add_argument_group("more than one machine")
+    r.add_argument(
+        "--publish",
+        metavar="URI",
+        help="also publish every snapshot to URI (a directory, s3://...), for replicas",
+    )
+    r.add_argument(
+        "--follow",
+        metavar="URI",
+        help="serve as a read replica of what a learner publishes at URI (no MODEL, no state)",
+    )
+    r.add_argument(
+        "--leader",
+        metavar="URL",
+        help="with --follow: the learner's server, where learn and feedback are forwarded",
+    )
+    s.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="front-end processes answering on the same ports, with one learner process "
+        "(default: one per core; 0: everything in one process)",
+    )
     s.add_argument(
         "--token",
         default=os.environ.get("SHOAL_TOKEN"),

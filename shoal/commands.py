@@ -536,10 +536,58 @@ def _tcp_config(args: argparse.Namespace) -> TcpConfig | None:
     )
 
 
+def ready_line(state: dict[str, Any], urls: list[str], processes: str = "") -> None:
+    """The line that says a server answers (tests and scripts wait for it)."""
+    print(f"shoal: serving {state['name']!r}{processes} (version {state['version']}, event "
+          f"seq {state['applied_seq']}, {state['replayed']} replayed) on "
+          f"{' and '.join(urls)}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _serve_replica(args: argparse.Namespace, http: HttpConfig | None, tcp: TcpConfig | None) -> int:
+    """``serve --follow URI``: a read replica."""
+    from shoal.serve.replica.follower import FollowConfig
+    from shoal.serve.replica.serving import serve_replica
+
+    if args.processes is not None:
+        raise ConfigError("--processes", "a read replica is one process: run several replicas")
+    for flag, given in (("model", args.model), ("--state-dir", args.state_dir),
+                        ("--publish", args.publish), ("--new", args.new or None)):  # fmt: skip
+        if given is not None:
+            raise ConfigError(flag, "a read replica (--follow) serves what the learner publishes: "
+                              f"drop {flag}")  # fmt: skip
+    follow = FollowConfig(
+        uri=args.follow,
+        leader=args.leader,
+        name=args.name or "",
+        token=args.token,
+        batch_max_records=args.batch_max_records,
+        batch_wait=args.batch_wait_ms / 1000,
+        ignore_unknown=args.ignore_unknown,
+    )
+    serve_replica(follow, http, tcp, lambda state, urls: ready_line(state, urls, " as a replica"))
+    print("shoal: stopped", file=sys.stderr)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from shoal.serve import ModelService, ServiceConfig, serve
+    from shoal.serve.cluster import supervisor
 
     http, tcp = _http_config(args), _tcp_config(args)
+    if args.follow is not None:
+        return _serve_replica(args, http, tcp)
+    if args.leader is not None:
+        raise ConfigError("--leader", "is a setting of a read replica: add --follow URI")
+    if args.model is None:
+        raise ConfigError("model", "give the model file to serve (or --follow URI for a replica)")
+    if args.state_dir is None:
+        raise ConfigError("--state-dir", "is required: where the event log and snapshots live")
+    processes = args.processes
+    if processes is None:
+        processes = supervisor.default_processes() if supervisor.supported() else 0
+    if processes < 0 or (processes > 0 and not supervisor.supported()):
+        raise ConfigError("--processes", f"must be 0 here (one process), got {processes}"
+                          if processes > 0 else f"must be 0 or more, got {processes}")  # fmt: skip
     _new_model(args)
     config = ServiceConfig(
         model_path=args.model,
@@ -554,22 +602,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ignore_unknown=args.ignore_unknown,
     )
 
-    def announce(service: ModelService, urls: list[str]) -> None:
-        info = service.info()
-        print(f"shoal: serving {service.name!r} (version {info['version']}, event seq "
-              f"{info['applied_seq']}, {service.replayed} replayed) on {' and '.join(urls)}",
-              file=sys.stderr, flush=True)  # fmt: skip
-
     made = not Path(args.state_dir).exists()
     started = False
 
     def ready(service: ModelService, urls: list[str]) -> None:
         nonlocal started
         started = True
-        announce(service, urls)
+        ready_line({**service.info(), "replayed": service.replayed}, urls)
+
+    def ready_many(state: dict[str, Any], urls: list[str]) -> None:
+        nonlocal started
+        started = True
+        ready_line(state, urls, f" with {processes} front end{'s' if processes > 1 else ''} "
+                   "and a learner")  # fmt: skip
 
     try:
-        serve(config, http, tcp, on_ready=ready)
+        if processes == 0:
+            if args.publish is not None:
+                raise ConfigError("--publish", "needs the learner process: --processes 1 or more")
+            serve(config, http, tcp, on_ready=ready)
+        else:
+            supervisor.serve_cluster(config, http, tcp, processes, ready_many,
+                                     publish=args.publish)  # fmt: skip
     except BaseException:
         if made and not started:  # no event was accepted: leave nothing behind
             shutil.rmtree(args.state_dir, ignore_errors=True)

@@ -8,8 +8,9 @@ in a thread.
 
 from shoal.serve.app import build_app
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
+from shoal.serve.scoring import Prediction
 from shoal.serve.server import Background, HttpServer, serve
-from shoal.serve.service import ModelService, Prediction
+from shoal.serve.service import ModelService
 from shoal.serve.tcp import LineServer
 
 __all__ = [

@@ -84,7 +84,7 @@ class JsonApi(Routes):
             recs = await on_records(lambda r: service.lines(r, ignore_unknown=True), recs)
         out = await self.predictions(service, recs)
         return JSONResponse({
-            "model": service.name, "version": out.version,
+            "model": service.name, "version": out.version, "applied_seq": out.applied_seq,
             "predictions": out.values, "event_ids": out.event_ids,
         })  # fmt: skip
 

@@ -29,6 +29,7 @@ from shoal.serve.errors import (
     FeedbackConflict,
     NotFound,
     PayloadTooLarge,
+    ReadOnly,
     RequestError,
     StateDirError,
     Unauthorized,
@@ -48,6 +49,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     ConfigError: 400,
     ModelFileError: 400,
     Unauthorized: 401,
+    ReadOnly: 403,
     NotFound: 404,
     FeedbackConflict: 409,
     EventExpired: 410,
@@ -68,6 +70,8 @@ def status_of(exc: Exception) -> int:
 async def _shoal_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:  # shutting down, or a learner process restarting: worth a retry
+        headers = {"Retry-After": "1"}
     return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 

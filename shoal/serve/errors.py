@@ -59,3 +59,7 @@ class Unavailable(ShoalError):
 
 class StateDirError(ShoalError):
     """The state directory belongs to another model or server, or cannot be used."""
+
+
+class ReadOnly(ShoalError):
+    """A read replica (``--follow``) without a leader to forward learning to."""

@@ -81,6 +81,9 @@ class Learner:
         self._tie = itertools.count()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        # Called in the learner thread after each learned batch and each new version, before
+        # waiters hear of it: the multi-process server publishes the weights there (cluster/).
+        self.on_change: Callable[[], None] = lambda: None
 
     # -- any thread ----------------------------------------------------------------------------
 
@@ -207,6 +210,7 @@ class Learner:
                 done = []
                 while self._waiters and self._waiters[0][0] <= self.applied_seq:
                     done.append(heapq.heappop(self._waiters)[2])
+            self.on_change()
             for fut in done:
                 fut.set_result(None)
             if self._snapshot_due():
@@ -281,9 +285,11 @@ class Learner:
         live = self.live
         v = self._store.write(live.model, applied_seq=self.applied_seq, reason=reason)
         self.live = Live(live.model, v.version)
+        self.on_change()
         return self._written(v)
 
     def _install(self, model: Model, reason: str, source: str) -> Version:
         v = self._store.write(model, applied_seq=self.applied_seq, reason=reason, source=source)
         self.live = Live(model, v.version)  # one reference: predictions see old or new, whole
+        self.on_change()
         return self._written(v)

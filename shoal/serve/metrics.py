@@ -47,7 +47,25 @@ _MODEL_METRICS = {
         "Labeled events behind shoal_progressive_loss",
         False,
     ),
+    # a read replica's (--follow); a learner has none
+    "replica_lag_seconds": (
+        "shoal_replica_lag_seconds",
+        "Seconds since the snapshot a replica serves was published, while the learner has "
+        "logged events past it (0 when none)",
+        False,
+    ),
+    "replica_lag_events": (
+        "shoal_replica_lag_events",
+        "Events the learner logged that the snapshot a replica serves does not hold",
+        False,
+    ),
+    "snapshots_skipped": (
+        "shoal_replica_snapshots_skipped",
+        "Published snapshots a replica refused (damaged: not matching their checksum)",
+        True,
+    ),
 }
+_OPTIONAL = {"replica_lag_seconds", "replica_lag_events", "snapshots_skipped"}
 
 # key of ModelService.histograms(): name, help
 _HISTOGRAMS = {
@@ -64,8 +82,9 @@ _HISTOGRAMS = {
 
 
 class _ModelCollector(Collector):
-    def __init__(self, services: Mapping[str, ModelService]) -> None:
+    def __init__(self, services: Mapping[str, ModelService], skip_empty: bool = False) -> None:
         self.services = services
+        self.skip_empty = skip_empty  # leave out families with no samples (counted elsewhere)
 
     def collect(self) -> Iterator[Metric]:
         stats, histograms = {}, {}
@@ -79,15 +98,19 @@ class _ModelCollector(Collector):
                 metric, text, labels=["model"]
             )
             for name, s in stats.items():
-                if not math.isnan(s[key]):
+                if not math.isnan(s.get(key, math.nan)):
                     family.add_metric([name], s[key])
-            yield family
+            if family.samples or not (self.skip_empty or key in _OPTIONAL):
+                yield family
         for key, (metric, text) in _HISTOGRAMS.items():
             hist = HistogramMetricFamily(metric, text, labels=["model"])
             for name, h in histograms.items():
+                if key not in h:  # counted elsewhere (a multi-process server's front ends)
+                    continue
                 buckets = [("+Inf" if math.isinf(b) else str(b), n) for b, n in h[key].cumulative()]
                 hist.add_metric([name], buckets, h[key].sum)
-            yield hist
+            if hist.samples or not self.skip_empty:
+                yield hist
 
 
 class Metrics:
@@ -116,7 +139,10 @@ class Metrics:
             registry=self.registry,
         )
         self.tcp_open = Gauge(
-            "shoal_tcp_open_connections", "TCP connections open now", registry=self.registry
+            "shoal_tcp_open_connections",
+            "TCP connections open now",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # with front-end processes: the sum of the live ones
         )
         self.tcp_lines = Counter(
             "shoal_tcp_lines",
@@ -125,6 +151,16 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_ModelCollector(services))
+
+    def whole_server(self, services: Mapping[str, ModelService], directory: str) -> None:
+        """Describe every process of a multi-process server (``serve/cluster/``): the request
+        metrics that all front ends write to ``directory`` (prometheus_client's multiprocess
+        mode), and the learner's numbers, which ``services`` fetch from it."""
+        from prometheus_client import multiprocess
+
+        self.registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self.registry, path=directory)
+        self.registry.register(_ModelCollector(services, skip_empty=True))
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()

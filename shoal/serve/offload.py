@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from shoal.serve.service import ModelService, Prediction
+from shoal.serve.scoring import Prediction
+from shoal.serve.service import ModelService
 
 T = TypeVar("T")
 Request = TypeVar("Request")

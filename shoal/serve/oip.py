@@ -39,7 +39,8 @@ from shoal.serve.endpoints import Endpoint, Routes, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
 from shoal.serve.records import check_word
 from shoal.serve.rows import Rows, rows_of
-from shoal.serve.service import ModelService, Prediction
+from shoal.serve.scoring import Prediction
+from shoal.serve.service import ModelService
 from shoal.serve.tensors import (
     HEADER,
     InferRequest,

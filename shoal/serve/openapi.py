@@ -355,6 +355,10 @@ def document() -> dict[str, Any]:
                     ["predictions", "event_ids"],
                     model={"type": "string"},
                     version={"type": "integer"},
+                    applied_seq={
+                        "type": "integer",
+                        "description": "the last event learned before predicting",
+                    },
                     predictions={
                         "type": "array",
                         "items": {"type": ["number", "integer"]},

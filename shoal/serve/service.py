@@ -21,59 +21,38 @@ commits what is queued, lets the learner drain, writes a snapshot and releases t
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from shoal.data.batch import Batch
-from shoal.errors import ConfigError, DataError
+from shoal.errors import ConfigError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
-from shoal.serve.batcher import Batcher, split
+from shoal.serve.batcher import Batcher
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError, StateDirError, Unavailable
 from shoal.serve.eventlog import EventLog
 from shoal.serve.histogram import Histogram
 from shoal.serve.learner import Learner, Live
-from shoal.serve.records import (
-    check_line,
-    data_error_field,
-    features_line,
-    features_part,
-    features_parts,
-    labeled_line,
-    labeled_parts,
-    number_text,
-    parse_lines,
-    weight_text,
-    with_label,
+from shoal.serve.records import number_text, weight_text
+from shoal.serve.scoring import (
+    Prediction,
+    Request,
+    check_labels,
+    kept_features,
+    learn_lines,
+    record_lines,
+    score,
+    score_block,
 )
-from shoal.serve.rows import rows_of
 from shoal.serve.snapshots import SnapshotStore, Version
 from shoal.serve.statedir import StateDir
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Predictions of one request, the event ids their feedback names, the model version; and
-    what VW lines carry besides features: each record's tag ('' if none) and whether it has a
-    label (the TCP line protocol learns those)."""
-
-    values: list[Any]
-    event_ids: list[str]  # empty when the features were not kept (``remember=False``)
-    version: int
-    tags: list[str]
-    labeled: list[bool]
-
-
-_Request = tuple[list[str], bool]  # a prediction request's lines, and whether to remember them
 
 
 class ModelService:
@@ -88,7 +67,7 @@ class ModelService:
         self._events = EventLog(self._state.events, ttl=config.feedback_ttl, clock=clock)
         self._learner: Learner | None = None
         self._lock = threading.Lock()
-        self._batcher: Batcher[_Request, Prediction] = Batcher(
+        self._batcher: Batcher[Request, Prediction] = Batcher(
             self._predict_batch,
             size=lambda request: len(request[0]),
             max_rows=config.batch_max_records,
@@ -172,35 +151,13 @@ class ModelService:
     def lines(
         self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
     ) -> list[str]:
-        """Records as the lines that the event log keeps and the parsers read (``records.py``):
-        a model with a column schema takes rows of its table, and objects become such rows
-        (``rows.py``); unknown fields are errors unless ``ignore_unknown`` (or the server's
-        ``--ignore-unknown``)."""
-        model = self.learner.live.model
-        return self._lines(records, model, labeled, ignore_unknown)
-
-    def _lines(
-        self, records: Sequence[Any], model: Model, labeled: bool, ignore: bool = False
-    ) -> list[str]:
-        ignore = ignore or self.config.ignore_unknown
-        if model.spec.schema is not None and not labeled and set(map(type, records)) == {dict}:
-            return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore)
-        return [
-            self._line(r, f"records[{i}]", model, labeled, ignore) for i, r in enumerate(records)
-        ]
-
-    def _line(self, record: Any, field: str, model: Model, labeled: bool, ignore: bool) -> str:
-        schema = model.spec.schema is not None
-        if isinstance(record, str):
-            return check_line(record, field, row=schema)
-        if schema:  # a row of its table: its columns hash as the schema says
-            rows = rows_of(model.spec)
-            if not labeled:
-                return rows.of_record(record, field, ignore_unknown=ignore)
-            label, features, where = labeled_parts(record, field)
-            line = rows.of_record(features, where, ignore_unknown=ignore)
-            return with_label(features_part(line, row=True), label)
-        return labeled_line(record, field) if labeled else features_line(record, field)
+        """Records as the lines that the event log keeps and the parsers read
+        (``scoring.record_lines``); unknown fields are errors unless ``ignore_unknown`` (or the
+        server's ``--ignore-unknown``)."""
+        ignore = ignore_unknown or self.config.ignore_unknown
+        return record_lines(
+            records, self.learner.live.model, labeled=labeled, ignore_unknown=ignore
+        )
 
     # -- operations ------------------------------------------------------------------------------
 
@@ -212,16 +169,14 @@ class ModelService:
         Concurrent calls are scored together (``batcher.py``): one parse, one kernel call and
         one write of their features for all of them.
         """
-        lines = self._lines(records, self.learner.live.model, False)
-        return self._batcher.submit((lines, remember))
+        return self._batcher.submit((self.lines(records), remember))
 
     def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
         """Predict now, with no batching, what ``parse`` makes with the live model's spec: the
         batch, its predictions and the version that made them. The TCP server's fast path,
         which parses whole blocks of lines itself (``lines.answer_block``)."""
         live = self.learner.live
-        batch = parse(live.model.spec)
-        values = live.model.predict(batch)
+        batch, values = score_block(live.model, parse)
         with self._lock:
             self.predictions += len(batch)
         return batch, values, live.version
@@ -229,71 +184,42 @@ class ModelService:
     def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
         """``predict`` of several requests at once (one batch where they fit): each gets its
         predictions, or the error that says what is wrong with it."""
-        model = self.learner.live.model
-        checked: list[_Request | RequestError] = []
+        checked: list[Request | RequestError] = []
         for records in requests:
             try:
-                checked.append((self._lines(records, model, False), True))
+                checked.append((self.lines(records), True))
             except RequestError as exc:
                 checked.append(exc)
         results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
         return [c if isinstance(c, RequestError) else next(results) for c in checked]
 
-    def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
+    def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         live = self.learner.live
-        try:
-            batch = parse_lines(live.model.spec, [x for lines, _ in requests for x in lines])
-        except RequestError as exc:
-            if len(requests) == 1:
-                return [exc]
-            return [self._predict_batch([r])[0] for r in requests]  # whose error is it?
-        sizes = [len(lines) for lines, _ in requests]
-        values = split(live.model.predict(batch).tolist(), sizes)
-        tags = split(batch.tags(), sizes)
-        labeled = split((~np.isnan(batch.labels)).tolist(), sizes)
-        row = live.model.spec.schema is not None
-        ids = self._remember([lines if keep else [] for lines, keep in requests], row)
+        out = score(live.model, requests, version=live.version,
+                    applied_seq=self.learner.applied_seq, remember=self._remember)  # fmt: skip
         with self._lock:
-            self.predictions += len(batch)
-        return [
-            Prediction(v, i, live.version, t, y)
-            for v, i, t, y in zip(values, ids, tags, labeled, strict=True)
-        ]
+            self.predictions += sum(len(p.values) for p in out if isinstance(p, Prediction))
+        return out
 
-    def _remember(self, requests: list[list[str]], row: bool = False) -> list[list[str]]:
+    def _remember(self, requests: list[list[str]]) -> list[list[str]]:
         """New event ids for each request's predictions, their features kept for
         ``--feedback-ttl`` (in one write for all of them)."""
         now = self._clock()
-        stamp = f"{int(now * 1000):012x}"  # then 16 random hex digits: one urandom call
-        digits = os.urandom(8 * sum(map(len, requests))).hex()
-        chunks = (digits[i : i + 16] for i in range(0, len(digits), 16))
-        ids = [[stamp + next(chunks) for _ in x] for x in requests]
-        rows = [
-            (i, x)
-            for r, lines in zip(ids, requests, strict=True)
-            for i, x in zip(r, features_parts(lines, row=row), strict=True)
-        ]
+        ids, rows = kept_features(requests, self.learner.live.model.spec, now)
         if rows:
             self._events.remember(rows, now + self.config.feedback_ttl)
         return ids
 
+    def keep_features(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
+        """Keep predictions made elsewhere (a front-end process) for their feedback:
+        (event id, features) rows, until ``expires``."""
+        self._events.remember(rows, expires)
+
     def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
-        model = self.learner.live.model
-        lines = self._lines(records, model, True, ignore_unknown)
-        batch = parse_lines(model.spec, lines)
-        missing = np.flatnonzero(np.isnan(batch.labels))
-        if len(missing):
-            where = (
-                "in its label column" if model.spec.schema is not None else "before the first '|'"
-            )
-            raise RequestError(
-                f"records[{missing[0]}]",
-                f"has no label: learning needs one {where} (or an object with 'label' and "
-                "'features')",
-            )
-        self._check_labels(model, batch)
-        return self._events.append(lines)
+        ignore = ignore_unknown or self.config.ignore_unknown
+        return self._events.append(learn_lines(records, self.learner.live.model,
+                                               ignore_unknown=ignore))  # fmt: skip
 
     def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
         """Learn a prediction's features with ``label``, as if the labeled record were sent."""
@@ -303,15 +229,8 @@ class ModelService:
         if weight is not None:
             text += " " + weight_text(weight, "weight")
         model = self.learner.live.model
-        self._check_labels(model, Batch.from_rows([([], [])], labels=[float(label)]), "label")
+        check_labels(model, Batch.from_rows([([], [])], labels=[float(label)]), "label")
         return self._events.feedback(event_id, text)
-
-    @staticmethod
-    def _check_labels(model: Model, batch: Batch, field: str = "") -> None:
-        try:
-            model.check_labels(batch)
-        except DataError as exc:
-            raise (RequestError(field, exc.problem) if field else data_error_field(exc)) from None
 
     def wait_applied(self, seq: int) -> Future[None]:
         """Resolves once event ``seq`` is in the live model (predictions reflect it)."""

@@ -1,0 +1,247 @@
+"""``RemoteService``: what a front-end process serves -- a ``ModelService`` whose predictions are
+made here, from the shared weights, and whose learning and versions live in the learner process.
+
+It answers the calls the HTTP app and the TCP line server make of a ``ModelService`` (same
+names, same results, same errors), so the front ends run unchanged in a front-end process:
+
+- ``predict``: parsed, hashed and scored here with the learner's weights, mapped from shared
+  memory (no copy; ``shmweights.Reader``), gathered into batches as in one process. The
+  features kept for feedback go to the learner without waiting.
+- ``learn``, ``feedback``: checked here (a bad record is a 400 before it costs the learner
+  anything), then logged by the learner; the future resolves once they are durable.
+- versions, snapshot, rollback, load, info, stats: calls to the learner.
+
+While the learner restarts, predictions go on from the last published weights; everything else
+raises ``Unavailable`` (503 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal.data.batch import Batch
+from shoal.features.spec import FeatureSpec
+from shoal.serve.batcher import Batcher
+from shoal.serve.cluster.learnerproc import SOCKET
+from shoal.serve.cluster.rpc import RpcClient
+from shoal.serve.cluster.shmweights import Reader
+from shoal.serve.config import ServiceConfig
+from shoal.serve.errors import RequestError
+from shoal.serve.histogram import Histogram
+from shoal.serve.learner import Live
+from shoal.serve.records import (
+    number_text,
+    weight_text,
+)
+from shoal.serve.scoring import (
+    Prediction,
+    check_labels,
+    kept_features,
+    learn_lines,
+    record_lines,
+    score,
+    score_block,
+)
+from shoal.serve.snapshots import Version
+
+_Request = tuple[list[str], bool]
+CALL_TIMEOUT = 10.0  # seconds a front end waits for the learner's answer to a quick call
+
+
+@dataclass(frozen=True)
+class SharedLearner:
+    """What the routes read of ``ModelService.learner``: the live model and its version."""
+
+    live: Live
+    applied_seq: int
+
+
+class RemoteService:
+    """A front end's service (see the module's doc); thread-safe."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        rundir: Path,
+        *,
+        on_batch: Callable[[int], None] = lambda n: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.name = config.served_name
+        self.replayed = 0
+        self.predictions = 0
+        self._on_batch = on_batch  # records per scored batch (the front end's metrics)
+        self._clock = clock
+        self._weights = Reader(rundir)
+        self._rpc = RpcClient(rundir / SOCKET)
+        self._batcher: Batcher[_Request, Prediction] = Batcher(
+            self._predict_batch,
+            size=lambda request: len(request[0]),
+            max_rows=config.batch_max_records,
+            max_wait=config.batch_wait,
+        )
+
+    def close(self) -> None:
+        self._rpc.close()
+
+    # -- what the routes read ----------------------------------------------------------------
+
+    @property
+    def learner(self) -> SharedLearner:
+        model, version, applied = self._weights.current()
+        return SharedLearner(Live(model, version), applied)
+
+    @property
+    def ready(self) -> bool:
+        """Predictions can be answered (learning may be waiting for the learner to restart)."""
+        try:
+            self._weights.current()
+        except Exception:
+            return False
+        return True
+
+    @property
+    def learner_connected(self) -> bool:
+        return self._rpc.connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._rpc.wait_connected(timeout)
+
+    # -- predictions, here ---------------------------------------------------------------------
+
+    def lines(
+        self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
+    ) -> list[str]:
+        """As ``ModelService.lines``: records as the lines the event log keeps."""
+        ignore = ignore_unknown or self.config.ignore_unknown
+        model = self.learner.live.model
+        return record_lines(records, model, labeled=labeled, ignore_unknown=ignore)
+
+    def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
+        """As ``ModelService.score``: the TCP fast path's block, predicted now."""
+        model, version, _ = self._weights.current()
+        batch, values = score_block(model, parse)
+        self.predictions += len(batch)
+        self._on_batch(len(batch))
+        return batch, values, version
+
+    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
+        return self._batcher.submit((self.lines(records), remember))
+
+    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
+        checked: list[_Request | RequestError] = []
+        for records in requests:
+            try:
+                checked.append((self.lines(records), True))
+            except RequestError as exc:
+                checked.append(exc)
+        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
+        return [c if isinstance(c, RequestError) else next(results) for c in checked]
+
+    def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
+        model, version, applied = self._weights.current()
+        out = score(model, requests, version=version, applied_seq=applied, remember=self._remember)
+        n = sum(len(p.values) for p in out if isinstance(p, Prediction))
+        self.predictions += n
+        self._on_batch(n)
+        return out
+
+    def _remember(self, requests: list[list[str]]) -> list[list[str]]:
+        """Event ids, made as the learner makes them; the features go to the learner without
+        waiting (dropped while it restarts: their feedback is then 404)."""
+        now = self._clock()
+        ids, rows = kept_features(requests, self.learner.live.model.spec, now)
+        if rows:
+            self._rpc.send("remember", rows=rows, expires=now + self.config.feedback_ttl)
+        return ids
+
+    # -- learning, in the learner ----------------------------------------------------------------
+
+    def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
+        """Check labeled records here, log them in the learner; the future gives their seqs
+        once durable."""
+        ignore = ignore_unknown or self.config.ignore_unknown
+        lines = learn_lines(records, self.learner.live.model, ignore_unknown=ignore)
+        return self._rpc.call("learn", records=lines)
+
+    def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
+        if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
+            raise RequestError("event_id", "must be the event id string that predict returned")
+        number_text(label, "label")  # the learner checks again; a bad one costs it nothing
+        if weight is not None:
+            weight_text(weight, "weight")
+        check_labels(
+            self.learner.live.model, Batch.from_rows([([], [])], labels=[float(label)]), "label"
+        )
+        return self._rpc.call("feedback", event_id=event_id, label=label, weight=weight)
+
+    def wait_applied(self, seq: int) -> Future[None]:
+        if seq <= self._weights.current()[2]:
+            done: Future[None] = Future()
+            done.set_result(None)
+            return done
+        return self._rpc.call("wait_applied", seq=seq)
+
+    def snapshot(self) -> Future[Version]:
+        return _version(self._rpc.call("snapshot"))
+
+    def rollback(self, version: Any) -> Future[Version]:
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise RequestError("version", "must be a version number (see /versions)")
+        return _version(self._rpc.call("rollback", version=version))
+
+    def load(self, path: Any) -> Future[Version]:
+        if not isinstance(path, str) or not path:
+            raise RequestError("path", "must be the path of a model file on the server")
+        return _version(self._rpc.call("load", path=path))
+
+    # -- state, from the learner ----------------------------------------------------------------
+
+    def versions(self) -> list[Version]:
+        return [Version(**v) for v in self._rpc.call_sync("versions", CALL_TIMEOUT)]
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._rpc.call_sync("info", CALL_TIMEOUT))
+
+    def stats(self) -> dict[str, float]:
+        """The learner's numbers; ``predictions`` is NaN: the front ends count those in the
+        metrics they share (``frontend.py``)."""
+        data = self._rpc.call_sync("stats", CALL_TIMEOUT)
+        stats = {k: float("nan") if v is None else float(v) for k, v in data["stats"].items()}
+        stats["predictions"] = float("nan")
+        return stats
+
+    def histograms(self) -> dict[str, Histogram]:
+        """The learner's learn-to-visible histogram (batch sizes are the front ends' own
+        metric, ``frontend.py``)."""
+        data = self._rpc.call_sync("stats", CALL_TIMEOUT)["visible_seconds"]
+        bounds = [float(b) for b, _ in data["cumulative"]]
+        h = Histogram(bounds)
+        previous = 0
+        for i, (_, n) in enumerate(data["cumulative"]):
+            h._counts[i] = int(n) - previous  # rebuilt from the learner's counts
+            previous = int(n)
+        h.sum = float(data["sum"])
+        return {"visible_seconds": h}
+
+
+def _version(fut: Future[Any]) -> Future[Version]:
+    out: Future[Version] = Future()
+
+    def done(f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            out.set_exception(exc)
+        else:
+            out.set_result(Version(**f.result()))
+
+    fut.add_done_callback(done)
+    return out
