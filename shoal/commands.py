@@ -372,13 +372,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- serve ---------------------------------------------------------------------------------
 
 
-def _new_model(args: argparse.Namespace) -> None:
-    """``serve --new``: write MODEL from the model flags; a restart finds it already made."""
+def _check_new_flags(args: argparse.Namespace) -> None:
+    """Model flags make a new model: they need ``--new``."""
     given = [n for n in (*_SPEC_FLAGS, *_CONFIG_FLAGS) if getattr(args, n) is not None]
+    if not args.new and given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(flag, "makes a new model: add --new (or train one with shoal train)")
+
+
+def _new_model(args: argparse.Namespace) -> None:
+    """``serve --new``: write MODEL from the model flags; a restart finds it already made.
+    Called once the state directory is locked: a server that cannot start writes nothing."""
     if not args.new:
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ConfigError(flag, "makes a new model: add --new (or train one with shoal train)")
         return
     model = _build_model(args)
     path = Path(args.model)
@@ -416,6 +421,7 @@ def _http_config(args: argparse.Namespace) -> HttpConfig | None:
         max_body_bytes=args.max_body_bytes,
         max_records=args.max_records,
         max_connections=args.max_connections,
+        request_timeout=args.request_timeout,
     )
 
 
@@ -440,7 +446,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from shoal.serve import ModelService, ServiceConfig, serve
 
     http, tcp = _http_config(args), _tcp_config(args)
-    _new_model(args)
+    _check_new_flags(args)
+    if args.new:
+        _build_model(args)  # the flags make a model (checked before the state dir is touched)
     config = ServiceConfig(
         model_path=args.model,
         state_dir=args.state_dir,
@@ -451,6 +459,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         feedback_ttl=args.feedback_ttl,
         batch_max_records=args.batch_max_records,
         batch_wait=args.batch_wait_ms / 1000,
+        models_dir=args.models_dir or "",
+        feedback_buffer_bytes=args.feedback_buffer_bytes,
+        accept_event_loss=args.accept_event_loss,
     )
 
     def ready(service: ModelService, urls: list[str]) -> None:
@@ -459,7 +470,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"{info['applied_seq']}, {service.replayed} replayed) on {' and '.join(urls)}",
               file=sys.stderr, flush=True)  # fmt: skip
 
-    serve(config, http, tcp, on_ready=ready)
+    serve(config, http, tcp, on_ready=ready, prepare=lambda: _new_model(args))
     print("shoal: stopped; every acknowledged event is in the last snapshot", file=sys.stderr)
     return 0
 

@@ -23,6 +23,7 @@ from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
 from shoal.serve import openapi
 from shoal.serve.api import JsonApi
 from shoal.serve.config import HttpConfig
+from shoal.serve.connections import InFlight
 from shoal.serve.endpoints import guard
 from shoal.serve.errors import (
     EventExpired,
@@ -30,6 +31,7 @@ from shoal.serve.errors import (
     NotFound,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     StateDirError,
     Unauthorized,
     Unavailable,
@@ -48,6 +50,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     ModelFileError: 400,
     Unauthorized: 401,
     NotFound: 404,
+    RequestTimeout: 408,
     FeedbackConflict: 409,
     EventExpired: 410,
     PayloadTooLarge: 413,
@@ -67,6 +70,8 @@ def status_of(exc: Exception) -> int:
 async def _shoal_error(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 408:  # the rest of the body may never come: close the connection
+        headers = {"Connection": "close"}
     return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 
@@ -142,6 +147,9 @@ def build_app(
     handlers[Exception] = _internal_error
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_Observe, metrics=metrics, names=names)],
+        middleware=[
+            Middleware(_Observe, metrics=metrics, names=names),
+            Middleware(InFlight, limit=http.max_connections),
+        ],
         exception_handlers=handlers,
     )

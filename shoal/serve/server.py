@@ -31,6 +31,7 @@ from shoal.errors import ConfigError, ShoalError
 from shoal.serve import sockets
 from shoal.serve.app import build_app
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
+from shoal.serve.connections import protocol
 from shoal.serve.metrics import Metrics
 from shoal.serve.service import ModelService
 from shoal.serve.tcp import LineServer
@@ -74,7 +75,9 @@ class HttpServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=int(http.graceful_timeout),
-            limit_concurrency=http.max_connections + 1,  # uvicorn counts the one asking too
+            # uvicorn's limit_concurrency counts open sockets, which idle clients can hold:
+            # the app limits requests in flight instead (``connections.py``)
+            http=protocol(http.request_timeout, http.max_connections),
         )
         self._server = _Uvicorn(config)
         self._background: Background | None = None
@@ -196,11 +199,13 @@ def serve(
     http: HttpConfig | None,
     tcp: TcpConfig | None = None,
     on_ready: Callable[[ModelService, list[str]], None] = lambda service, urls: None,
+    prepare: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve one model until SIGTERM or SIGINT; then shut down gracefully (see the module's doc).
 
     The signals are caught from the start: one that comes while the service restores and replays
-    lets it finish starting and then close as usual, with its snapshot.
+    lets it finish starting and then close as usual, with its snapshot. ``prepare`` runs once
+    the state directory is locked, before the model file is read (``--new`` writes it there).
     """
     logging.basicConfig(level=logging.WARNING, format="shoal: %(levelname)s: %(message)s")
     fronts: list[FrontEnd] = []
@@ -214,7 +219,7 @@ def serve(
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with ModelService(service_config) as service:
+        with ModelService(service_config, prepare=prepare) as service:
             fronts[:] = front_ends(service, http, tcp)
             for front in fronts:
                 front.bind()

@@ -280,3 +280,27 @@ def test_parse_float_reads_a_slice_of_the_buffer() -> None:
     buf = np.frombuffer(b"x:12.5e-1|", dtype=np.uint8)
     assert parse_float(buf, 2, 9) == (True, 1.25)
     assert parse_float(buf, 2, 2) == (False, 0.0)
+
+
+@pytest.mark.parametrize("terms", [["uv"], ["uu", "uvw"], ["uuv", "vu"]])
+def test_long_rows_visit_interactions_by_namespace_with_the_same_output(terms: list[str]) -> None:
+    """Rows past ``_SORT_FROM`` features take the sorted path: the same features, in the same
+    order, as the direct scan of a short row."""
+    from shoal.data.textparse import _interactions, _interactions_sorted
+
+    rng = np.random.default_rng(7)
+    nb = 60  # a short row: ``_interactions`` scans it directly
+    row_ns = rng.choice(np.frombuffer(b"uvwx", np.uint8), nb).astype(np.uint8)
+    row_h = rng.integers(0, 2**32, nb, dtype=np.int64)
+    row_v = rng.random(nb)
+    inter_ns = np.frombuffer("".join(terms).encode(), np.uint8).copy()
+    inter_off = np.cumsum([0, *map(len, terms)]).astype(np.int64)
+    out = []
+    for interact in (_interactions, _interactions_sorted):
+        idx, val = np.zeros(0, np.uint32), np.zeros(0, np.float32)
+        n = interact(row_h, row_ns, row_v, nb, inter_off, inter_ns, 1023, idx, val, 0, False)
+        idx, val = np.zeros(n, np.uint32), np.zeros(n, np.float32)
+        interact(row_h, row_ns, row_v, nb, inter_off, inter_ns, 1023, idx, val, 0, True)
+        out.append((idx, val))
+    assert len(out[0][0]) > 100
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
