@@ -39,6 +39,7 @@ from shoal.serve.batcher import Batcher, split
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError, StateDirError, Unavailable
 from shoal.serve.eventlog import EventLog
+from shoal.serve.expansion import check_expansion
 from shoal.serve.histogram import Histogram
 from shoal.serve.kept import DROPPED
 from shoal.serve.learner import Learner, Live
@@ -189,7 +190,9 @@ class ModelService:
     # -- records -------------------------------------------------------------------------------
 
     def _lines(self, records: Sequence[Any], model: Model, labeled: bool) -> list[str]:
-        return [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
+        lines = [self._line(r, f"records[{i}]", model, labeled) for i, r in enumerate(records)]
+        check_expansion(model.spec, lines)  # a few lines must not make billions of features
+        return lines
 
     def _line(self, record: Any, field: str, model: Model, labeled: bool) -> str:
         if isinstance(record, str):

@@ -252,6 +252,21 @@ def test_a_large_record_does_not_hold_up_other_clients(
     assert server.stop() == 0
 
 
+def test_a_record_whose_interactions_explode_is_refused(serve: Callable[..., Server]) -> None:
+    """``-q uv`` on 3,000 features in u and 3,000 in v makes 9 million features (72 MB of
+    arrays) from a 60 KB line; 50,000 of each made 20 GB."""
+    server = serve()
+    before = rss_mb(server.pid)
+    u, v = (" ".join(f"{ns}{i}" for i in range(3000)) for ns in "uv")
+    for path, record in [("predict", f"|u {u} |v {v}"), ("learn", f"1 |u {u} |v {v}")]:
+        r = server.client.post(f"{M}/{path}", json={"records": [record]})
+        assert r.status_code == 413 and "interactions" in r.json()["error"], r.text
+    ok = server.client.post(f"{M}/predict", json={"records": [f"|u {u} |v a b"]})
+    assert ok.status_code == 200, ok.text  # 6,000 interaction features are fine
+    assert rss_mb(server.pid) - before < 100
+    assert server.stop() == 0
+
+
 # -- 3. connections cannot starve the server -----------------------------------------------------
 
 
