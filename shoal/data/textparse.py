@@ -557,11 +557,13 @@ def parse_block(buf, n, svmlight, seed, mask, constant, ignore, inter_off, inter
             )  # fmt: skip
             if code != NEED_ROOM:
                 break
-            indices = _grow(indices, 2 * len(indices))
-            values = _grow(values, 2 * len(values))
-            row_h = _grow(row_h, 2 * len(row_h))
-            row_ns = _grow(row_ns, 2 * len(row_ns))
-            row_v = _grow(row_v, 2 * len(row_v))
+            if nnz2 >= len(indices):  # grow only what ran out: growing both for either made
+                indices = _grow(indices, 2 * len(indices))  # a line of 80,000 features in a
+                values = _grow(values, 2 * len(values))  # model with interactions allocate
+            else:  # 2 GB and take seconds
+                row_h = _grow(row_h, 2 * len(row_h))
+                row_ns = _grow(row_ns, 2 * len(row_ns))
+                row_v = _grow(row_v, 2 * len(row_v))
         if code != OK:
             if err_code == 0:
                 err_code, err_line, err_s, err_e = code, line, es, ee

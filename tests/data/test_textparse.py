@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pathlib
 import re
+import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from shoal.data.reader import ReadStats, TextReader
-from shoal.data.textparse import parse_float
+from shoal.data.textparse import parse_block, parse_float
 from shoal.errors import DataError
 from shoal.features.hashing import feature_hash
 from shoal.features.spec import FeatureSpec
@@ -304,3 +306,26 @@ def test_long_rows_visit_interactions_by_namespace_with_the_same_output(terms: l
         out.append((idx, val))
     assert len(out[0][0]) > 100
     assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
+
+
+def test_a_long_line_under_interactions_grows_only_what_ran_out() -> None:
+    """The row arrays (kept for interactions) and the output grew together whenever either ran
+    out: a line of 80,000 features doubled the output eleven times (2 GB) and took seconds."""
+    spec = FeatureSpec(bits=10, interactions=("uv",))
+    offsets, letters = spec.interaction_arrays()
+
+    def parse(text: str) -> Any:
+        buf = np.frombuffer(text.encode(), np.uint8)
+        return parse_block(buf, len(buf), False, spec.seed, spec.mask, spec.constant,
+                           spec.ignore_array(), offsets, letters, False)  # fmt: skip
+
+    parse("|u a |v b")  # compiled before measuring
+    tracemalloc.start()
+    try:
+        out = parse("|u " + " ".join(f"f{i}" for i in range(80_000)) + " |v a b")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    indptr = out[0]
+    assert indptr[1] == 80_000 + 2 + 2 * 80_000 + 1  # features, interactions, constant
+    assert peak < 64 << 20, peak

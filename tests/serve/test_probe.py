@@ -221,12 +221,10 @@ def test_large_predictions_hold_bounded_memory(
     assert server.stop() == 0
 
 
-def test_a_large_record_does_not_hold_up_other_clients(
-    serve: Callable[..., Server], plain_model: Path
-) -> None:
+def test_a_large_record_does_not_hold_up_other_clients(serve: Callable[..., Server]) -> None:
     """Parsed on the event loop, a 7 MB record held every other request up for its parse: now
     it is parsed in a thread, so a small prediction is answered while the large one runs."""
-    server = serve(model=plain_model)
+    server = serve()  # -q uv: the row is kept for interactions
     record = "|u " + " ".join(f"feature{i}" for i in range(500_000))
     body = json.dumps({"records": [record]}).encode()
     done = threading.Event()
