@@ -449,13 +449,18 @@ def test_a_full_disk_answers_503_and_the_learner_goes_on(
         server.kill()
 
 
-def test_a_read_only_state_dir_at_start_is_a_clear_error(base_model: Path, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "ro", "1m") as ro:
+def test_a_read_only_state_dir_at_start_is_a_clear_error(
+    serve: Callable[..., Server], base_model: Path, tmp_path: Path
+) -> None:
+    with tmpfs(tmp_path / "ro", "4m") as ro:
+        assert serve(state="ro/state").stop() == 0  # a state directory, then made read-only
         subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
-        failed = shoal_serve(str(base_model), "--state-dir", str(ro / "state"), "--http",
-                             "127.0.0.1:0")  # fmt: skip
-        assert failed.returncode == 2, failed.stderr
-        assert "internal error" not in failed.stderr and "Read-only file system" in failed.stderr
+        for state in (ro / "state", ro / "new"):
+            failed = shoal_serve(str(base_model), "--state-dir", str(state), "--http",
+                                 "127.0.0.1:0")  # fmt: skip
+            assert failed.returncode == 2, failed.stderr
+            assert "internal error" not in failed.stderr
+            assert "Read-only file system" in failed.stderr, failed.stderr
 
 
 # -- 7, 8. no 5xx; nothing said about the server's files without the token -------------------------
