@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench browser clean
+.PHONY: demo test lint typecheck unit bench test-tools clean
 
 # --no-compile: Python writes the bytecode of the modules a command imports when it first
 # imports them, instead of pip compiling every module of numpy, numba and pyarrow up front
@@ -30,15 +30,22 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-# The report's browser test drives Chromium from the OS packages; CI runs as root on Debian,
-# so it is installed here when missing (elsewhere the test skips and says why).
-browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "no chromium: the browser tests will skip"
+# Two tests drive programs from the OS packages: the browser tests (eval's report, the server's
+# status page) a headless Chromium, the durability test strace (every acknowledgement after its
+# fsync). CI runs as root on Debian, so they are installed here when missing; elsewhere those
+# tests skip and say why.
+test-tools:
+	@missing=""; \
+	  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	    missing="$$missing chromium"; \
+	  command -v strace >/dev/null 2>&1 || missing="$$missing strace"; \
+	  if [ -n "$$missing" ]; then \
+	    { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+	    echo "not installed:$$missing (their tests will skip)"; \
+	  fi
 
-unit: $(DEV_STAMP) browser
+unit: $(DEV_STAMP) test-tools
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit

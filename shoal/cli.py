@@ -426,8 +426,35 @@ def _add_serve_parser(sub: Any) -> None:
         type=int,
         default=256,
         metavar="N",
-        help="connections at once, per protocol (default 256; beyond, HTTP answers 503 and TCP "
-        "an error line)",
+        help="HTTP: requests in flight at once (default 256; beyond, 503; idle connections are "
+        "closed when more are open); TCP: connections at once (beyond, an error line)",
+    )
+    s.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="time a client has to send a request's head, and again its body (default 30; 408 "
+        "beyond)",
+    )
+    s.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="where POST .../load takes model files from (default: the model file's folder)",
+    )
+    s.add_argument(
+        "--feedback-buffer-bytes",
+        type=int,
+        default=64 << 20,
+        metavar="N",
+        help="predictions' features waiting to be written, at most (default 64 MiB; beyond, "
+        "they are not kept and their feedback gets 410)",
+    )
+    s.add_argument(
+        "--accept-event-loss",
+        action="store_true",
+        help="start although the event log lost acknowledged events (damage found at start): "
+        "learn what is left, and number new events after the highest ever used",
     )
     s.add_argument(
         "--batch-max-records",

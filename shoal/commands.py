@@ -472,13 +472,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- serve ---------------------------------------------------------------------------------
 
 
-def _new_model(args: argparse.Namespace) -> None:
-    """``serve --new``: write MODEL from the model flags; a restart finds it already made."""
+def _check_new_flags(args: argparse.Namespace) -> None:
+    """Model flags make a new model: they need ``--new``."""
     given = [n for n in (*_SPEC_FLAGS, *_CONFIG_FLAGS) if getattr(args, n) is not None]
+    if not args.new and given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(flag, "makes a new model: add --new (or train one with shoal train)")
+
+
+def _new_model(args: argparse.Namespace) -> None:
+    """``serve --new``: write MODEL from the model flags; a restart finds it already made.
+    Called once the state directory is locked: a server that cannot start writes nothing."""
     if not args.new:
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ConfigError(flag, "makes a new model: add --new (or train one with shoal train)")
         return
     model = _build_model(args)
     path = Path(args.model)
@@ -516,6 +521,7 @@ def _http_config(args: argparse.Namespace) -> HttpConfig | None:
         max_body_bytes=args.max_body_bytes,
         max_records=args.max_records,
         max_connections=args.max_connections,
+        request_timeout=args.request_timeout,
     )
 
 
@@ -588,7 +594,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if processes < 0 or (processes > 0 and not supervisor.supported()):
         raise ConfigError("--processes", f"must be 0 here (one process), got {processes}"
                           if processes > 0 else f"must be 0 or more, got {processes}")  # fmt: skip
-    _new_model(args)
+    _check_new_flags(args)
+    if args.new:
+        _build_model(args)  # the flags make a model (checked before the state dir is touched)
     config = ServiceConfig(
         model_path=args.model,
         state_dir=args.state_dir,
@@ -600,6 +608,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         batch_max_records=args.batch_max_records,
         batch_wait=args.batch_wait_ms / 1000,
         ignore_unknown=args.ignore_unknown,
+        models_dir=args.models_dir or "",
+        feedback_buffer_bytes=args.feedback_buffer_bytes,
+        accept_event_loss=args.accept_event_loss,
     )
 
     made = not Path(args.state_dir).exists()
@@ -620,10 +631,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if processes == 0:
             if args.publish is not None:
                 raise ConfigError("--publish", "needs the learner process: --processes 1 or more")
-            serve(config, http, tcp, on_ready=ready)
+            serve(config, http, tcp, on_ready=ready, prepare=lambda: _new_model(args))
         else:
-            supervisor.serve_cluster(config, http, tcp, processes, ready_many,
-                                     publish=args.publish)  # fmt: skip
+            supervisor.serve_cluster(
+                config, http, tcp, processes, ready_many, publish=args.publish,
+                prepare=lambda: _new_model(args),
+            )  # fmt: skip
     except BaseException:
         if made and not started:  # no event was accepted: leave nothing behind
             shutil.rmtree(args.state_dir, ignore_errors=True)

@@ -8,15 +8,16 @@ predicting is a ``predict`` route, learning and versions are ``admin`` routes. H
 from __future__ import annotations
 
 from concurrent.futures import Future
+from pathlib import PurePath
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from shoal.serve.body import field, read_json, records, result, wants_wait
+from shoal.serve.body import authorize, field, read_json, records, result, wants_wait
 from shoal.serve.endpoints import Endpoint, Routes, find_service
-from shoal.serve.errors import RequestError, Unavailable
+from shoal.serve.errors import RequestError, Unauthorized, Unavailable
 from shoal.serve.offload import on_records
 from shoal.serve.service import ModelService
 from shoal.serve.snapshots import Version
@@ -45,7 +46,11 @@ class JsonApi(Routes):
         return find_service(self.services, request)
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        return await read_json(request, self.http.max_body_bytes)
+        return (await self._sized(request))[0]
+
+    async def _sized(self, request: Request) -> tuple[dict[str, Any], int]:
+        """The body, and its size in bytes (which decides where its records are handled)."""
+        return await read_json(request, self.http.max_body_bytes, self.http.request_timeout)
 
     async def _applied(self, service: ModelService, seq: int) -> bool:
         """Wait (up to the wait timeout) for the learner to apply ``seq``. The event is durable
@@ -70,19 +75,24 @@ class JsonApi(Routes):
         return JSONResponse(self._service(request).info())
 
     async def versions(self, request: Request) -> JSONResponse:
+        """An open route: without the token, the files versions came from are named, not where
+        they are on the server."""
         service = self._service(request)
-        return JSONResponse({
-            "current": service.learner.live.version,
-            "versions": [v.to_dict() for v in service.versions()],
-        })  # fmt: skip
+        shown = [v.to_dict() for v in service.versions()]
+        try:
+            authorize(request, self.http.token)
+        except Unauthorized:
+            for v in shown:
+                v["source"] = PurePath(v["source"]).name
+        return JSONResponse({"current": service.learner.live.version, "versions": shown})
 
     async def predict(self, request: Request) -> JSONResponse:
         service = self._service(request)
-        body = await self._body(request)
+        body, nbytes = await self._sized(request)
         recs = records(body, self.http.max_records)
         if _ignore_unknown(body):  # rare: made into lines here, the usual way skips a step
-            recs = await on_records(lambda r: service.lines(r, ignore_unknown=True), recs)
-        out = await self.predictions(service, recs)
+            recs = await on_records(lambda r: service.lines(r, ignore_unknown=True), recs, nbytes)
+        out = await self.predictions(service, recs, nbytes)
         return JSONResponse({
             "model": service.name, "version": out.version, "applied_seq": out.applied_seq,
             "predictions": out.values, "event_ids": out.event_ids,
@@ -91,11 +101,11 @@ class JsonApi(Routes):
     async def learn(self, request: Request) -> JSONResponse:
         service = self._service(request)
         wait = wants_wait(request)
-        body = await self._body(request)
+        body, nbytes = await self._sized(request)
         recs = records(body, self.http.max_records)
         ignore = _ignore_unknown(body)
         seqs = await result(
-            await on_records(lambda r: service.learn(r, ignore_unknown=ignore), recs)
+            await on_records(lambda r: service.learn(r, ignore_unknown=ignore), recs, nbytes)
         )
         applied = wait and await self._applied(service, seqs[-1])
         return JSONResponse({"seqs": seqs, "applied": applied})

@@ -23,6 +23,7 @@ from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
 from shoal.serve import openapi
 from shoal.serve.api import JsonApi
 from shoal.serve.config import HttpConfig
+from shoal.serve.connections import InFlight
 from shoal.serve.endpoints import guard
 from shoal.serve.errors import (
     EventExpired,
@@ -31,6 +32,7 @@ from shoal.serve.errors import (
     PayloadTooLarge,
     ReadOnly,
     RequestError,
+    RequestTimeout,
     StateDirError,
     Unauthorized,
     Unavailable,
@@ -51,6 +53,7 @@ ERROR_STATUS: dict[type[Exception], int] = {
     Unauthorized: 401,
     ReadOnly: 403,
     NotFound: 404,
+    RequestTimeout: 408,
     FeedbackConflict: 409,
     EventExpired: 410,
     PayloadTooLarge: 413,
@@ -72,6 +75,8 @@ async def _shoal_error(request: Request, exc: Exception) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 503:  # shutting down, or a learner process restarting: worth a retry
         headers = {"Retry-After": "1"}
+    if status == 408:  # the rest of the body may never come: close the connection
+        headers = {"Connection": "close"}
     return JSONResponse({"error": str(exc)}, status_code=status, headers=headers)
 
 
@@ -151,6 +156,9 @@ def build_app(
     handlers[Exception] = _internal_error
     return Starlette(
         routes=routes,
-        middleware=[Middleware(_Observe, metrics=metrics, names=names)],
+        middleware=[
+            Middleware(_Observe, metrics=metrics, names=names),
+            Middleware(InFlight, limit=http.max_connections),
+        ],
         exception_handlers=handlers,
     )

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from shoal.serve.errors import PayloadTooLarge, RequestError, Unauthorized, Unavailable
+from shoal.serve.errors import (
+    PayloadTooLarge,
+    RequestError,
+    RequestTimeout,
+    Unauthorized,
+    Unavailable,
+)
 
 T = TypeVar("T")
 
@@ -35,17 +41,28 @@ _DECODERS = {
 }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+INLINE_BYTES = 64 << 10  # bodies up to this size are parsed on the event loop, larger in a thread
+
+
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
     """The body's bytes, decoded from its Content-Encoding; 413 past ``limit`` bytes as sent or
-    as decoded (read no further than that, so a client cannot make the server hold more)."""
+    as decoded (read no further than that, so a client cannot make the server hold more); 408
+    if it takes more than ``timeout`` seconds to come (a client cannot hold a slot forever)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes: the limit is {limit} (--max-body-bytes)")
+    if declared.isdigit() and (len(declared) > 19 or int(declared) > limit):
+        raise PayloadTooLarge(f"body of {declared[:30]} bytes: the limit is {limit} "
+                              "(--max-body-bytes)")  # fmt: skip
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body over {limit} bytes (--max-body-bytes)")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLarge(f"body over {limit} bytes (--max-body-bytes)")
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request's body took more than {timeout:g} s to come (--request-timeout)"
+        ) from None
     return _decoded(bytes(body), request.headers.get("content-encoding", ""), limit)
 
 
@@ -90,14 +107,24 @@ def parse_json(data: bytes, field: str = "body", *, constants: bool = False) -> 
         raise RequestError(field, "nested too deeply") from None
     except _NoConstant as exc:
         raise RequestError(field, f"{exc} is not a JSON number") from None
+    except ValueError:  # Python's limit on the digits of an integer (sys.get_int_max_str_digits)
+        raise RequestError(
+            field, "holds an integer of more than 4300 digits: no number of a model has them"
+        ) from None
     if not isinstance(value, dict):
         raise RequestError(field, f"expected a JSON object, got {type(value).__name__}")
     return value
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object; 413 past ``limit`` bytes."""
-    return parse_json(await read_body(request, limit))
+async def read_json(
+    request: Request, limit: int, timeout: float | None = None
+) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object, and its size in bytes; 413 past ``limit`` bytes. A large body
+    is parsed in a thread: the event loop goes on answering others meanwhile."""
+    data = await read_body(request, limit, timeout)
+    if len(data) > INLINE_BYTES:
+        return await asyncio.to_thread(parse_json, data), len(data)
+    return parse_json(data), len(data)
 
 
 def field(body: dict[str, Any], name: str) -> Any:

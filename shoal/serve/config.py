@@ -47,6 +47,9 @@ class ServiceConfig:
     batch_max_records: int = 1024  # most records scored in one batch of concurrent predictions
     batch_wait: float = 0.0  # seconds a batch waits for more predictions (0: no waiting)
     ignore_unknown: bool = False  # drop fields and inputs that name no column of the schema
+    models_dir: str = ""  # where ``load`` finds model files (default: the model file's folder)
+    feedback_buffer_bytes: int = 64 << 20  # predictions' features waiting to be written
+    accept_event_loss: bool = False  # start although the event log lost acknowledged events
 
     def __post_init__(self) -> None:
         if not self.model_path:
@@ -69,6 +72,12 @@ class ServiceConfig:
             raise ConfigError("--ignore-unknown", "must be true or false")
         if not (isinstance(self.batch_wait, int | float) and 0 <= self.batch_wait <= 1):
             raise ConfigError("--batch-wait-ms", "must be from 0 to 1000 milliseconds")
+        _positive("--feedback-buffer-bytes", self.feedback_buffer_bytes, integer=True)
+
+    @property
+    def load_dir(self) -> Path:
+        """The folder ``load`` takes model files from (resolved: no link leads out of it)."""
+        return Path(self.models_dir or Path(self.model_path).parent).resolve()
 
     @property
     def served_name(self) -> str:
@@ -100,7 +109,9 @@ class HttpConfig:
     allow_insecure: bool = False
     max_body_bytes: int = 8 << 20
     max_records: int = 10_000
-    max_connections: int = 256  # beyond, requests get 503 (uvicorn's concurrency limit)
+    max_connections: int = 256  # requests in flight at once (503 beyond); idle connections
+    # are closed when more than this many are open
+    request_timeout: float = 30.0  # seconds to send a request's head, and again its body
     wait_timeout: float = 30.0  # seconds ``?wait=true`` waits for the learner
     graceful_timeout: float = 30.0  # seconds in-flight requests get at shutdown
 
@@ -119,6 +130,7 @@ class HttpConfig:
         _positive("--max-body-bytes", self.max_body_bytes, integer=True)
         _positive("--max-records", self.max_records, integer=True)
         _positive("--max-connections", self.max_connections, integer=True)
+        _positive("--request-timeout", self.request_timeout)
         _positive("wait_timeout", self.wait_timeout)
         _positive("graceful_timeout", self.graceful_timeout)
 

@@ -49,12 +49,26 @@ class EventExpired(ShoalError):
     """The prediction's features were kept for ``--feedback-ttl`` seconds, and that has passed."""
 
 
+class FeaturesDropped(EventExpired):
+    """The prediction's features were not kept: more were waiting to be written than
+    ``--feedback-buffer-bytes`` allows (counted in ``shoal_feedback_features_dropped``)."""
+
+
 class FeedbackConflict(ShoalError):
     """The prediction already received its feedback (each event id learns at most once)."""
 
 
 class Unavailable(ShoalError):
     """The service cannot answer now: shutting down, its learner stopped, or a wait timed out."""
+
+
+class StorageError(Unavailable):
+    """A file the server writes (a snapshot) could not be written: a full disk, a read-only
+    folder. The server goes on serving and learning; the write can be tried again."""
+
+
+class RequestTimeout(ShoalError):
+    """A client took longer than ``--request-timeout`` to send its request."""
 
 
 class StateDirError(ShoalError):

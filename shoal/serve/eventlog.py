@@ -13,6 +13,11 @@ without waking the writer: they wait in memory and go into the next transaction,
 ``_REMEMBER_DELAY`` seconds later (nothing acknowledged depends on them, and a write per
 prediction cost a single-record prediction over HTTP a fifth of its time). A feedback, queued
 after its prediction, always finds them: every transaction writes the waiting features first.
+How many may wait is bounded (``kept.py``): the features of a prediction past the bound are not
+kept, and its feedback gets 410.
+
+After each commit the writer records the highest sequence number logged in ``DIR/seq``
+(``seqmark.py``) and syncs it before acknowledging: a log that later loses its end is found out.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -32,8 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from shoal.errors import ShoalError
-from shoal.serve.errors import EventExpired, FeedbackConflict, Unavailable, UnknownEvent
+from shoal.serve.errors import (
+    EventExpired,
+    FeaturesDropped,
+    FeedbackConflict,
+    Unavailable,
+    UnknownEvent,
+)
+from shoal.serve.kept import DROPPED, FeatureBuffer
 from shoal.serve.records import with_label
+from shoal.serve.seqmark import SeqMark
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -51,8 +63,9 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_expiry ON predictions (expires);
 """
 _MAX_GROUP = 512  # operations in one transaction
-_MAX_REMEMBERED = 200_000  # predictions' features waiting for the writer before more are dropped
-_REMEMBER_DELAY = 0.05  # seconds predictions' features may wait for a transaction
+# Past this many bytes, rows are bound one by one rather than as one JSON document: SQLite keeps
+# the last JSON documents it parsed with the statement (a few 7 MB ones held hundreds of MB).
+_JSON_BYTES = 1 << 20
 log = logging.getLogger("shoal.serve")
 
 
@@ -91,6 +104,12 @@ class _Feedback(_Op):
 
     def apply(self, log: EventLog, db: sqlite3.Connection) -> int:
         now = log.clock()
+        if len(self.event_id) == 28 and self.event_id.endswith(DROPPED):
+            raise FeaturesDropped(
+                f"event {self.event_id}: its features were not kept for feedback (more waited "
+                "to be written than --feedback-buffer-bytes allows; see "
+                "shoal_feedback_features_dropped)"
+            )
         row = db.execute(
             "SELECT features, expires, feedback_seq FROM predictions WHERE event_id = ?",
             (self.event_id,),
@@ -133,6 +152,26 @@ class _Barrier(_Op):
         return None
 
 
+@dataclass
+class _Reserve(_Op):
+    """Number the next event after ``seq`` (events up to it were lost, and accepted so)."""
+
+    seq: int
+
+    def apply(self, log: EventLog, db: sqlite3.Connection) -> None:
+        if db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'events'",
+                      (self.seq,)).rowcount == 0:  # fmt: skip
+            db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (self.seq,))
+        log.last_seq = max(log.last_seq, self.seq)
+
+
+class _Wake:
+    """Queued to wake an idle writer: predictions' features are waiting."""
+
+
+_WAKE = _Wake()
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     db.execute("PRAGMA journal_mode=WAL")
@@ -153,12 +192,15 @@ class EventLog:
         ttl: float,
         clock: Callable[[], float],
         on_commit: Callable[[int], None] = lambda seq: None,
+        mark: SeqMark | None = None,
+        max_buffer_bytes: int = 64 << 20,
     ) -> None:
         self.path = path
         self.ttl = ttl
         self.clock = clock
         self.on_commit = on_commit
-        self._queue: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self.mark = mark  # the highest seq acknowledged, kept outside the database
+        self._queue: queue.SimpleQueue[_Op | _Wake | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
@@ -166,10 +208,7 @@ class EventLog:
         self._next_purge = 0.0
         self.last_seq = 0
         self.events_logged = 0  # since open()
-        self.features_dropped = 0  # predictions whose features were not kept (writer behind)
-        self._remembered: list[tuple[str, str, float]] = []  # (event id, features, expires)
-        self._remembered_since = 0.0  # monotonic time of the oldest waiting row
-        self._remember_lock = threading.Lock()
+        self._kept = FeatureBuffer(max_buffer_bytes)
 
     def open(self) -> None:
         try:
@@ -188,6 +227,8 @@ class EventLog:
                 "directory aside to start a new one"
             ) from None
         self.last_seq = int(row[0]) if row else 0
+        if self.mark is not None:
+            self.mark.open()
         self._thread = threading.Thread(target=self._run, name="shoal-eventlog", daemon=True)
         self._thread.start()
 
@@ -204,6 +245,13 @@ class EventLog:
             if db is not None:
                 db.close()
         self._db = self._reader = None
+        if self.mark is not None:
+            self.mark.close()
+
+    @property
+    def features_dropped(self) -> int:
+        """Predictions whose features were not kept (over ``--feedback-buffer-bytes``)."""
+        return self._kept.dropped
 
     # -- operations (any thread) ---------------------------------------------------------------
 
@@ -223,22 +271,38 @@ class EventLog:
         """Log the features kept for ``event_id`` with ``label``; the future gives its seq."""
         return self._submit(_Feedback(event_id, label))
 
-    def remember(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
-        """Keep predictions' features (event id, features) until ``expires``; not waited for
-        (they reach the database within ``_REMEMBER_DELAY`` seconds, see the module's doc).
-
-        Past ``_MAX_REMEMBERED`` waiting rows (the disk cannot keep up) they are dropped and
-        counted: memory stays bounded, and their feedback gets 404.
-        """
+    def remember(self, rows: Sequence[tuple[str, str]], expires: float) -> list[bool]:
+        """Keep predictions' features (event id, features) until ``expires``; whether each was
+        kept (``kept.py`` bounds what waits). Not waited for: they reach the database within
+        ``kept.DELAY`` seconds (see the module's doc)."""
         if self._closed or not rows:
-            return
-        with self._remember_lock:
-            if len(self._remembered) > _MAX_REMEMBERED:
-                self.features_dropped += len(rows)
-                return
-            if not self._remembered:
-                self._remembered_since = time.monotonic()
-            self._remembered += [(i, f, expires) for i, f in rows]
+            return [False] * len(rows)
+        idle = len(self._kept) == 0
+        kept = self._kept.add([(i, f, expires) for i, f in rows])
+        if idle and any(kept):
+            self._queue.put(_WAKE)  # the writer may be idle: have it wait DELAY at most
+        return kept
+
+    def reserve(self, seq: int) -> Future[None]:
+        """Number new events after ``seq``, durably (lost events' numbers are never reused)."""
+        return self._submit(_Reserve(seq))
+
+    def missing(self, after_seq: int) -> list[tuple[int, int]]:
+        """Ranges (first, last) of sequence numbers missing between ``after_seq`` and the last
+        event kept: an event log must hold every event after the snapshot it goes with."""
+        assert self._reader is not None, "EventLog.open() first"
+        db = self._reader
+        (first,) = db.execute("SELECT min(seq) FROM events WHERE seq > ?", (after_seq,)).fetchone()
+        if first is None:
+            return []
+        gaps = [(after_seq + 1, int(first) - 1)] if first > after_seq + 1 else []
+        rows = db.execute(
+            "SELECT e.seq + 1, (SELECT min(seq) FROM events WHERE seq > e.seq) - 1 FROM events e "
+            "WHERE e.seq >= ? AND e.seq < (SELECT max(seq) FROM events) "
+            "AND NOT EXISTS (SELECT 1 FROM events WHERE seq = e.seq + 1) ORDER BY e.seq LIMIT 20",
+            (first,),
+        ).fetchall()
+        return gaps + [(int(a), int(b)) for a, b in rows]
 
     def prune(self, upto_seq: int) -> None:
         """Drop events up to ``upto_seq`` (the oldest kept snapshot holds them)."""
@@ -294,7 +358,7 @@ class EventLog:
                 op = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if op is not None and op.future is not None and not op.future.done():
+            if isinstance(op, _Op) and op.future is not None and not op.future.done():
                 op.future.set_exception(error)
 
     def _loop(self) -> None:
@@ -302,14 +366,14 @@ class EventLog:
         while not stop:
             ops: list[_Op] = []
             try:
-                item = self._queue.get(timeout=self._remember_timeout())
+                item = self._queue.get(timeout=self._kept.wait())
             except queue.Empty:
                 self._commit([])  # predictions' features waited long enough
                 continue
             while True:
                 if item is None:
                     stop = True
-                else:
+                elif isinstance(item, _Op):
                     ops.append(item)
                 if stop or len(ops) >= _MAX_GROUP:
                     break
@@ -317,21 +381,17 @@ class EventLog:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if ops or self._remembered:
+            if ops or (len(self._kept) and (stop or self._kept.wait() == 0.0)):
                 self._commit(ops)
 
-    def _remember_timeout(self) -> float | None:
-        """How long the writer may wait for work before writing waiting features (None: no
-        features wait)."""
-        with self._remember_lock:
-            if not self._remembered:
-                return None
-            return max(0.0, self._remembered_since + _REMEMBER_DELAY - time.monotonic())
-
     def _write_remembered(self, db: sqlite3.Connection) -> None:
-        with self._remember_lock:
-            rows, self._remembered = self._remembered, []
-        if rows:  # one statement: executemany takes the GIL back for every row, and a busy
+        rows = self._kept.take()
+        if sum(len(f) for _, f, _ in rows) > _JSON_BYTES:
+            db.executemany(
+                "INSERT OR REPLACE INTO predictions (event_id, features, expires) VALUES (?, ?, ?)",
+                rows,
+            )
+        elif rows:  # one statement: executemany takes the GIL back for every row, and a busy
             # event loop holds it for up to 5 ms at a time, which held acknowledgements back
             db.execute(
                 "INSERT OR REPLACE INTO predictions (event_id, features, expires) "
@@ -362,6 +422,9 @@ class EventLog:
     def _append(self, db: sqlite3.Connection, records: list[str]) -> list[int]:
         """Log ``records`` in order with one statement; their sequence numbers (consecutive:
         one writer, ``AUTOINCREMENT``)."""
+        if sum(map(len, records)) > _JSON_BYTES:
+            now = self.clock()
+            return [self.insert(db, record, None, now) for record in records]
         cur = db.execute(
             "INSERT INTO events (record, feedback_id, logged_at) "
             "SELECT value, NULL, ? FROM json_each(?) ORDER BY key",
@@ -369,6 +432,18 @@ class EventLog:
         )
         last = int(cur.lastrowid or 0)
         return list(range(last - len(records) + 1, last + 1))
+
+    def _write_mark(self) -> None:
+        """Record the last seq in ``DIR/seq`` before any event is acknowledged. If the disk
+        refuses, the events are durable all the same: they are acknowledged, and the failure
+        logged (a later damage of the log would then be found only up to the mark)."""
+        mark = self.mark
+        if mark is None or self.last_seq <= mark.value:
+            return
+        try:
+            mark.write(self.last_seq)
+        except OSError as exc:
+            log.error("cannot record seq %d in %s: %s", self.last_seq, mark.path, exc.strerror)
 
     def _commit(self, ops: list[_Op]) -> None:
         db = self._db
@@ -394,6 +469,8 @@ class EventLog:
         last = max(logged, default=0)
         if last:
             self.last_seq = last
+        self._write_mark()
+        if last:
             self.on_commit(last)
         for op, (result, failure) in zip(ops, results, strict=True):
             if op.future is None:

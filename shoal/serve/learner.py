@@ -28,7 +28,7 @@ from shoal.data.batch import Batch
 from shoal.errors import ShoalError, StepTooLarge
 from shoal.model.model import Model, Progress
 from shoal.serve.config import ServiceConfig
-from shoal.serve.errors import Unavailable
+from shoal.serve.errors import StorageError, Unavailable
 from shoal.serve.eventlog import EventLog
 from shoal.serve.histogram import Histogram
 from shoal.serve.records import parse_lines
@@ -139,6 +139,15 @@ class Learner:
         """Apply every logged event (the replay after a restart); returns how many."""
         return self._apply_available(replay=True)
 
+    def accept_loss(self, seq: int) -> None:
+        """After ``catch_up``, when events up to ``seq`` were lost and the loss accepted: new
+        events are numbered after ``seq``, and a snapshot says the model holds what it will."""
+        self._events.reserve(seq).result()
+        with self._cond:
+            self.applied_seq = max(self.applied_seq, seq)
+            self._committed = max(self._committed, self.applied_seq)
+        self._write_snapshot("recovered")
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="shoal-learner", daemon=True)
         self._thread.start()
@@ -163,8 +172,10 @@ class Learner:
                         # every event acknowledged before the command was submitted goes first
                         self._apply_available()
                         fut.set_result(command())
-                    except ShoalError as exc:
+                    except ShoalError as exc:  # a full disk too (StorageError): go on
                         fut.set_exception(exc)
+                    except OSError as exc:  # a snapshot that cannot be read (rollback)
+                        fut.set_exception(StorageError(f"{exc.strerror}: {exc.filename}"))
                     except BaseException as exc:
                         fut.set_exception(Unavailable(f"the learner stopped: {exc}"))
                         raise

@@ -46,6 +46,7 @@ from shoal.errors import ShoalError
 from shoal.features.spec import FeatureSpec
 from shoal.model.output import prediction_line
 from shoal.serve.errors import RequestError
+from shoal.serve.expansion import MAX_INTERACTION_FEATURES
 from shoal.serve.records import check_line
 from shoal.serve.rows import rows_of
 from shoal.serve.service import ModelService
@@ -150,6 +151,8 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
     """The block's rows, by the training parser's kernel; RequestError for a bad line."""
     if spec.schema is not None:
         return rows_of(spec).parse_block(buf, "line", first - 1)
+    if spec.interactions and _may_expand(buf):  # the slow path counts them (expansion.py)
+        raise RequestError("line", "long lines under interactions are checked one by one")
     rules, offsets, letters, ignore = _kernel_args(spec)
     out = textparse.parse_block(
         buf, len(buf), False, rules, spec.mask, spec.constant, ignore, offsets, letters, False
@@ -160,6 +163,16 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
 
 
 _KERNEL_ARGS: dict[int, tuple[FeatureSpec, tuple[Any, np.ndarray, np.ndarray, np.ndarray]]] = {}
+
+
+def _may_expand(buf: np.ndarray) -> bool:
+    """Whether the block's lines might make more interaction features than a request may: a
+    line of n bytes holds at most n/2 features, so the block's pairs are at most (its longest
+    line / 2) x (its length / 2). Click lines (~200 bytes) in 64 KiB blocks stay far below."""
+    ends = np.flatnonzero(buf == 10)
+    bounds = np.concatenate(([-1], ends, [len(buf)]))
+    longest = int(np.diff(bounds).max())
+    return longest * len(buf) // 4 > MAX_INTERACTION_FEATURES
 
 
 def _kernel_args(spec: FeatureSpec) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:

@@ -26,12 +26,21 @@ T = TypeVar("T")
 Request = TypeVar("Request")
 Result = TypeVar("Result")
 
-INLINE_RECORDS = 64  # calls over up to this many records run on the event loop
+INLINE_RECORDS = 64  # calls over up to this many records run on the event loop...
+INLINE_BYTES = 64 << 10  # ...if the request is no larger than this (one record can be 7 MB)
 
 
-async def on_records(call: Callable[[Sequence[Any]], T], records: Sequence[Any]) -> T:
-    """``call(records)``: on the event loop for a few records, else in a thread."""
-    if len(records) <= INLINE_RECORDS:
+def inline(records: Sequence[Any], nbytes: int) -> bool:
+    """Whether a call on ``records`` (from a request of ``nbytes``) is small enough for the
+    event loop: decided by bytes as well as records, as one huge record takes as long."""
+    return len(records) <= INLINE_RECORDS and nbytes <= INLINE_BYTES
+
+
+async def on_records(
+    call: Callable[[Sequence[Any]], T], records: Sequence[Any], nbytes: int = 0
+) -> T:
+    """``call(records)``: on the event loop for a small request, else in a thread."""
+    if inline(records, nbytes):
         return call(records)
     return await asyncio.to_thread(call, records)
 
@@ -77,8 +86,10 @@ class Predictions:
     def __init__(self) -> None:
         self._turns: dict[ModelService, LoopTurn[Sequence[Any], Prediction]] = {}
 
-    async def __call__(self, service: ModelService, records: Sequence[Any]) -> Prediction:
-        if len(records) > INLINE_RECORDS:
+    async def __call__(
+        self, service: ModelService, records: Sequence[Any], nbytes: int = 0
+    ) -> Prediction:
+        if not inline(records, nbytes):
             return await asyncio.to_thread(service.predict, records)
         turn = self._turns.get(service)
         if turn is None:

@@ -24,6 +24,7 @@ multiclass, else ``prediction`` FP32) and ``event_id`` (BYTES), the id that the 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from typing import Any
@@ -34,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from shoal._version import __version__
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
-from shoal.serve.body import read_body
+from shoal.serve.body import INLINE_BYTES, read_body
 from shoal.serve.endpoints import Endpoint, Routes, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
 from shoal.serve.records import check_word
@@ -136,8 +137,13 @@ class OpenInference(Routes):
 
     async def infer(self, request: Request) -> Response:
         service = self._service(request)
-        body = await read_body(request, self.http.max_body_bytes)
-        infer = decode_request(body, request.headers.get(HEADER), self.http.max_records)
+        body = await read_body(request, self.http.max_body_bytes, self.http.request_timeout)
+        header = request.headers.get(HEADER)
+        max_records = self.http.max_records
+        if len(body) > INLINE_BYTES:  # a large body is decoded in a thread (the loop goes on)
+            infer = await asyncio.to_thread(decode_request, body, header, max_records)
+        else:
+            infer = decode_request(body, header, max_records)
         model = service.learner.live.model
         wanted = _wanted(infer, model.config)  # before predicting: a typo costs no event ids
         ignore = infer.ignore_unknown or service.config.ignore_unknown
@@ -146,7 +152,7 @@ class OpenInference(Routes):
         else:
             recs = tensor_records(infer.inputs)
         try:
-            out = await self.predictions(service, recs)
+            out = await self.predictions(service, recs, len(body))
         except RequestError as exc:
             raise _tensor_error(exc, infer.inputs) from None
         return _response(service.name, infer, out, wanted)

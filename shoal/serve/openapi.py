@@ -39,14 +39,20 @@ _FEATURES = {
         ]
     },
 }
-_VW_LINE = {"type": "string", "description": "one record in Vowpal Wabbit text format"}
+_VW_LINE = {
+    "type": "string",
+    "pattern": "^[^\\r\\n]*\\S[^\\r\\n]*$",  # one line, not blank
+    "description": "one record in Vowpal Wabbit text format",
+}
 _VERSION = {
     "type": "object",
     "properties": {
         "version": {"type": "integer"},
         "applied_seq": {"type": "integer", "description": "the last event the version holds"},
         "created": {"type": "number", "description": "Unix time"},
-        "reason": {"enum": ["initial", "periodic", "manual", "shutdown", "rollback", "load"]},
+        "reason": {
+            "enum": ["initial", "periodic", "manual", "shutdown", "rollback", "load", "recovered"]
+        },
         "source": {"type": "string"},
         "examples_learned": {"type": "integer"},
         "bytes": {"type": "integer"},
@@ -76,12 +82,17 @@ def _op(
     body: Any = None,
     params: tuple[dict[str, Any], ...] = (_NAME,),
     admin: bool = False,
+    limited: bool = True,
 ) -> dict[str, Any]:
+    """An operation; ``limited``: counted in the requests in flight (503 past the limit)."""
     op: dict[str, Any] = {"summary": summary, "parameters": list(params)}
     if body is not None:
         op["requestBody"] = {"required": True, **_json(body)}
+        errors = (*errors, 408)
+    if limited:
+        errors = (*errors, 503)
     op["responses"] = {"200": {"description": "OK", **_json(ok)}}
-    for code in errors:
+    for code in sorted(set(errors)):
         op["responses"][str(code)] = {"description": _ERRORS[code], **_json(_ERROR)}
     if admin:
         op["security"] = _ADMIN
@@ -92,10 +103,13 @@ _ERRORS = {
     400: "malformed request: the message names the field",
     401: "the server has a token and the request lacks 'Authorization: Bearer TOKEN'",
     404: "no such model, event id or kept version (or the URL's version is not the live one)",
+    408: "the body took more than --request-timeout to come",
     409: "the event already received its feedback",
-    410: "the event's features expired (--feedback-ttl)",
+    410: "the event's features expired (--feedback-ttl), or were not kept "
+    "(--feedback-buffer-bytes)",
     413: "body over --max-body-bytes or more records than --max-records",
-    503: "shutting down, the learner stopped, or a wait timed out",
+    503: "shutting down, the learner stopped, a wait timed out, a snapshot could not be "
+    "written, or too many requests are in flight (--max-connections)",
 }
 _BODY_ERRORS = (400, 404, 413, 503)
 _ADMIN_ERRORS = (400, 401, 404, 413, 503)
@@ -126,6 +140,9 @@ _TENSOR_META = _obj(
 )
 _SHAPE = {
     "type": "array",
+    "minItems": 1,
+    "maxItems": 2,
+    "prefixItems": [{"type": "integer", "minimum": 1}, {"const": 1}],
     "items": {"type": "integer", "minimum": 0},
     "description": "[N] or [N, 1]: one element per record, the same N in every input",
 }
@@ -295,7 +312,13 @@ def document() -> dict[str, Any]:
     }
     paths = {
         "/v2/health/live": {
-            "get": _op("the process is up", _obj(["live"], live={"const": True}), (), params=())
+            "get": _op(
+                "the process is up",
+                _obj(["live"], live={"const": True}),
+                (),
+                params=(),
+                limited=False,
+            )
         },
         "/v2/health/ready": {
             "get": _op(
@@ -303,6 +326,7 @@ def document() -> dict[str, Any]:
                 _obj(["ready"], ready={"type": "boolean"}),
                 (503,),
                 params=(),
+                limited=False,
             )
         },
         "/metrics": {
@@ -406,7 +430,7 @@ def document() -> dict[str, Any]:
                 params=(_NAME, _WAIT),
                 body=_obj(
                     ["event_id", "label"],
-                    event_id={"type": "string"},
+                    event_id={"type": "string", "minLength": 1, "maxLength": 64},
                     label={"type": "number"},
                     weight={"type": "number", "minimum": 0},
                 ),
@@ -432,7 +456,15 @@ def document() -> dict[str, Any]:
                 _VERSION,
                 _ADMIN_ERRORS,
                 admin=True,
-                body=_obj(["path"], path={"type": "string"}),
+                body=_obj(
+                    ["path"],
+                    path={
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "a model file in --models-dir (default: the served "
+                        "model's folder), by name or absolute path",
+                    },
+                ),
             )
         },
     }

@@ -25,6 +25,7 @@ from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.batcher import split
 from shoal.serve.errors import RequestError
+from shoal.serve.expansion import check_expansion
 from shoal.serve.records import (
     check_line,
     data_error_field,
@@ -79,9 +80,12 @@ def record_lines(
     such rows (``rows.py``); unknown fields are errors unless ``ignore_unknown``."""
     if model.spec.schema is not None and not labeled and set(map(type, records)) == {dict}:
         return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore_unknown)
-    return [
+    lines = [
         _line(r, f"records[{i}]", model, labeled, ignore_unknown) for i, r in enumerate(records)
     ]
+    if model.spec.schema is None:  # a row's columns are fixed; a VW line's namespaces are not
+        check_expansion(model.spec, lines)  # a few lines must not make billions of features
+    return lines
 
 
 def learn_lines(records: Sequence[Any], model: Model, *, ignore_unknown: bool = False) -> list[str]:

@@ -26,11 +26,13 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from shoal.errors import ConfigError, ShoalError
 from shoal.serve import sockets
 from shoal.serve.app import build_app
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
+from shoal.serve.connections import protocol
 from shoal.serve.metrics import Metrics
 from shoal.serve.service import ModelService
 from shoal.serve.tcp import LineServer
@@ -60,6 +62,21 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
+def uvicorn_server(app: ASGIApp, http: HttpConfig) -> uvicorn.Server:
+    """uvicorn over ``app`` as every shoal front end runs it (one process or many)."""
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=int(http.graceful_timeout),
+        # uvicorn's limit_concurrency counts open sockets, which idle clients can hold:
+        # the app limits requests in flight instead (``connections.py``)
+        http=protocol(http.request_timeout, http.max_connections),
+    )
+    return _Uvicorn(config)
+
+
 class HttpServer:
     """uvicorn over ``build_app(services, http)``; ``bind()`` first to learn the port."""
 
@@ -68,15 +85,7 @@ class HttpServer:
     ) -> None:
         self.http = http
         self.sock: socket.socket | None = None
-        config = uvicorn.Config(
-            build_app(services, http, metrics),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=int(http.graceful_timeout),
-            limit_concurrency=http.max_connections + 1,  # uvicorn counts the one asking too
-        )
-        self._server = _Uvicorn(config)
+        self._server = uvicorn_server(build_app(services, http, metrics), http)
         self._background: Background | None = None
 
     def bind(self) -> tuple[str, int]:
@@ -196,11 +205,13 @@ def serve(
     http: HttpConfig | None,
     tcp: TcpConfig | None = None,
     on_ready: Callable[[ModelService, list[str]], None] = lambda service, urls: None,
+    prepare: Callable[[], None] = lambda: None,
 ) -> None:
     """Serve one model until SIGTERM or SIGINT; then shut down gracefully (see the module's doc).
 
     The signals are caught from the start: one that comes while the service restores and replays
-    lets it finish starting and then close as usual, with its snapshot.
+    lets it finish starting and then close as usual, with its snapshot. ``prepare`` runs once
+    the state directory is locked, before the model file is read (``--new`` writes it there).
     """
     logging.basicConfig(level=logging.WARNING, format="shoal: %(levelname)s: %(message)s")
     fronts: list[FrontEnd] = []
@@ -214,7 +225,7 @@ def serve(
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with ModelService(service_config) as service:
+        with ModelService(service_config, prepare=prepare) as service:
             fronts[:] = front_ends(service, http, tcp)
             for front in fronts:
                 front.bind()

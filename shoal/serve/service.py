@@ -39,8 +39,11 @@ from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError, StateDirError, Unavailable
 from shoal.serve.eventlog import EventLog
 from shoal.serve.histogram import Histogram
+from shoal.serve.kept import DROPPED
 from shoal.serve.learner import Learner, Live
+from shoal.serve.models import read_model_file
 from shoal.serve.records import number_text, weight_text
+from shoal.serve.recovery import check_log
 from shoal.serve.scoring import (
     Prediction,
     Request,
@@ -51,6 +54,7 @@ from shoal.serve.scoring import (
     score,
     score_block,
 )
+from shoal.serve.seqmark import SeqMark
 from shoal.serve.snapshots import SnapshotStore, Version
 from shoal.serve.statedir import StateDir
 
@@ -58,13 +62,26 @@ from shoal.serve.statedir import StateDir
 class ModelService:
     """One served model; thread-safe: any number of callers, one learner thread writing."""
 
-    def __init__(self, config: ServiceConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        prepare: Callable[[], None] = lambda: None,
+    ) -> None:
         self.config = config
         self.name = config.served_name
         self._clock = clock  # wall time: event ids and feedback expiry (tests inject one)
+        self._prepare = prepare  # runs once the state directory is locked (serve --new)
         self._state = StateDir(config.state_dir)
         self._store = SnapshotStore(self._state.snapshots, config.keep_versions)
-        self._events = EventLog(self._state.events, ttl=config.feedback_ttl, clock=clock)
+        self._events = EventLog(
+            self._state.events,
+            ttl=config.feedback_ttl,
+            clock=clock,
+            mark=SeqMark(self._state.seq_file),
+            max_buffer_bytes=config.feedback_buffer_bytes,
+        )
         self._learner: Learner | None = None
         self._lock = threading.Lock()
         self._batcher: Batcher[Request, Prediction] = Batcher(
@@ -86,9 +103,12 @@ class ModelService:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._state.open(self.config.model_path)
+        self._state.open(self.config.model_path, self._prepare)
         try:
-            self._store.open()
+            try:
+                self._store.open()
+            except OSError as exc:
+                raise StateDirError(self._state.unwritable(exc)) from None
             self._events.open()
             found = self._store.latest()
             if found is None:
@@ -104,12 +124,15 @@ class ModelService:
                     self._store.write(model, applied_seq=0, reason="initial", source=source),
                 )
             model, version = found
+            loss = check_log(self._events, version, self.config.accept_event_loss)
             learner = Learner(
                 Live(model, version.version), version.applied_seq, self._events, self._store,
                 self.config,
             )  # fmt: skip
             self._events.on_commit = learner.notify
             self.replayed = learner.catch_up()
+            if loss is not None:
+                learner.accept_loss(loss)
             learner.start()
             self._learner = learner
         except BaseException:
@@ -206,9 +229,11 @@ class ModelService:
         ``--feedback-ttl`` (in one write for all of them)."""
         now = self._clock()
         ids, rows = kept_features(requests, self.learner.live.model.spec, now)
-        if rows:
-            self._events.remember(rows, now + self.config.feedback_ttl)
-        return ids
+        if not rows:
+            return ids
+        kept = iter(self._events.remember(rows, now + self.config.feedback_ttl))
+        # an id whose features were not kept says so: its feedback gets 410, never 404
+        return [[i if next(kept) else i[:-1] + DROPPED for i in r] for r in ids]
 
     def keep_features(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
         """Keep predictions made elsewhere (a front-end process) for their feedback:
@@ -247,10 +272,10 @@ class ModelService:
         return self.learner.rollback(version)
 
     def load(self, path: Any) -> Future[Version]:
-        """Swap in the model file at ``path`` (same loss and classes) as a new version."""
-        if not isinstance(path, str) or not path:
-            raise RequestError("path", "must be the path of a model file on the server")
-        model = Model.load(path)
+        """Swap in the model file at ``path`` (same loss and classes) as a new version: a
+        regular file in the models directory (``models.py``), relative to it or absolute."""
+        found, payload = read_model_file(self.config.load_dir, path)
+        model = Model.from_bytes(payload, str(path))
         current = self.learner.live.model.config
         if (model.config.loss, model.config.outputs) != (current.loss, current.outputs):
             raise ConfigError(
@@ -259,7 +284,7 @@ class ModelService:
                 f"the served model learns {current.loss} with {current.outputs}: labels in the "
                 "log would not fit it",
             )
-        return self.learner.install(model, "load", str(Path(path).resolve()))
+        return self.learner.install(model, "load", str(found))
 
     # -- state -----------------------------------------------------------------------------------
 

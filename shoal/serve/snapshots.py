@@ -2,8 +2,14 @@
 
 A snapshot is an ordinary model file (``Model.load`` reads it) whose metadata also says which
 version it is and the sequence number of the last logged event it contains. Recovery is "the
-newest readable snapshot, then the event log after its sequence number". Rolling back or loading
+newest valid snapshot, then the event log after its sequence number". Rolling back or loading
 another model writes a new version too, so the newest file is always the live model's base.
+
+A snapshot is chosen by what it holds, not by its name: its metadata carries a CRC-32 of all the
+rest of the metadata (the model file's ``data_crc32`` covers the tensors), and the version it
+states must be the one its name says. A file whose sequence number was altered, or an old
+snapshot copied under a newer name, is skipped with a warning, so events are never applied twice
+or left out.
 """
 
 from __future__ import annotations
@@ -12,17 +18,19 @@ import json
 import logging
 import re
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from shoal.errors import ModelFileError
+from shoal.errors import ModelFileError, ShoalError
 from shoal.model.model import Model
 from shoal.model.modelfile import write_atomic
-from shoal.serve.errors import UnknownVersion
+from shoal.serve.errors import StorageError, UnknownVersion
 
 log = logging.getLogger("shoal.serve")
 _FILE = re.compile(r"v(\d{8,})\.shoal")
+_SEAL = "x-serve.meta_crc32"  # the CRC-32 of the rest of the metadata
 
 
 @dataclass(frozen=True)
@@ -41,14 +49,34 @@ class Version:
         return asdict(self)
 
 
+def _meta_crc(meta: dict[str, str]) -> str:
+    rest = {k: v for k, v in meta.items() if k != _SEAL}
+    return str(zlib.crc32(json.dumps(rest, sort_keys=True).encode()))
+
+
+def _sealed(payload: bytes) -> bytes:
+    """A model file's bytes with the CRC of its metadata added (the header is rewritten as
+    ``modelfile`` writes it: sorted keys, padded to 8 bytes; the tensors are unchanged)."""
+    n = int.from_bytes(payload[:8], "little")
+    doc = json.loads(payload[8 : 8 + n])
+    doc["__metadata__"][_SEAL] = _meta_crc(doc["__metadata__"])
+    raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + payload[8 + n :]
+
+
 def _meta(path: Path) -> dict[str, str]:
-    """The string metadata of a model file, from its safetensors header alone."""
+    """The string metadata of a snapshot, from its safetensors header alone, checked against
+    its CRC (snapshots of shoal 0.1 before it have none)."""
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         if not 0 < n < 1 << 24:
             raise ValueError("no safetensors header")
         header = json.loads(f.read(n))
-    return dict(header.get("__metadata__") or {})
+    meta = dict(header.get("__metadata__") or {})
+    if _SEAL in meta and meta[_SEAL] != _meta_crc(meta):
+        raise ValueError("its metadata does not match their checksum (altered or damaged)")
+    return meta
 
 
 class SnapshotStore:
@@ -83,6 +111,9 @@ class SnapshotStore:
     def _describe(self, version: int) -> Version:
         path = self._path(version)
         meta = _meta(path)
+        stated = int(meta.get("x-serve.version", version))
+        if stated != version:
+            raise ValueError(f"it holds version {stated}, not the {version} of its name (a copy?)")
         return Version(
             version=version,
             applied_seq=int(meta["x-serve.applied_seq"]),
@@ -116,10 +147,21 @@ class SnapshotStore:
             "serve.source": source,
             "serve.examples": str(model.examples_learned),
         }
-        payload = model.to_bytes(extra)
-        write_atomic(self._path(version), payload)
+        payload = _sealed(model.to_bytes(extra))
+        path = self._path(version)
+        try:
+            write_atomic(path, payload)
+        except (OSError, ShoalError) as exc:  # a full disk, a read-only folder
+            why = exc.strerror if isinstance(exc, OSError) else str(exc).rpartition(": ")[2]
+            raise StorageError(
+                f"cannot write snapshot {path.name}: {why}; the server goes on serving and "
+                "learning (every event stays in the event log), and the write can be tried again"
+            ) from None
         for old in [*numbers, version][: -self.keep]:
-            self._path(old).unlink(missing_ok=True)
+            try:
+                self._path(old).unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("cannot remove old snapshot %s: %s", self._path(old), exc.strerror)
         return Version(
             version, applied_seq, created, reason, source, model.examples_learned, len(payload)
         )

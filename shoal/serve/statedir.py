@@ -4,6 +4,7 @@
 DIR/state.json        which model file the directory was made for (path and sha256)
 DIR/events.sqlite     the event log (and the features kept for feedback)
 DIR/snapshots/        vNNNNNNNN.shoal, the kept versions
+DIR/seq               the highest event sequence number ever acknowledged (``seqmark.py``)
 DIR/lock              held (flock) by the one server using the directory
 ```
 
@@ -17,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,26 +45,42 @@ class StateDir:
         self.events = self.path / "events.sqlite"
         self.snapshots = self.path / "snapshots"
         self.state_file = self.path / "state.json"
+        self.seq_file = self.path / "seq"
         self._lock_fd: int | None = None
         self.fresh = False  # True when open() created the directory's state
 
-    def open(self, model_path: str) -> None:
-        """Lock the directory and check (or record) the model file it belongs to."""
+    def open(self, model_path: str, prepare: Callable[[], None] = lambda: None) -> None:
+        """Lock the directory, run ``prepare`` (``serve --new`` writes the model file), and
+        check (or record) the model file it belongs to."""
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StateDirError(f"cannot create state directory {self.path}: {exc}") from None
+            raise StateDirError(
+                f"cannot create state directory {self.path}: {exc.strerror}"
+            ) from None
         if not self.path.is_dir():
             raise StateDirError(f"{self.path} is not a directory")
         self._lock()
         try:
+            prepare()
             if self.state_file.exists():
                 self._check(model_path, self._read_state())
             else:
                 self._create(model_path)
+        except OSError as exc:
+            self.close()
+            raise StateDirError(self.unwritable(exc)) from None
         except BaseException:
             self.close()
             raise
+
+    def unwritable(self, exc: OSError) -> str:
+        """The message for a state directory the server cannot write in."""
+        where = f" ({exc.filename})" if exc.filename else ""
+        return (
+            f"cannot use state directory {self.path}{where}: {exc.strerror}; the server needs "
+            "to write in it (a writable folder on a disk with free space)"
+        )
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -70,7 +88,10 @@ class StateDir:
             self._lock_fd = None
 
     def _lock(self) -> None:
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateDirError(self.unwritable(exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -79,9 +100,13 @@ class StateDir:
             raise StateDirError(
                 f"state directory {self.path} is in use by another shoal serve (pid {holder})"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            self.close()
+            raise StateDirError(self.unwritable(exc)) from None
 
     def _read_state(self) -> dict[str, Any]:
         try:
@@ -106,7 +131,7 @@ class StateDir:
             )
 
     def _create(self, model_path: str) -> None:
-        leftovers = sorted(p.name for p in self.path.iterdir() if p.name != "lock")
+        leftovers = sorted(p.name for p in self.path.iterdir() if p.name not in ("lock", "seq"))
         if leftovers:
             raise StateDirError(
                 f"{self.path} is not empty and is not a shoal state directory (it holds "

@@ -129,7 +129,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes | None]
     if header_length is None:
         return body, None
     text = header_length.strip()
-    if not (text.isascii() and text.isdigit()):
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
         raise RequestError(HEADER, f"must be the JSON header's length in bytes, not {text!r}")
     n = int(text)
     if n > len(body):
@@ -295,8 +295,8 @@ def _fits(value: Any, datatype: str) -> bool:
         return isinstance(value, str)
     if datatype == "BOOL" or isinstance(value, bool):
         return datatype == "BOOL" and isinstance(value, bool)
-    if datatype.startswith("FP"):
-        return isinstance(value, int | float)
+    if datatype.startswith("FP"):  # an integer too large for a float is no FP value
+        return isinstance(value, float) or (isinstance(value, int) and abs(value) < 2**1023)
     info = np.iinfo(_NUMPY[datatype])
     return isinstance(value, int) and int(info.min) <= value <= int(info.max)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import pathlib
 import re
+import tracemalloc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from shoal.data.reader import ReadStats, TextReader
-from shoal.data.textparse import parse_float
+from shoal.data.textparse import parse_block, parse_float
 from shoal.errors import DataError
 from shoal.features.hashing import feature_hash
 from shoal.features.spec import FeatureSpec
@@ -280,3 +282,55 @@ def test_parse_float_reads_a_slice_of_the_buffer() -> None:
     buf = np.frombuffer(b"x:12.5e-1|", dtype=np.uint8)
     assert parse_float(buf, 2, 9) == (True, 1.25)
     assert parse_float(buf, 2, 2) == (False, 0.0)
+
+
+@pytest.mark.parametrize("self_pairs", [True, False])
+@pytest.mark.parametrize("terms", [["uv"], ["uu", "uvw"], ["uuv", "vu"]])
+def test_long_rows_visit_interactions_by_namespace_with_the_same_output(
+    terms: list[str], self_pairs: bool
+) -> None:
+    """Rows past ``_SORT_FROM`` features take the sorted path: the same features, in the same
+    order, as the direct scan of a short row."""
+    from shoal.data.textparse import _interactions, _interactions_sorted
+
+    rng = np.random.default_rng(7)
+    nb = 60  # a short row: ``_interactions`` scans it directly
+    row_ns = rng.choice(np.frombuffer(b"uvwx", np.uint8), nb).astype(np.uint8)
+    row_h = rng.integers(0, 2**32, nb, dtype=np.int64)
+    row_v = rng.random(nb)
+    inter_ns = np.frombuffer("".join(terms).encode(), np.uint8).copy()
+    inter_off = np.cumsum([0, *map(len, terms)]).astype(np.int64)
+    out = []
+    for interact in (_interactions, _interactions_sorted):
+        idx, val = np.zeros(0, np.uint32), np.zeros(0, np.float32)
+        n = interact(row_h, row_ns, row_v, nb, inter_off, inter_ns, 1023, idx, val, 0, False,
+                     self_pairs)  # fmt: skip
+        idx, val = np.zeros(n, np.uint32), np.zeros(n, np.float32)
+        interact(row_h, row_ns, row_v, nb, inter_off, inter_ns, 1023, idx, val, 0, True,
+                 self_pairs)  # fmt: skip
+        out.append((idx, val))
+    assert len(out[0][0]) > 100
+    assert np.array_equal(out[0][0], out[1][0]) and np.array_equal(out[0][1], out[1][1])
+
+
+def test_a_long_line_under_interactions_grows_only_what_ran_out() -> None:
+    """The row arrays (kept for interactions) and the output grew together whenever either ran
+    out: a line of 80,000 features doubled the output eleven times (2 GB) and took seconds."""
+    spec = FeatureSpec(bits=10, interactions=("uv",))
+    offsets, letters = spec.interaction_arrays()
+
+    def parse(text: str) -> Any:
+        buf = np.frombuffer(text.encode(), np.uint8)
+        return parse_block(buf, len(buf), False, spec.hash_rules(), spec.mask, spec.constant,
+                           spec.ignore_array(), offsets, letters, False)  # fmt: skip
+
+    parse("|u a |v b")  # compiled before measuring
+    tracemalloc.start()
+    try:
+        out = parse("|u " + " ".join(f"f{i}" for i in range(80_000)) + " |v a b")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    indptr = out[0]
+    assert indptr[1] == 80_000 + 2 + 2 * 80_000 + 1  # features, interactions, constant
+    assert peak < 64 << 20, peak

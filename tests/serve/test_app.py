@@ -115,7 +115,7 @@ def test_versions_snapshot_rollback_and_load(
     missing = r.post("/rollback", {"version": 99})
     assert missing.status_code == 404 and "kept versions: 1..4" in missing.json()["error"]
     bad = r.post("/load", {"path": str(tmp_path / "nope.shoal")})
-    assert bad.status_code == 400 and "no such file" in bad.json()["error"]
+    assert bad.status_code == 400 and "no model file of that name" in bad.json()["error"]
 
 
 def test_hot_swap_drops_no_prediction(start: Start, tmp_path: Path) -> None:
@@ -128,8 +128,6 @@ def test_hot_swap_drops_no_prediction(start: Start, tmp_path: Path) -> None:
     stop = threading.Event()
 
     def predict() -> None:
-        import httpx
-
         with httpx.Client(base_url=str(r.client.base_url)) as c:
             while not stop.is_set() and len(statuses) < 5000:
                 statuses.append(
@@ -331,20 +329,28 @@ def test_a_wait_that_runs_out_still_acknowledges_the_durable_event(start: Start)
     assert r.post("/learn?wait=true", {"records": ["1 | b"]}).json()["applied"] is True
 
 
-def test_connections_beyond_the_limit_get_503(start: Start) -> None:
+def test_requests_in_flight_beyond_the_limit_get_503_and_health_always_answers(
+    start: Start,
+) -> None:
     r = start(max_connections=2)
-    request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    slow = (b"POST /v1/models/ctr/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 100\r\n\r\n{")  # fmt: skip
     host, port = r.server.sock.getsockname()[:2]  # type: ignore[union-attr]
+    idle = [socket.create_connection((host, port), timeout=30) for _ in range(5)]
     held: list[socket.socket] = []
-    try:
-        replies = []
-        for _ in range(3):  # keep-alive: each connection stays open after its reply
+    try:  # idle connections take no slot; two requests waiting for their bodies take both
+        assert r.post("/predict", {"records": ["|u a"]}).status_code == 200
+        for _ in range(2):
             held.append(conn := socket.create_connection((host, port), timeout=30))
-            conn.sendall(request)
-            replies.append(conn.recv(4096).split(b" ", 2)[1])
-        assert replies == [b"200", b"200", b"503"]
+            conn.sendall(slow)
+        busy = wait_until(
+            lambda: (x := r.post("/predict", {"records": ["|u a"]})).status_code == 503 and x
+        )
+        assert "requests in flight" in busy.json()["error"]
+        assert r.client.get("/v2/health/live").status_code == 200
+        assert r.client.get("/v2/health/ready").status_code == 200
     finally:
-        for conn in held:
+        for conn in held + idle:
             conn.close()
     # the slots are free again once the server has seen the connections close
-    wait_until(lambda: httpx.get(f"{r.server.url}/v2/health/live").status_code == 200)
+    wait_until(lambda: r.post("/predict", {"records": ["|u a"]}).status_code == 200)

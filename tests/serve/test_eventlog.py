@@ -11,7 +11,8 @@ import pytest
 from shoal.errors import ShoalError
 from shoal.serve.errors import EventExpired, FeedbackConflict, Unavailable, UnknownEvent
 from shoal.serve.eventlog import EventLog
-from tests.serve.helpers import Clock
+from shoal.serve.seqmark import SeqMark
+from tests.serve.helpers import Clock, wait_until
 
 
 @pytest.fixture
@@ -110,3 +111,39 @@ def test_a_file_that_is_not_an_event_log_is_a_clear_error(tmp_path: Path, clock:
     log = EventLog(path, ttl=60, clock=clock)
     with pytest.raises(ShoalError, match=r"events.sqlite is not a shoal event log \(file is not"):
         log.open()
+
+
+def test_the_mark_is_written_before_the_ack_and_gaps_are_found(
+    tmp_path: Path, clock: Clock
+) -> None:
+    log = EventLog(tmp_path / "e.sqlite", ttl=60, clock=clock, mark=SeqMark(tmp_path / "seq"))
+    log.open()
+    assert log.append([f"1 | f{i}" for i in range(6)]).result() == [1, 2, 3, 4, 5, 6]
+    assert int((tmp_path / "seq").read_text()) == 6  # durable before the future resolved
+    with sqlite3.connect(tmp_path / "e.sqlite") as db:
+        db.execute("DELETE FROM events WHERE seq IN (2, 4, 5)")
+    assert log.missing(0) == [(2, 2), (4, 5)]
+    assert log.missing(1) == [(2, 2), (4, 5)]
+    assert log.missing(3) == [(4, 5)]
+    log.reserve(100).result()
+    assert log.append(["1 | g"]).result() == [101]
+    log.close()
+
+
+def test_features_reach_the_log_while_idle_and_past_the_bound_are_dropped(
+    tmp_path: Path, clock: Clock
+) -> None:
+    log = EventLog(tmp_path / "e.sqlite", ttl=60, clock=clock, max_buffer_bytes=1000)
+    log.open()
+    assert log.remember([("a" * 28, "| x"), ("b" * 28, "| " + "y" * 2000)], clock() + 60) == [
+        True,
+        False,
+    ]
+    assert log.features_dropped == 1
+
+    def kept() -> int:
+        with sqlite3.connect(tmp_path / "e.sqlite") as db:
+            return int(db.execute("SELECT count(*) FROM predictions").fetchone()[0])
+
+    wait_until(lambda: kept() == 1, what="the features written with no other work queued")
+    log.close()

@@ -48,3 +48,19 @@ def test_latest_skips_a_damaged_snapshot_and_crash_leftovers_go(tmp_path: Path) 
     store.open()
     assert not list(tmp_path.glob("*.tmp"))
     assert store.write(learned(1), applied_seq=9, reason="manual").version == 3
+
+
+def test_a_snapshot_is_chosen_by_its_content_not_its_name(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path, keep=5)
+    store.open()
+    store.write(learned(1), applied_seq=3, reason="periodic")
+    store.write(learned(2), applied_seq=12, reason="periodic")
+    v2 = tmp_path / "v00000002.shoal"
+    data = v2.read_bytes()
+    v2.write_bytes(data.replace(b'"x-serve.applied_seq":"12"', b'"x-serve.applied_seq":"02"'))
+    _, info = store.latest() or (None, None)
+    assert info is not None and (info.version, info.applied_seq) == (1, 3)  # v2 altered
+    v2.write_bytes(data)
+    (tmp_path / "v00000007.shoal").write_bytes((tmp_path / "v00000001.shoal").read_bytes())
+    _, info = store.latest() or (None, None)
+    assert info is not None and (info.version, info.applied_seq) == (2, 12)  # v7 is v1's copy

@@ -18,11 +18,10 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
-import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.serve import sockets
@@ -31,19 +30,12 @@ from shoal.serve.batcher import BUCKETS
 from shoal.serve.cluster.remote import RemoteService
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
 from shoal.serve.metrics import Metrics
+from shoal.serve.server import uvicorn_server
 from shoal.serve.service import ModelService
 from shoal.serve.tcp import LineServer
 
 HEADER = b"shoal-front-end"
 PID_HEADER = b"shoal-pid"
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn that leaves the signals to the front-end process."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def tagged(app: ASGIApp, index: int) -> ASGIApp:
@@ -71,15 +63,7 @@ class FrontHttp:
 
     def __init__(self, app: ASGIApp, http: HttpConfig, sock: socket.socket) -> None:
         self.sock = sock
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=int(http.graceful_timeout),
-            limit_concurrency=http.max_connections + 1,
-        )
-        self._server = _Uvicorn(config)
+        self._server = uvicorn_server(app, http)
 
     @property
     def started(self) -> bool:

@@ -161,10 +161,14 @@ class Supervisor:
 
     # -- the whole run -------------------------------------------------------------------------
 
-    def run(self, on_ready: Callable[[dict[str, Any], list[str]], None]) -> None:
+    def run(
+        self,
+        on_ready: Callable[[dict[str, Any], list[str]], None],
+        prepare: Callable[[], None] = lambda: None,
+    ) -> None:
         """Start the group, call ``on_ready(learner's state, urls)``, serve until a signal, stop
         the group. A learner that cannot start (its state directory) raises its error."""
-        self._check_state_dir()
+        self._check_state_dir(prepare)
         _warm_up(self.service.model_path)
         previous = self._signals()
         try:
@@ -209,11 +213,11 @@ class Supervisor:
             out.append(f"tcp://{sockets.address(self._sockets['tcp'][0])}")
         return out
 
-    def _check_state_dir(self) -> None:
+    def _check_state_dir(self, prepare: Callable[[], None]) -> None:
         """Refuse a state directory in use or made for another model before forking anything
         (the learner opens it for good; a restart of the learner finds it as it left it)."""
         state = StateDir(self.service.state_dir)
-        state.open(self.service.model_path)
+        state.open(self.service.model_path, prepare)
         state.close()
 
     def _signals(self) -> dict[int, Any]:
@@ -501,8 +505,11 @@ def serve_cluster(
     processes: int,
     on_ready: Callable[[dict[str, Any], list[str]], None] = lambda state, urls: None,
     publish: str | None = None,
+    prepare: Callable[[], None] = lambda: None,
 ) -> None:
     """``shoal serve --processes N``: serve with a learner and N front ends until SIGTERM;
-    ``publish``: a URI where every snapshot is also published (``--publish``)."""
+    ``publish``: a URI where every snapshot is also published (``--publish``); ``prepare``
+    runs once the state directory is locked, before anything is forked (``serve --new`` writes
+    its model file then)."""
     logging.basicConfig(level=logging.WARNING, format="shoal: %(levelname)s: %(message)s")
-    Supervisor(service, http, tcp, processes, publish).run(on_ready)
+    Supervisor(service, http, tcp, processes, publish).run(on_ready, prepare)
