@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -36,7 +37,7 @@ from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.batcher import Batcher
 from shoal.serve.config import ServiceConfig
-from shoal.serve.errors import RequestError, StateDirError, Unavailable
+from shoal.serve.errors import FeaturesDropped, RequestError, StateDirError, Unavailable
 from shoal.serve.eventlog import EventLog
 from shoal.serve.histogram import Histogram
 from shoal.serve.kept import DROPPED
@@ -57,6 +58,8 @@ from shoal.serve.scoring import (
 from shoal.serve.seqmark import SeqMark
 from shoal.serve.snapshots import SnapshotStore, Version
 from shoal.serve.statedir import StateDir
+
+_DROPPED_IDS = 100_000  # ids of front ends' predictions whose features were dropped, kept
 
 
 class ModelService:
@@ -84,6 +87,7 @@ class ModelService:
         )
         self._learner: Learner | None = None
         self._lock = threading.Lock()
+        self._dropped: OrderedDict[str, None] = OrderedDict()  # see keep_features
         self._batcher: Batcher[Request, Prediction] = Batcher(
             self._predict_batch,
             size=lambda request: len(request[0]),
@@ -237,8 +241,16 @@ class ModelService:
 
     def keep_features(self, rows: Sequence[tuple[str, str]], expires: float) -> None:
         """Keep predictions made elsewhere (a front-end process) for their feedback:
-        (event id, features) rows, until ``expires``."""
-        self._events.remember(rows, expires)
+        (event id, features) rows, until ``expires``. Their ids were handed out before the
+        rows came here, so one whose features are not kept is remembered as dropped: its
+        feedback gets 410, as in one process (the last ``_DROPPED_IDS`` of them)."""
+        kept = self._events.remember(rows, expires)
+        with self._lock:
+            for (event_id, _), ok in zip(rows, kept, strict=True):
+                if not ok:
+                    self._dropped[event_id] = None
+            while len(self._dropped) > _DROPPED_IDS:
+                self._dropped.popitem(last=False)
 
     def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
         """Check labeled records and log them; the future gives their seqs once durable."""
@@ -250,6 +262,11 @@ class ModelService:
         """Learn a prediction's features with ``label``, as if the labeled record were sent."""
         if not isinstance(event_id, str) or not 0 < len(event_id) <= 64:
             raise RequestError("event_id", "must be the event id string that predict returned")
+        if event_id in self._dropped:
+            raise FeaturesDropped(
+                f"event {event_id}: its features were not kept for feedback (more waited to be "
+                "written than --feedback-buffer-bytes allows; see shoal_feedback_features_dropped)"
+            )
         text = number_text(label, "label")
         if weight is not None:
             text += " " + weight_text(weight, "weight")

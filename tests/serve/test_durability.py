@@ -55,14 +55,16 @@ def _events(trace: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.skipif(STRACE is None, reason="needs strace")
+@pytest.mark.parametrize("processes", ["0", "2"])  # one process; a learner and 2 front ends
 def test_every_acknowledgement_comes_after_the_fsync_that_made_it_durable(
-    base_model: Path, tmp_path: Path
+    base_model: Path, tmp_path: Path, processes: str
 ) -> None:
     state, trace = tmp_path / "state", tmp_path / "trace"
     cmd = [str(STRACE), "-f", "-qq", "-y", "-s", "256", "-o", str(trace),
            "-e", "trace=fsync,fdatasync,write,writev,sendto,sendmsg",
            sys.executable, "-m", "shoal.cli", "serve", str(base_model), "--state-dir", str(state),
-           "--http", "127.0.0.1:0", "--snapshot-every-events", "100000"]  # fmt: skip
+           "--http", "127.0.0.1:0", "--snapshot-every-events", "100000",
+           "--processes", processes]  # fmt: skip
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -77,9 +79,9 @@ def test_every_acknowledgement_comes_after_the_fsync_that_made_it_durable(
                 r = client.post("/v1/models/ctr/learn", json={"records": [event(i)]})
                 assert r.json()["seqs"] == [i + 1]
             assert client.post("/v1/models/ctr/snapshot").json()["version"] == 2
-    finally:  # the server, not strace: its pid is in the lock file
-        pid = (state / "lock").read_text().strip()
-        subprocess.run(["kill", "-TERM", pid], check=False)
+    finally:  # the server (strace's child), not strace
+        server = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        subprocess.run(["kill", "-TERM", *server], check=False)
         proc.wait(timeout=60)
         assert proc.stderr is not None
         proc.stderr.close()

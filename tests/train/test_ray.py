@@ -189,7 +189,7 @@ def test_importing_shoal_does_not_import_ray():
 def test_cli_starts_its_own_ray(clicks, tmp_path, local_bytes):
     """``shoal train --engine ray`` without --address starts a private instance, then stops it."""
     out = tmp_path / "m.shoal"
-    args = ["-m", "shoal.cli", "train", str(clicks), "--passes", "2"]
+    args = ["-m", "shoal.cli", "train", str(clicks), "--passes", "2", "--holdout", "0"]
     done = _python(*args, "--engine", "ray", "--workers", "2", "-o", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "2 ray worker(s)" in done.stdout

@@ -62,13 +62,13 @@ _BATCH_BYTES = 4 << 20  # most bytes a writer joins into one send
 _MAX_MESSAGES = 10_000  # messages (no reply wanted) waiting to be sent before more are dropped
 CALL_DEADLINE = 60.0  # seconds a call waits for a learner that is there but does not answer
 
+# every error a call may raise travels as its class name: shoal's own, and each of the server's
 ERRORS: dict[str, type[ShoalError]] = {
     cls.__name__: cls
     for cls in (
         ShoalError, ConfigError, DataError, StepTooLarge, ModelFileError,
-        errors.RequestError, errors.PayloadTooLarge, errors.Unauthorized, errors.NotFound,
-        errors.UnknownModel, errors.UnknownEvent, errors.UnknownVersion, errors.EventExpired,
-        errors.FeedbackConflict, errors.Unavailable, errors.StateDirError,
+        *(c for c in vars(errors).values()
+          if isinstance(c, type) and issubclass(c, ShoalError)),
     )
 }  # fmt: skip
 

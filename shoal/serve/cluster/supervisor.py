@@ -176,21 +176,25 @@ class Supervisor:
             self._bind()
             self.learner = self._start_learner()
             message = self._wait_ready(lambda: [self.learner] if self.learner else [])
-            if self.stopping:
-                return
-            for i in range(self.processes):
-                self.fronts[i] = self._start_front(i)
-            self._wait_ready(lambda: list(self.fronts.values()))
-            if self.stopping:
-                return
-            on_ready(message, self.urls())
+            if not self.stopping:
+                for i in range(self.processes):
+                    self.fronts[i] = self._start_front(i)
+                self._wait_ready(lambda: list(self.fronts.values()))
+            if not self.stopping:
+                on_ready(message, self.urls())
             while not self.stopping:
                 self._step(1.0)
-        finally:
-            try:
-                self._stop_all()
+        except BaseException:
+            try:  # the error that stopped the run says more than how the learner then ended
+                with contextlib.suppress(ShoalError):
+                    self._stop_all()
             finally:
                 self._release(previous)
+            raise
+        try:
+            self._stop_all()
+        finally:
+            self._release(previous)
 
     def _release(self, previous: dict[int, Any]) -> None:
         """What the run held: signal handlers, sockets, the run directory."""
