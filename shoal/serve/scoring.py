@@ -23,7 +23,7 @@ from shoal.data.batch import Batch
 from shoal.errors import DataError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
-from shoal.serve.batcher import split
+from shoal.serve.batcher import Batcher, split
 from shoal.serve.errors import RequestError
 from shoal.serve.expansion import check_expansion
 from shoal.serve.records import (
@@ -56,6 +56,51 @@ class Prediction:
 
 Request = tuple[list[str], bool]  # a prediction request's lines, and whether to remember them
 Remember = Callable[[list[list[str]]], list[list[str]]]  # lines -> event ids (or [] each)
+
+
+class Predicting:
+    """What every served model does with records, whatever holds its weights (the one-process
+    ``ModelService``, a front end's ``RemoteService``, a replica's ``ReplicaService``): records
+    to lines, and predictions through the subclass's dynamic batcher. A subclass sets
+    ``config`` (with ``ignore_unknown``) and ``_batcher``, and says which model is live."""
+
+    config: Any
+    _batcher: Batcher[Request, Prediction]
+    keeps_features = True  # whether predictions get event ids for feedback (replicas: no)
+
+    def _live_model(self) -> Model:
+        raise NotImplementedError
+
+    def lines(
+        self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
+    ) -> list[str]:
+        """Records as the lines that the event log keeps and the parsers read
+        (``record_lines``); unknown fields are errors unless ``ignore_unknown`` (or the
+        server's ``--ignore-unknown``)."""
+        ignore = ignore_unknown or self.config.ignore_unknown
+        return record_lines(records, self._live_model(), labeled=labeled, ignore_unknown=ignore)
+
+    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
+        """Score records. Each prediction's features are kept for its feedback unless
+        ``remember`` is false: a client that never sees event ids (the TCP line protocol)
+        would only fill the event log with features no feedback can name.
+
+        Concurrent calls are scored together (``batcher.py``): one parse, one kernel call and
+        one write of their features for all of them.
+        """
+        return self._batcher.submit((self.lines(records), remember and self.keeps_features))
+
+    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
+        """``predict`` of several requests at once (one batch where they fit): each gets its
+        predictions, or the error that says what is wrong with it."""
+        checked: list[Request | RequestError] = []
+        for records in requests:
+            try:
+                checked.append((self.lines(records), self.keeps_features))
+            except RequestError as exc:
+                checked.append(exc)
+        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
+        return [c if isinstance(c, RequestError) else next(results) for c in checked]
 
 
 def _line(record: Any, field: str, model: Model, labeled: bool, ignore: bool) -> str:

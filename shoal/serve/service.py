@@ -46,12 +46,12 @@ from shoal.serve.models import read_model_file
 from shoal.serve.records import number_text, weight_text
 from shoal.serve.recovery import check_log
 from shoal.serve.scoring import (
+    Predicting,
     Prediction,
     Request,
     check_labels,
     kept_features,
     learn_lines,
-    record_lines,
     score,
     score_block,
 )
@@ -62,7 +62,7 @@ from shoal.serve.statedir import StateDir
 _DROPPED_IDS = 100_000  # ids of front ends' predictions whose features were dropped, kept
 
 
-class ModelService:
+class ModelService(Predicting):
     """One served model; thread-safe: any number of callers, one learner thread writing."""
 
     def __init__(
@@ -173,30 +173,10 @@ class ModelService:
     def ready(self) -> bool:
         return self._learner is not None and self._learner.failure is None
 
-    # -- records -------------------------------------------------------------------------------
-
-    def lines(
-        self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
-    ) -> list[str]:
-        """Records as the lines that the event log keeps and the parsers read
-        (``scoring.record_lines``); unknown fields are errors unless ``ignore_unknown`` (or the
-        server's ``--ignore-unknown``)."""
-        ignore = ignore_unknown or self.config.ignore_unknown
-        return record_lines(
-            records, self.learner.live.model, labeled=labeled, ignore_unknown=ignore
-        )
+    def _live_model(self) -> Model:
+        return self.learner.live.model
 
     # -- operations ------------------------------------------------------------------------------
-
-    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
-        """Score records. Each prediction's features are kept for its feedback unless
-        ``remember`` is false: a client that never sees event ids (the TCP line protocol)
-        would only fill the event log with features no feedback can name.
-
-        Concurrent calls are scored together (``batcher.py``): one parse, one kernel call and
-        one write of their features for all of them.
-        """
-        return self._batcher.submit((self.lines(records), remember))
 
     def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
         """Predict now, with no batching, what ``parse`` makes with the live model's spec: the
@@ -207,18 +187,6 @@ class ModelService:
         with self._lock:
             self.predictions += len(batch)
         return batch, values, live.version
-
-    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
-        """``predict`` of several requests at once (one batch where they fit): each gets its
-        predictions, or the error that says what is wrong with it."""
-        checked: list[Request | RequestError] = []
-        for records in requests:
-            try:
-                checked.append((self.lines(records), True))
-            except RequestError as exc:
-                checked.append(exc)
-        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
-        return [c if isinstance(c, RequestError) else next(results) for c in checked]
 
     def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         live = self.learner.live

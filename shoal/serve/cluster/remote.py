@@ -28,6 +28,7 @@ import numpy as np
 
 from shoal.data.batch import Batch
 from shoal.features.spec import FeatureSpec
+from shoal.model.model import Model
 from shoal.serve.batcher import Batcher
 from shoal.serve.cluster.learnerproc import SOCKET
 from shoal.serve.cluster.rpc import RpcClient
@@ -41,17 +42,17 @@ from shoal.serve.records import (
     weight_text,
 )
 from shoal.serve.scoring import (
+    Predicting,
     Prediction,
+    Request,
     check_labels,
     kept_features,
     learn_lines,
-    record_lines,
     score,
     score_block,
 )
 from shoal.serve.snapshots import Version
 
-_Request = tuple[list[str], bool]
 CALL_TIMEOUT = 10.0  # seconds a front end waits for the learner's answer to a quick call
 
 
@@ -63,7 +64,7 @@ class SharedLearner:
     applied_seq: int
 
 
-class RemoteService:
+class RemoteService(Predicting):
     """A front end's service (see the module's doc); thread-safe."""
 
     def __init__(
@@ -82,7 +83,7 @@ class RemoteService:
         self._clock = clock
         self._weights = Reader(rundir)
         self._rpc = RpcClient(rundir / SOCKET)
-        self._batcher: Batcher[_Request, Prediction] = Batcher(
+        self._batcher: Batcher[Request, Prediction] = Batcher(
             self._predict_batch,
             size=lambda request: len(request[0]),
             max_rows=config.batch_max_records,
@@ -117,13 +118,8 @@ class RemoteService:
 
     # -- predictions, here ---------------------------------------------------------------------
 
-    def lines(
-        self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
-    ) -> list[str]:
-        """As ``ModelService.lines``: records as the lines the event log keeps."""
-        ignore = ignore_unknown or self.config.ignore_unknown
-        model = self.learner.live.model
-        return record_lines(records, model, labeled=labeled, ignore_unknown=ignore)
+    def _live_model(self) -> Model:
+        return self._weights.current()[0]
 
     def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
         """As ``ModelService.score``: the TCP fast path's block, predicted now."""
@@ -133,20 +129,7 @@ class RemoteService:
         self._on_batch(len(batch))
         return batch, values, version
 
-    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
-        return self._batcher.submit((self.lines(records), remember))
-
-    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
-        checked: list[_Request | RequestError] = []
-        for records in requests:
-            try:
-                checked.append((self.lines(records), True))
-            except RequestError as exc:
-                checked.append(exc)
-        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
-        return [c if isinstance(c, RequestError) else next(results) for c in checked]
-
-    def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
+    def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         model, version, applied = self._weights.current()
         out = score(model, requests, version=version, applied_seq=applied, remember=self._remember)
         n = sum(len(p.values) for p in out if isinstance(p, Prediction))

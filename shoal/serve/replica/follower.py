@@ -32,6 +32,7 @@ import numpy as np
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError, ShoalError
 from shoal.features.spec import FeatureSpec
+from shoal.model.model import Model
 from shoal.serve.batcher import Batcher
 from shoal.serve.errors import ReadOnly, RequestError, Unavailable
 from shoal.serve.histogram import Histogram
@@ -42,11 +43,10 @@ from shoal.serve.records import (
 )
 from shoal.serve.replica.leader import Leader
 from shoal.serve.replica.shelf import DamagedSnapshot, Shelf
-from shoal.serve.scoring import Prediction, learn_lines, record_lines, score, score_block
+from shoal.serve.scoring import Predicting, Prediction, Request, learn_lines, score, score_block
 from shoal.serve.snapshots import Version
 
 log = logging.getLogger("shoal.serve")
-_Request = tuple[list[str], bool]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,8 +85,10 @@ class _Served:
     published: float
 
 
-class ReplicaService:
+class ReplicaService(Predicting):
     """What a replica's front ends serve (the calls of ``ModelService``); thread-safe."""
+
+    keeps_features = False  # a replica's predictions have no event ids (no log to keep them)
 
     def __init__(self, config: FollowConfig) -> None:
         self.config = config
@@ -104,7 +106,7 @@ class ReplicaService:
         self._waiters: list[tuple[int, int, Future[None]]] = []
         self._tie = itertools.count()
         self._thread: threading.Thread | None = None
-        self._batcher: Batcher[_Request, Prediction] = Batcher(
+        self._batcher: Batcher[Request, Prediction] = Batcher(
             self._predict_batch,
             size=lambda request: len(request[0]),
             max_rows=config.batch_max_records,
@@ -204,13 +206,8 @@ class ReplicaService:
 
     # -- predictions -----------------------------------------------------------------------------
 
-    def lines(
-        self, records: Sequence[Any], *, labeled: bool = False, ignore_unknown: bool = False
-    ) -> list[str]:
-        """As ``ModelService.lines``: records as the lines the learner's log would keep."""
-        ignore = ignore_unknown or self.config.ignore_unknown
-        model = self.learner.live.model
-        return record_lines(records, model, labeled=labeled, ignore_unknown=ignore)
+    def _live_model(self) -> Model:
+        return self.learner.live.model
 
     def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
         """As ``ModelService.score``: the TCP fast path's block, predicted now."""
@@ -219,20 +216,7 @@ class ReplicaService:
         self.predictions += len(batch)
         return batch, values, live.version
 
-    def predict(self, records: Sequence[Any], *, remember: bool = True) -> Prediction:
-        return self._batcher.submit((self.lines(records), False))
-
-    def predict_many(self, requests: Sequence[Sequence[Any]]) -> list[Prediction | BaseException]:
-        checked: list[_Request | RequestError] = []
-        for records in requests:
-            try:
-                checked.append((self.lines(records), False))
-            except RequestError as exc:
-                checked.append(exc)
-        results = iter(self._batcher.submit_many([c for c in checked if isinstance(c, tuple)]))
-        return [c if isinstance(c, RequestError) else next(results) for c in checked]
-
-    def _predict_batch(self, requests: list[_Request]) -> list[Prediction | Exception]:
+    def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         served = self.learner
         out = score(served.live.model, requests, version=served.live.version,
                     applied_seq=served.applied_seq)  # fmt: skip
