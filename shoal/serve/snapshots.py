@@ -48,6 +48,11 @@ class Version:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Version:
+        """A version as ``to_dict`` made it (it crossed a process or a machine as JSON)."""
+        return cls(**data)
+
 
 def _meta_crc(meta: dict[str, str]) -> str:
     rest = {k: v for k, v in meta.items() if k != _SEAL}

@@ -35,6 +35,7 @@ from shoal.serve.cluster.shmweights import Publisher
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import UnknownEvent
 from shoal.serve.eventlog import id_time
+from shoal.serve.futures import then
 from shoal.serve.histogram import Histogram
 from shoal.serve.replica.publisher import SnapshotPublisher
 from shoal.serve.replica.shelf import Shelf
@@ -49,23 +50,6 @@ _RETRY_FOR = 2.0  # seconds such a feedback is tried again
 _RETRY_EVERY = 0.01
 
 SOCKET = "learner.sock"
-
-
-def _then(fut: Future[T], fn: Callable[[T], U]) -> Future[U]:
-    out: Future[U] = Future()
-
-    def done(f: Future[T]) -> None:
-        exc = f.exception()
-        if exc is not None:
-            out.set_exception(exc)
-        else:
-            try:
-                out.set_result(fn(f.result()))
-            except Exception as e:
-                out.set_exception(e)
-
-    fut.add_done_callback(done)
-    return out
 
 
 def histogram_data(h: Histogram) -> dict[str, Any]:
@@ -84,9 +68,9 @@ class LearnerCalls:
             "learn": lambda records: s.learn(records),
             "feedback": self.feedback,
             "wait_applied": lambda seq: s.wait_applied(seq),
-            "snapshot": lambda: _then(s.snapshot(), Version.to_dict),
-            "rollback": lambda version: _then(s.rollback(version), Version.to_dict),
-            "load": lambda path: _then(s.load(path), Version.to_dict),
+            "snapshot": lambda: then(s.snapshot(), Version.to_dict),
+            "rollback": lambda version: then(s.rollback(version), Version.to_dict),
+            "load": lambda path: then(s.load(path), Version.to_dict),
             "versions": lambda: [v.to_dict() for v in s.versions()],
             "info": lambda: s.info(),
             "stats": self.stats,

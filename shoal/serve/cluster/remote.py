@@ -35,6 +35,7 @@ from shoal.serve.cluster.rpc import RpcClient
 from shoal.serve.cluster.shmweights import Reader
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError
+from shoal.serve.futures import then
 from shoal.serve.histogram import Histogram
 from shoal.serve.learner import Live
 from shoal.serve.records import (
@@ -174,22 +175,22 @@ class RemoteService(Predicting):
         return self._rpc.call("wait_applied", seq=seq)
 
     def snapshot(self) -> Future[Version]:
-        return _version(self._rpc.call("snapshot"))
+        return then(self._rpc.call("snapshot"), Version.from_dict)
 
     def rollback(self, version: Any) -> Future[Version]:
         if isinstance(version, bool) or not isinstance(version, int):
             raise RequestError("version", "must be a version number (see /versions)")
-        return _version(self._rpc.call("rollback", version=version))
+        return then(self._rpc.call("rollback", version=version), Version.from_dict)
 
     def load(self, path: Any) -> Future[Version]:
         if not isinstance(path, str) or not path:
             raise RequestError("path", "must be the path of a model file on the server")
-        return _version(self._rpc.call("load", path=path))
+        return then(self._rpc.call("load", path=path), Version.from_dict)
 
     # -- state, from the learner ----------------------------------------------------------------
 
     def versions(self) -> list[Version]:
-        return [Version(**v) for v in self._rpc.call_sync("versions", CALL_TIMEOUT)]
+        return [Version.from_dict(v) for v in self._rpc.call_sync("versions", CALL_TIMEOUT)]
 
     def info(self) -> dict[str, Any]:
         return dict(self._rpc.call_sync("info", CALL_TIMEOUT))
@@ -214,17 +215,3 @@ class RemoteService(Predicting):
             previous = int(n)
         h.sum = float(data["sum"])
         return {"visible_seconds": h}
-
-
-def _version(fut: Future[Any]) -> Future[Version]:
-    out: Future[Version] = Future()
-
-    def done(f: Future[Any]) -> None:
-        exc = f.exception()
-        if exc is not None:
-            out.set_exception(exc)
-        else:
-            out.set_result(Version(**f.result()))
-
-    fut.add_done_callback(done)
-    return out

@@ -35,6 +35,7 @@ from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.batcher import Batcher
 from shoal.serve.errors import ReadOnly, RequestError, Unavailable
+from shoal.serve.futures import then
 from shoal.serve.histogram import Histogram
 from shoal.serve.learner import Live
 from shoal.serve.records import (
@@ -237,7 +238,7 @@ class ReplicaService(Predicting):
         leader = self._to_leader()
         ignore = ignore_unknown or self.config.ignore_unknown
         lines = learn_lines(records, self.learner.live.model, ignore_unknown=ignore)
-        return _get(leader.call("POST", "/learn", {"records": lines}), "seqs")
+        return then(leader.call("POST", "/learn", {"records": lines}), lambda b: b["seqs"])
 
     def feedback(self, event_id: Any, label: Any, weight: Any = None) -> Future[int]:
         leader = self._to_leader()
@@ -249,7 +250,7 @@ class ReplicaService(Predicting):
         body = {"event_id": event_id, "label": label}
         if weight is not None:
             body["weight"] = weight
-        return _get(leader.call("POST", "/feedback", body), "seq")
+        return then(leader.call("POST", "/feedback", body), lambda b: b["seq"])
 
     def wait_applied(self, seq: int) -> Future[None]:
         """Resolves once this replica serves a snapshot that holds event ``seq``."""
@@ -262,18 +263,20 @@ class ReplicaService(Predicting):
         return fut
 
     def snapshot(self) -> Future[Version]:
-        return _version(self._to_leader().call("POST", "/snapshot", {}))
+        return then(self._to_leader().call("POST", "/snapshot", {}), Version.from_dict)
 
     def rollback(self, version: Any) -> Future[Version]:
-        return _version(self._to_leader().call("POST", "/rollback", {"version": version}))
+        return then(
+            self._to_leader().call("POST", "/rollback", {"version": version}), Version.from_dict
+        )
 
     def load(self, path: Any) -> Future[Version]:
-        return _version(self._to_leader().call("POST", "/load", {"path": path}))
+        return then(self._to_leader().call("POST", "/load", {"path": path}), Version.from_dict)
 
     def versions(self) -> list[Version]:
         """The learner's versions (a replica keeps none of its own)."""
         body = self._to_leader().request("GET", f"/v1/models/{self.name}/versions")
-        return [Version(**v) for v in body["versions"]]
+        return [Version.from_dict(v) for v in body["versions"]]
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -320,31 +323,3 @@ class ReplicaService(Predicting):
 
     def histograms(self) -> dict[str, Histogram]:
         return {"batch_records": self._batcher.sizes}
-
-
-def _get(fut: Future[Any], key: str) -> Future[Any]:
-    out: Future[Any] = Future()
-
-    def done(f: Future[Any]) -> None:
-        exc = f.exception()
-        if exc is not None:
-            out.set_exception(exc)
-        else:
-            out.set_result(f.result()[key])
-
-    fut.add_done_callback(done)
-    return out
-
-
-def _version(fut: Future[Any]) -> Future[Version]:
-    out: Future[Version] = Future()
-
-    def done(f: Future[Any]) -> None:
-        exc = f.exception()
-        if exc is not None:
-            out.set_exception(exc)
-        else:
-            out.set_result(Version(**f.result()))
-
-    fut.add_done_callback(done)
-    return out
