@@ -279,7 +279,7 @@ def test_helpers_of_a_killed_coordinator_exit_quietly(clicks: Path, tmp_path: Pa
     their connections end and exit (stderr, which they share, reaches end of file) without a
     traceback, busy workers included."""
     cmd = [sys.executable, "-m", "shoal.cli", "train", str(clicks), "--workers", "2",
-           "--passes", "50", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
+           "--passes", "5000", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     try:
@@ -307,7 +307,7 @@ def test_ctrl_c_stops_the_run_in_one_line_and_leaves_no_process(
     """SIGINT to the whole process group, as a terminal's Ctrl-C: the fork server and the
     workers ignore it, the coordinator stops them and says so in one line."""
     cmd = [sys.executable, "-m", "shoal.cli", "train", str(clicks), "--workers", "2",
-           "--passes", "50", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
+           "--passes", "5000", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     try:
