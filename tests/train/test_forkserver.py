@@ -301,6 +301,10 @@ def test_helpers_of_a_killed_coordinator_exit_quietly(clicks: Path, tmp_path: Pa
     assert "Traceback" not in rest[0] and "Error" not in rest[0], rest[0]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_run_in_one_line_and_leaves_no_process(
     clicks: Path, tmp_path: Path
 ) -> None:
@@ -308,8 +312,10 @@ def test_ctrl_c_stops_the_run_in_one_line_and_leaves_no_process(
     workers ignore it, the coordinator stops them and says so in one line."""
     cmd = [sys.executable, "-m", "shoal.cli", "train", str(clicks), "--workers", "2",
            "--passes", "5000", "--bits", "16", "-o", str(tmp_path / "never.shoal")]  # fmt: skip
+    # as from a terminal: a runner started in the background (nohup, `cmd &`) hands its
+    # children SIGINT ignored, and Python then never raises KeyboardInterrupt
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
     try:
         assert proc.stderr is not None
         assert proc.stderr.readline().startswith("shoal: round 1/")  # mid-run
