@@ -4,7 +4,7 @@ verified, pruned; a damaged one is refused; a replica follows one through S3."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,30 +16,11 @@ from shoal.serve.records import parse_lines
 from shoal.serve.replica.follower import FollowConfig, ReplicaService
 from shoal.serve.replica.shelf import DamagedSnapshot, Shelf
 from tests.serve.helpers import wait_until
+from tests.test_s3 import s3  # noqa: F401 -- the local S3 server fixture, shared
 
-moto_server = pytest.importorskip("moto.server", reason="moto is not installed (shoal[dev])")
 pafs = pytest.importorskip("pyarrow.fs")
 
-KEY, SECRET, BUCKET = "shoal", "not-a-secret", "shelf"
 LINES = ["1 |u a b |v x:0.5", "-1 |u c", "1 |v x:2 y"]
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Callable[[str], str]]:
-    """A bucket on a local S3 server, and the URI of a prefix in it."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        options = f"endpoint_override={host}:{port}&scheme=http&region=us-east-1"
-        fs = pafs.S3FileSystem(
-            access_key=KEY, secret_key=SECRET, endpoint_override=f"{host}:{port}",
-            scheme="http", region="us-east-1", allow_bucket_creation=True,
-        )  # fmt: skip
-        fs.create_dir(BUCKET)
-        yield lambda key: f"s3://{KEY}:{SECRET}@{BUCKET}/{key}?{options}"
-    finally:
-        server.stop()
 
 
 def model(lines: list[str]) -> Model:
@@ -78,7 +59,7 @@ def test_the_newest_sound_snapshot_is_found_and_old_ones_pruned(uri: str) -> Non
 
 
 def test_a_replica_follows_through_s3_and_skips_a_damaged_snapshot(
-    s3: Callable[[str], str],
+    s3: Callable[[str], str],  # noqa: F811 -- the fixture imported above
 ) -> None:
     uri = s3("followed")
     shelf = Shelf(uri)
