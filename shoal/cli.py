@@ -20,7 +20,7 @@ from typing import Any
 from shoal._version import __version__
 from shoal.data.formats import FORMATS
 from shoal.errors import ShoalError
-from shoal.model.config import DEFAULT_RATES, LOSSES, OPTIMIZERS
+from shoal.model.config import DEFAULT_RANK, DEFAULT_RATES, FACTOR_RATE, KINDS, LOSSES, OPTIMIZERS
 from shoal.startup import init_numba
 from shoal.train import forkserver
 
@@ -189,6 +189,42 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
         "--delimiter", default=",", metavar="C", help="CSV field delimiter (default: ',')"
     )
     p.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
+    p.add_argument(
+        "--model",
+        choices=KINDS,
+        help="linear, a factorization machine (fm: every pair of features through latent "
+        "vectors) or a field-aware one (ffm, with --fields) (default: linear)",
+    )
+    p.add_argument(
+        "--rank",
+        type=int,
+        metavar="K",
+        help=f"fm/ffm: numbers per latent vector (default: {DEFAULT_RANK})",
+    )
+    p.add_argument(
+        "--fields",
+        type=_fields,
+        metavar="LETTERS",
+        help="ffm: its fields as namespace letters, one per letter (uic) or grouped by commas "
+        "(ab,c)",
+    )
+    p.add_argument(
+        "--factor-rate",
+        type=float,
+        metavar="R",
+        help=f"fm/ffm: the factors' AdaGrad learning rate (default: {FACTOR_RATE:g})",
+    )
+    p.add_argument(
+        "--l2-factors", type=float, metavar="X", help="fm/ffm: L2 on the factors (default: 0)"
+    )
+
+
+def _fields(text: str) -> list[str]:
+    """``--fields``: 'uic' is three fields of one namespace each, 'ab,c' two fields."""
+    groups = text.split(",") if "," in text else list(text)
+    if not text or any(not g for g in groups):
+        raise argparse.ArgumentTypeError(f"{text!r}: give namespace letters, e.g. uic or ab,c")
+    return groups
 
 
 def _parser() -> argparse.ArgumentParser:

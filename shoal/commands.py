@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # shoal.serve imports the web stack: only `shoal serve` loads
     from shoal.serve.config import HttpConfig, TcpConfig
 
 # Flags of `train` that shape the model; with --initial-model they must agree with it.
-_SPEC_FLAGS = ("bits", "seed", "interactions", "no_constant", "ignore", "schema")
+_SPEC_FLAGS = ("bits", "seed", "interactions", "no_constant", "ignore", "schema", "fields")
 _CONFIG_FLAGS = (
     "loss",
     "classes",
@@ -51,6 +51,10 @@ _CONFIG_FLAGS = (
     "l1",
     "l2",
     "ftrl_beta",
+    "model",
+    "rank",
+    "factor_rate",
+    "l2_factors",
 )
 
 
@@ -147,6 +151,8 @@ def _build_model(args: argparse.Namespace) -> Model:
             have = current.get(name)
             if name == "interactions":  # as the model's spec took them (-q ab ab is -q ab)
                 value = list(FeatureSpec(interactions=value, hash_version=rules).interactions)
+            if name == "fields":
+                value = list(value)
             if name == "schema":  # the format the model learned from is not a flag
                 value = _schema(value, args.delimiter).to_dict()
                 have = {k: v for k, v in (have or {}).items() if k != "format"}
@@ -160,6 +166,8 @@ def _build_model(args: argparse.Namespace) -> Model:
         spec_args["constant"] = not spec_args.pop("no_constant")
     if "interactions" in spec_args:
         spec_args["interactions"] = tuple(spec_args["interactions"])
+    if "fields" in spec_args:
+        spec_args["fields"] = tuple(spec_args["fields"])
     if "schema" in spec_args:
         spec_args["schema"] = _schema(spec_args["schema"], args.delimiter)
     return Model(FeatureSpec(**spec_args), LearnerConfig(**cfg_args))

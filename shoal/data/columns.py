@@ -93,8 +93,9 @@ def category_hash(prefix, p0, p1, data, d0, d1, ns_hash, scratch):
 
 
 @njit(cache=True, nogil=True)
-def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns, self_pairs):
-    """Final CSR rows from base features: masked indices, interactions, the constant."""
+def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns, self_pairs, codes):
+    """Final CSR rows from base features: masked indices (plus each namespace letter's field
+    code, ``FeatureSpec.field_codes``), interactions, the constant."""
     n = len(base_ptr) - 1
     indptr = np.zeros(n + 1, dtype=np.int64)
     cap = len(h32) + (n if constant else 0) + 16
@@ -110,7 +111,7 @@ def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns, 
             indices = _grow(indices, need)
             values = _grow(values, need)
         for k in range(a, b):
-            indices[nnz] = h32[k] & mask
+            indices[nnz] = (h32[k] & mask) | codes[letters[k]]
             values[nnz] = vals[k]
             nnz += 1
         if has_inter:
@@ -125,7 +126,7 @@ def assemble(base_ptr, h32, letters, vals, mask, constant, inter_off, inter_ns, 
             )
             nnz += extra
         if constant:
-            indices[nnz] = CONSTANT_HASH & mask
+            indices[nnz] = (CONSTANT_HASH & mask) | codes[256]
             values[nnz] = 1.0
             nnz += 1
         indptr[r + 1] = nnz
@@ -136,5 +137,6 @@ def assemble_for(spec: FeatureSpec, base_ptr, h32, letters, vals):
     """``assemble`` with the spec's mask, constant and interactions."""
     off, ns = spec.interaction_arrays()
     return assemble(
-        base_ptr, h32, letters, vals, spec.mask, spec.constant, off, ns, spec.self_pairs
-    )
+        base_ptr, h32, letters, vals, spec.mask, spec.constant, off, ns, spec.self_pairs,
+        spec.field_codes(),
+    )  # fmt: skip

@@ -59,7 +59,7 @@ def _field_end(buf, p, n, delim):
 @njit(cache=True, nogil=True)
 def parse_delimited(
     buf, n, delim, fieldmap, roles, hashes, letters, log1p, fills, prefix, prefix_off,
-    mask, constant, inter_off, inter_ns, self_pairs, skip_bad,
+    mask, constant, inter_off, inter_ns, self_pairs, skip_bad, codes,
 ):  # fmt: skip
     """Parse the lines of ``buf[:n]``; ``fieldmap[i]`` is the schema column of field i (-1: none).
 
@@ -179,7 +179,7 @@ def parse_delimited(
         line += 1
     indptr, indices, values = assemble(
         base_ptr[: r + 1], h32[:nb], lets[:nb], vals[:nb], mask, constant, inter_off, inter_ns,
-        self_pairs,
+        self_pairs, codes,
     )  # fmt: skip
     return (
         indptr, indices, values, labels[:r], weights[:r], tag_off[: r + 1], tag_bytes[:ntag],

@@ -333,14 +333,14 @@ class TextReader:
         if fmt == "jsonl":
             return (lambda block: jsonl.parse_block(block, spec, skip)), 0
         if fmt in ("vw", "svmlight"):
-            ignore = spec.ignore_array()
+            namespaces = spec.namespace_table()
             rules = spec.hash_rules()
             svmlight = fmt == "svmlight"
 
             def parse_text(block: bytes) -> Parsed:
                 buf = np.frombuffer(block, dtype=np.uint8)
                 out = textparse.parse_block(
-                    buf, len(buf), svmlight, rules, spec.mask, spec.constant, ignore,
+                    buf, len(buf), svmlight, rules, spec.mask, spec.constant, namespaces,
                     offsets, letters, skip,
                 )  # fmt: skip
                 return as_parsed(out, buf)
@@ -354,13 +354,14 @@ class TextReader:
         sep = "\t" if fmt == "tsv" else schema.delimiter
         fieldmap, header_len = _header_map(name, schema, sep)
         cp = ColumnPlan.build(schema, spec)
+        codes = spec.field_codes()
 
         def parse_table(block: bytes) -> Parsed:
             buf = np.frombuffer(block, dtype=np.uint8)
             out = delimited.parse_delimited(
                 buf, len(buf), ord(sep), fieldmap, cp.roles, cp.hashes, cp.letters, cp.log1p,
                 cp.fills, cp.prefix, cp.prefix_off, spec.mask, spec.constant, offsets, letters,
-                spec.self_pairs, skip,
+                spec.self_pairs, skip, codes,
             )  # fmt: skip
             return as_parsed(out, buf, ord(sep), len(fieldmap))
 

@@ -262,7 +262,20 @@ def _skip_blanks(buf: np.ndarray, p: int, n: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _parse_line(
-    buf, s, n, svmlight, rules, mask, ignore, indices, values, nnz, keep_row, row_h, row_ns, row_v
+    buf,
+    s,
+    n,
+    svmlight,
+    rules,
+    mask,
+    namespaces,
+    indices,
+    values,
+    nnz,
+    keep_row,
+    row_h,
+    row_ns,
+    row_v,
 ):
     """Parse the non-blank line starting at ``s`` (it ends at the next newline or at ``n``).
 
@@ -398,12 +411,12 @@ def _parse_line(
             anon += 1
         else:
             h = -1
-        if v32 != 0.0 and not ignore[ns_letter]:
+        if v32 != 0.0 and namespaces[ns_letter] >= 0:
             if nnz >= cap or nb >= cap_row:
                 return NEED_ROOM, nnz, 0, label, weight, tag_s, tag_e, -1, -1, -1
             if h < 0:
                 h = _feature_hash(buf, p, colon, ns_hash, digit_limit)
-            indices[nnz] = h & mask
+            indices[nnz] = (h & mask) | namespaces[ns_letter]
             values[nnz] = v32
             if keep_row:
                 row_h[nb] = h
@@ -571,10 +584,11 @@ def grow_rows(cap, ptr, labels, weights, lines, tag_off):  # numba-typed
 
 
 @njit(cache=True, nogil=True)
-def parse_block(buf, n, svmlight, rules, mask, constant, ignore, inter_off, inter_ns, skip_bad):
+def parse_block(buf, n, svmlight, rules, mask, constant, namespaces, inter_off, inter_ns, skip_bad):
     """Parse the lines of ``buf[:n]`` (whole lines; the last may lack its newline).
 
-    ``rules`` are the spec's ``hash_rules()``.
+    ``rules`` are the spec's ``hash_rules()``, ``namespaces`` its ``namespace_table()`` (what
+    to add to the index of each namespace letter's features, -1 to drop them).
 
     Returns ``(indptr, indices, values, labels, weights, tag_offsets, tag_bytes, row_lines,
     n_lines, n_skipped, err_code, err_line, err_s, err_e)``: row_lines are 0-based line
@@ -616,7 +630,7 @@ def parse_block(buf, n, svmlight, rules, mask, constant, ignore, inter_off, inte
             values = _grow(values, nnz + 4096)
         while True:
             code, nnz2, nb, lab, wt, ts, te, es, ee, end = _parse_line(
-                buf, s, n, svmlight, rules, mask, ignore, indices, values, nnz, has_inter,
+                buf, s, n, svmlight, rules, mask, namespaces, indices, values, nnz, has_inter,
                 row_h, row_ns, row_v,
             )  # fmt: skip
             if code != NEED_ROOM:
@@ -654,7 +668,7 @@ def parse_block(buf, n, svmlight, rules, mask, constant, ignore, inter_off, inte
                 if nnz2 >= len(indices):
                     indices = _grow(indices, nnz2 + 1)
                     values = _grow(values, nnz2 + 1)
-                indices[nnz2] = CONSTANT_HASH & mask
+                indices[nnz2] = (CONSTANT_HASH & mask) | namespaces[256]
                 values[nnz2] = 1.0
                 nnz2 += 1
             if r == cap_rows:

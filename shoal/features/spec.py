@@ -71,6 +71,7 @@ class FeatureSpec:
     ignore: str = ""
     schema: ColumnSchema | None = None  # columns of delimited files and tables
     hash_version: int = HASH_VERSION
+    fields: tuple[str, ...] = ()  # a field-aware FM's fields: namespace letters, one string each
 
     def __post_init__(self) -> None:
         # bool is an int subclass: reject it, or {"bits": true} would mean bits=1
@@ -102,6 +103,32 @@ class FeatureSpec:
             raise ConfigError(
                 "ignore", f"must be a string of ASCII namespace letters, got {self.ignore!r}"
             )
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        fields = (self.fields,) if isinstance(self.fields, str) else tuple(self.fields)
+        object.__setattr__(self, "fields", fields)
+        seen: set[str] = set()
+        for f in fields:
+            if not isinstance(f, str) or not f or not f.isascii():
+                raise ConfigError(
+                    "fields", f"each field is one or more ASCII namespace letters, got {f!r}"
+                )
+            if seen & set(f):
+                twice = sorted(seen & set(f))[0]
+                raise ConfigError("fields", f"namespace {twice!r} is in two fields")
+            seen |= set(f)
+        if fields and self.interactions:
+            raise ConfigError(
+                "fields",
+                "a field-aware FM already learns every pair of fields: drop the interactions "
+                "(-q/--cubic) or the fields",
+            )
+        if fields and self.bits + self.field_bits > 32:
+            raise ConfigError(
+                "bits", f"{self.bits} bits and {len(fields)} fields need more than 32 bits per "
+                "index: lower --bits",
+            )  # fmt: skip
 
     @property
     def size(self) -> int:
@@ -111,6 +138,34 @@ class FeatureSpec:
     @property
     def mask(self) -> int:
         return (1 << self.bits) - 1
+
+    @property
+    def field_bits(self) -> int:
+        """Bits above ``bits`` that carry a feature's field (0 without fields): the fields are
+        numbered 0..F-1 and F stands for "no field" (the constant, a namespace in none)."""
+        return len(self.fields).bit_length() if self.fields else 0
+
+    @property
+    def index_limit(self) -> int:
+        """One past the largest index a batch hashed by this spec holds."""
+        return self.size << self.field_bits
+
+    def field_codes(self) -> np.ndarray:
+        """A (257,) uint32 table added to each feature's masked hash: ``field << bits`` for the
+        namespace letter of a field, ``F << bits`` for other letters and (the last entry) the
+        constant; all zeros without fields, so that indices are the masked hashes.
+
+        >>> codes = FeatureSpec(bits=4, fields=("ab", "c")).field_codes()
+        >>> int(codes[ord("a")]), int(codes[ord("c")]), int(codes[ord("z")]), int(codes[256])
+        (0, 16, 32, 32)
+        """
+        codes = np.zeros(257, dtype=np.uint32)
+        if self.fields:
+            codes[:] = len(self.fields) << self.bits
+            for number, letters in enumerate(self.fields):
+                for ch in letters.encode():
+                    codes[ch] = number << self.bits
+        return codes
 
     @property
     def default_hash(self) -> int:
@@ -140,6 +195,13 @@ class FeatureSpec:
             offsets[i + 1] = pos
         return offsets, letters
 
+    def namespace_table(self) -> np.ndarray:
+        """The VW text kernel's (257,) int64 table: each namespace letter's field code
+        (``field_codes``; the constant's last), or -1 for a letter to drop (``ignore``)."""
+        table = self.field_codes().astype(np.int64)
+        table[:256][self.ignore_array()] = -1
+        return table
+
     def ignore_array(self) -> np.ndarray:
         """A (256,) boolean table: True for namespace letters to drop."""
         table = np.zeros(256, dtype=np.bool_)
@@ -150,6 +212,9 @@ class FeatureSpec:
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["interactions"] = list(self.interactions)
+        d["fields"] = list(self.fields)
+        if not self.fields:  # specs without fields keep the JSON they always had (cache keys)
+            del d["fields"]
         if self.schema is None:
             del d["schema"]
         else:
@@ -167,8 +232,9 @@ class FeatureSpec:
             raise ConfigError("spec", f"unknown fields {sorted(unknown)}")
         d = dict(d)
         d.setdefault("hash_version", 1)  # written before the field existed: the old rules
-        if "interactions" in d:
-            d["interactions"] = tuple(d["interactions"])
+        for key in ("interactions", "fields"):
+            if key in d and isinstance(d[key], list):
+                d[key] = tuple(d[key])
         if d.get("schema") is not None:
             d["schema"] = ColumnSchema.from_dict(d["schema"])
         return cls(**d)

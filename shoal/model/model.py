@@ -1,4 +1,5 @@
-"""``Model``: a hashed sparse linear learner as data (spec, config, a few arrays) plus kernels."""
+"""``Model``: a hashed sparse learner (linear, FM or FFM) as data (spec, config, a few arrays)
+plus kernels."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from shoal.data import frames
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError, DataError, StepTooLarge
 from shoal.features.spec import FeatureSpec
-from shoal.model import kernels, modelfile
+from shoal.model import factors, kernels, modelfile
 from shoal.model.config import LearnerConfig
 from shoal.model.losses import LOSS_IDS
 from shoal.model.normalized import NORM_SUM, NORM_WEIGHT
-from shoal.model.optimizers import OPTIMIZER_IDS, STATE_TENSORS
+from shoal.model.optimizers import OPTIMIZER_IDS, state_tensors
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 _NO_PREDS = np.zeros(0, dtype=np.float64)
@@ -58,7 +59,10 @@ class Progress:
 
 
 class Model:
-    """A linear model over hashed features, learned online.
+    """A linear model, or a factorization machine (``config.model``), over hashed features,
+    learned online. Its numbers are one flat ``weights`` array of ``spec.size`` slots of
+    ``width`` numbers (``factors`` says how an FM lays them out) and optimizer ``state`` arrays
+    of the same shape.
 
     >>> from shoal.data import Batch
     >>> m = Model(FeatureSpec(bits=8), LearnerConfig(loss="logistic", learning_rate=0.5))
@@ -79,10 +83,14 @@ class Model:
             raise ConfigError("config", f"must be a LearnerConfig, got {type(config).__name__}")
         self.spec = spec or FeatureSpec()
         self.config = config or LearnerConfig()
-        n = self.spec.size * self.config.outputs
+        check_kind(self.spec, self.config)
+        n = self.spec.size * self.width
         self.weights = np.zeros(n, dtype=np.float32)
+        if self.config.factorized:
+            factors.init_factors(self.weights, self.spec, self.config)
         self.state = {
-            k: np.zeros(n, dtype=np.float32) for k in STATE_TENSORS[self.config.optimizer]
+            k: np.zeros(n, dtype=np.float32)
+            for k in state_tensors(self.config.optimizer, self.config.factorized)
         }
         self.counters = np.zeros(kernels.N_COUNTERS, dtype=np.float64)
         if self.config.initial_t > 0:  # VW: as if initial_t examples of gradient 1 and norm 1
@@ -93,6 +101,7 @@ class Model:
 
     @classmethod
     def from_data(cls, data: modelfile.ModelData) -> Model:
+        check_kind(data.spec, data.config)
         m = cls.__new__(cls)
         m.spec, m.config = data.spec, data.config
         m.weights, m.state, m.counters = data.weights, dict(data.state), data.counters
@@ -139,6 +148,19 @@ class Model:
     def examples_learned(self) -> int:
         return int(self.counters[kernels.EXAMPLES])
 
+    @property
+    def width(self) -> int:
+        """Numbers per hashed slot: the outputs of a linear model, ``1 + fields * rank`` for
+        FM and FFM."""
+        return factors.slot_width(self.spec, self.config)
+
+    @property
+    def linear_weights(self) -> np.ndarray:
+        """The linear weights, (size * outputs,): a view of ``weights`` without the factors."""
+        if not self.config.factorized:
+            return self.weights
+        return self.weights.reshape(self.spec.size, self.width)[:, 0]
+
     # -- learning ----------------------------------------------------------------------------
 
     def check_labels(self, batch: Batch) -> None:
@@ -167,7 +189,7 @@ class Model:
     def _check_indices(self, batch: Batch) -> None:
         """Refuse a batch hashed for more weights than this model has (the kernels index the
         weight arrays directly: an index out of range would write past them)."""
-        if batch.nnz and int(batch.indices.max()) >= self.spec.size:
+        if batch.nnz and int(batch.indices.max()) >= self.spec.index_limit:
             raise ConfigError(
                 "batch",
                 f"feature index {int(batch.indices.max())} is beyond this model's "
@@ -197,10 +219,10 @@ class Model:
         prog = progress if progress is not None else Progress()
         cfg = self.config
         s1 = s2 = _EMPTY
-        if cfg.optimizer == "adagrad":
-            s1 = self.state["sum_sq_grad"]
-        elif cfg.optimizer == "normalized":
-            s1, s2 = self.state["sum_sq_grad"], self.state["feature_scale"]
+        if cfg.optimizer in ("adagrad", "normalized") or cfg.factorized:
+            s1 = self.state["sum_sq_grad"] if cfg.optimizer != "ftrl" else self.state["ftrl_n"]
+        if cfg.optimizer == "normalized":
+            s2 = self.state["feature_scale"]
         elif cfg.optimizer == "ftrl":
             s1, s2 = self.state["ftrl_n"], self.state["ftrl_z"]
         common = (
@@ -216,7 +238,14 @@ class Model:
             prog.stats,
         )
         b = batch
-        if cfg.loss == "multiclass":
+        if cfg.factorized:
+            slots, fields = factors.split_indices(b.indices, self.spec, cfg)
+            stop = factors.learn_factors(
+                b.indptr, slots, fields, b.values, b.labels, b.weights, self.weights, s1, s2,
+                LOSS_IDS[cfg.loss], *common, factors.field_count(self.spec, cfg), cfg.rank,
+                float(cfg.factor_rate or 0.0), float(cfg.l2_factors),
+            )  # fmt: skip
+        elif cfg.loss == "multiclass":
             stop = kernels.learn_multiclass(
                 b.indptr, b.indices, b.values, b.labels, b.weights, self.weights, s1, s2,
                 cfg.classes, *common, _NO_PREDS_2D,
@@ -241,8 +270,11 @@ class Model:
         """Add the loss of the rows ``learn`` would hold out to ``progress``, learning nothing."""
         self.check_labels(batch)
         held = np.zeros(len(batch), dtype=np.bool_)
+        hashed = batch.indices  # the holdout hashes what the kernel sees: an FFM's slots
+        if self.config.factorized:
+            hashed = factors.split_indices(batch.indices, self.spec, self.config)[0]
         kernels.held_out_rows(
-            batch.indptr, batch.indices, batch.values, batch.labels, int(holdout_period), held
+            batch.indptr, hashed, batch.values, batch.labels, int(holdout_period), held
         )
         if not held.any():
             return
@@ -272,9 +304,17 @@ class Model:
     def decision_function(self, batch: Batch) -> np.ndarray:
         """Margins ``w . x``: shape (n,) for one output, (n, K) for multiclass."""
         self._check_indices(batch)
-        k = self.config.outputs
+        cfg = self.config
+        k = cfg.outputs
         out = np.empty((len(batch), k), dtype=np.float64)
-        kernels.predict_margins(batch.indptr, batch.indices, batch.values, self.weights, k, out)
+        if cfg.factorized:
+            slots, fields = factors.split_indices(batch.indices, self.spec, cfg)
+            factors.predict_factors(
+                batch.indptr, slots, fields, batch.values, self.weights,
+                factors.field_count(self.spec, cfg), cfg.rank, out,
+            )  # fmt: skip
+        else:
+            kernels.predict_margins(batch.indptr, batch.indices, batch.values, self.weights, k, out)
         return out[:, 0] if k == 1 else out
 
     def predict_proba(self, batch: Batch) -> np.ndarray:
@@ -324,3 +364,16 @@ class Model:
     def predict_frame(self, data: Any) -> np.ndarray:
         """``predict`` of every row of a pandas DataFrame or pyarrow Table/RecordBatch."""
         return self.predict(frames.batch_from_frame(data, self.spec))
+
+
+def check_kind(spec: FeatureSpec, config: LearnerConfig) -> None:
+    """Refuse a spec and config that do not make one model: fields without a field-aware FM,
+    or a field-aware FM without fields."""
+    if config.model == "ffm" and not spec.fields:
+        raise ConfigError(
+            "fields",
+            "a field-aware FM (--model ffm) needs its fields: --fields with the namespace "
+            "letters of each, e.g. --fields u,i,c (one field per namespace: --fields uic)",
+        )
+    if spec.fields and config.model != "ffm":
+        raise ConfigError("fields", f"are for --model ffm, not {config.model}")

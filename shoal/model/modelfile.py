@@ -24,8 +24,9 @@ from shoal._version import __version__
 from shoal.errors import ModelFileError, ShoalError
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
+from shoal.model.factors import slot_width
 from shoal.model.kernels import N_COUNTERS
-from shoal.model.optimizers import STATE_TENSORS
+from shoal.model.optimizers import state_tensors
 
 FORMAT = "shoal-model"
 FORMAT_VERSION = "1"
@@ -44,7 +45,7 @@ class ModelData:
 
 
 def to_bytes(data: ModelData) -> bytes:
-    shape = (data.spec.size, data.config.outputs)
+    shape = (data.spec.size, slot_width(data.spec, data.config))
     tensors = {"weights": data.weights.reshape(shape), "counters": data.counters}
     tensors.update({k: v.reshape(shape) for k, v in data.state.items()})
     meta = {
@@ -133,8 +134,9 @@ def from_bytes(payload: bytes, name: str) -> ModelData:
         config = LearnerConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, TypeError, ValueError, ShoalError) as exc:
         raise ModelFileError(name, f"invalid metadata: {exc}") from None
-    shape = (spec.size, config.outputs)
-    expected = {"weights", "counters", *STATE_TENSORS[config.optimizer]}
+    shape = (spec.size, slot_width(spec, config))
+    names = state_tensors(config.optimizer, config.factorized)
+    expected = {"weights", "counters", *names}
     if set(tensors) != expected:
         raise ModelFileError(
             name, f"tensors {sorted(tensors)} do not match the expected {sorted(expected)}"
@@ -156,7 +158,7 @@ def from_bytes(payload: bytes, name: str) -> ModelData:
         spec=spec,
         config=config,
         weights=tensors["weights"].reshape(-1).copy(),
-        state={k: tensors[k].reshape(-1).copy() for k in STATE_TENSORS[config.optimizer]},
+        state={k: tensors[k].reshape(-1).copy() for k in names},
         counters=c.copy(),
         extra={k[2:]: v for k, v in meta.items() if k.startswith("x-")},
     )

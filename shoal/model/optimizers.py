@@ -31,6 +31,13 @@ STATE_TENSORS = {
 }
 
 
+def state_tensors(optimizer: str, factorized: bool) -> tuple[str, ...]:
+    """The state a model keeps: its optimizer's, and for FM/FFM a sum of squared gradients for
+    the factors' AdaGrad steps (``s1``: every adaptive optimizer's first state already is one)."""
+    names = STATE_TENSORS[optimizer]
+    return ("sum_sq_grad",) if factorized and not names else names
+
+
 @njit(inline="always", cache=True)
 def _shrink(w: float, amount: float) -> float:
     """Soft thresholding: the proximal step of ``amount * |w|``."""

@@ -153,9 +153,9 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
         return rows_of(spec).parse_block(buf, "line", first - 1)
     if spec.interactions and _may_expand(buf):  # the slow path counts them (expansion.py)
         raise RequestError("line", "long lines under interactions are checked one by one")
-    rules, offsets, letters, ignore = _kernel_args(spec)
+    rules, offsets, letters, namespaces = _kernel_args(spec)
     out = textparse.parse_block(
-        buf, len(buf), False, rules, spec.mask, spec.constant, ignore, offsets, letters, False
+        buf, len(buf), False, rules, spec.mask, spec.constant, namespaces, offsets, letters, False
     )
     if out[10]:  # its error code
         raise RequestError("line", "a bad line")
@@ -183,7 +183,7 @@ def _kernel_args(spec: FeatureSpec) -> tuple[Any, np.ndarray, np.ndarray, np.nda
         if len(_KERNEL_ARGS) > 16:
             _KERNEL_ARGS.clear()
         offsets, letters = spec.interaction_arrays()
-        args = (spec.hash_rules(), offsets, letters, spec.ignore_array())
+        args = (spec.hash_rules(), offsets, letters, spec.namespace_table())
         found = _KERNEL_ARGS[id(spec)] = (spec, args)
     return found[1]
 

@@ -302,7 +302,7 @@ def _parse_vw(spec: FeatureSpec, lines: list[str], field: str, first: int) -> Ba
     buf = np.frombuffer(block, dtype=np.uint8)
     offsets, letters = spec.interaction_arrays()
     out = as_parsed(textparse.parse_block(
-        buf, len(buf), False, spec.hash_rules(), spec.mask, spec.constant, spec.ignore_array(),
+        buf, len(buf), False, spec.hash_rules(), spec.mask, spec.constant, spec.namespace_table(),
         offsets, letters, False,
     ), buf)  # fmt: skip
     if out.problem:

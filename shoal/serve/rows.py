@@ -239,7 +239,7 @@ class Rows:
         out = as_parsed(delimited.parse_delimited(
             buf, len(buf), sep, self._fieldmap, p.roles, p.hashes, p.letters, p.log1p, p.fills,
             p.prefix, p.prefix_off, self.spec.mask, self.spec.constant, self._offsets,
-            self._letters, self.spec.self_pairs, False,
+            self._letters, self.spec.self_pairs, False, self.spec.field_codes(),
         ), buf, sep, len(self._fieldmap))  # fmt: skip
         if out.problem:
             line = bytes(buf).split(b"\n")[out.err_line].decode("utf-8", "replace")
