@@ -191,6 +191,7 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
     p.add_argument("--no-constant", action="store_true", default=None, help="no bias feature")
     p.add_argument(
         "--model",
+        dest="model_kind",  # `serve MODEL` holds the model file's path
         choices=KINDS,
         help="linear, a factorization machine (fm: every pair of features through latent "
         "vectors) or a field-aware one (ffm, with --fields) (default: linear)",

@@ -51,7 +51,7 @@ _CONFIG_FLAGS = (
     "l1",
     "l2",
     "ftrl_beta",
-    "model",
+    "model_kind",
     "rank",
     "factor_rate",
     "l2_factors",
@@ -141,6 +141,8 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 def _build_model(args: argparse.Namespace) -> Model:
     spec_args = _given(args, _SPEC_FLAGS)
     cfg_args = _given(args, _CONFIG_FLAGS)
+    if "model_kind" in cfg_args:  # --model: `serve MODEL` holds the model file's path
+        cfg_args["model"] = cfg_args.pop("model_kind")
     initial = getattr(args, "initial_model", None)  # serve --new has none
     if initial:
         model = Model.load(initial)
@@ -484,7 +486,7 @@ def _check_new_flags(args: argparse.Namespace) -> None:
     """Model flags make a new model: they need ``--new``."""
     given = [n for n in (*_SPEC_FLAGS, *_CONFIG_FLAGS) if getattr(args, n) is not None]
     if not args.new and given:
-        flag = "--" + given[0].replace("_", "-")
+        flag = "--" + given[0].removesuffix("_kind").replace("_", "-")
         raise ConfigError(flag, "makes a new model: add --new (or train one with shoal train)")
 
 
