@@ -16,6 +16,8 @@ class Batch:
 
     ``labels`` is NaN where a row has no label; ``lines`` holds each row's 1-based line number in
     ``source`` (for error messages); ``tag(i)`` is row i's tag (VW's ``'tag``) or ``""``.
+    ``initial`` holds each row's initial prediction, added to its margin (VW's label's third
+    number, for residual learning on another model's output), or is None: all zeros.
 
     >>> b = Batch.from_rows([([3, 7], [1.0, 0.5])], labels=[1.0])
     >>> len(b), b.nnz, b.indices.tolist()
@@ -31,6 +33,7 @@ class Batch:
     tag_bytes: np.ndarray  # uint8
     lines: np.ndarray  # int64 (n,)
     source: str = ""
+    initial: np.ndarray | None = None  # float64 (n,)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,6 +111,9 @@ class Batch:
             tag_bytes=np.concatenate([b.tag_bytes for b in batches]),
             lines=np.concatenate([b.lines for b in batches]),
             source=source or batches[0].source,
+            initial=None
+            if all(b.initial is None for b in batches)
+            else np.concatenate([b.initial_margins() for b in batches]),
         )
 
     def slice(self, start: int, stop: int) -> Batch:
@@ -124,4 +130,9 @@ class Batch:
             tag_bytes=self.tag_bytes[ta:tb],
             lines=self.lines[start:stop],
             source=self.source,
+            initial=None if self.initial is None else self.initial[start:stop],
         )
+
+    def initial_margins(self) -> np.ndarray:
+        """Each row's initial prediction (zeros when the batch has none)."""
+        return np.zeros(len(self)) if self.initial is None else self.initial

@@ -34,7 +34,8 @@ class Parsed(NamedTuple):
     """What a block parser returns: the rows of a ``Batch`` and the first bad line, if any.
 
     ``lines`` are 0-based line numbers within the block; ``n_lines`` counts every line of the
-    block (blank and skipped ones too); ``problem`` describes line ``err_line`` ("" if none).
+    block (blank and skipped ones too); ``problem`` describes line ``err_line`` ("" if none);
+    ``initial`` holds the rows' initial predictions (``Batch.initial``), or None.
     """
 
     indptr: np.ndarray
@@ -49,6 +50,7 @@ class Parsed(NamedTuple):
     skipped: int
     err_line: int
     problem: str
+    initial: np.ndarray | None = None
 
     def batch(self, source: str, first_line: int) -> Batch:
         """The rows as a Batch of ``source``, whose block starts at line ``first_line``."""
@@ -62,6 +64,7 @@ class Parsed(NamedTuple):
             tag_bytes=self.tag_bytes,
             lines=self.lines + first_line,
             source=source,
+            initial=self.initial,
         )
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from shoal.data.batch import Batch
 from shoal.data.checksum import hash_bytes, hex64
-from shoal.errors import ShoalError
+from shoal.errors import DataError, ShoalError
 
 MAGIC = b"SHOALBC\x00"
 END = b"SHOALBCE"
@@ -123,6 +123,12 @@ class CacheWriter:
 
     def append(self, batch: Batch, read: tuple[int, int, int, int]) -> None:
         """Write ``batch``; ``read`` is the reader's (rows, lines, skipped, bytes) after it."""
+        if batch.initial is not None:  # the format has no place for them (yet): never drop them
+            i = int(np.argmax(batch.initial != 0))
+            raise DataError(
+                batch.source, int(batch.lines[i]), "the cache (--cache) does not keep initial "
+                "predictions (the label's third number): train without --cache",
+            )  # fmt: skip
         n, nnz, t = len(batch), batch.nnz, len(batch.tag_bytes)
         layout = _layout(n, nnz, t)
         arrays = []

@@ -199,9 +199,10 @@ def _header_map(path: str, schema: ColumnSchema, delim: str) -> tuple[np.ndarray
 
 def as_parsed(out: tuple, buf: np.ndarray, delim: int = 0, expected: int = 0) -> Parsed:
     """A compiled parser's tuple as ``Parsed``, its error code turned into words."""
-    code, err_line, es, ee = out[10:]
+    code, err_line, es, ee = out[10:14]
     problem = _describe(code, buf, es, ee, delim, expected) if code else ""
-    return Parsed._make((*out[:10], err_line, problem))
+    initial = out[14] if len(out) > 14 and len(out[14]) else None  # VW text's third numbers
+    return Parsed._make((*out[:10], err_line, problem, initial))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,7 +31,6 @@ BAD_LABEL_TOKEN = 6
 SVM_NO_COLON = 7
 SVM_BAD_INDEX = 8
 BAD_INITIAL = 9
-INITIAL_PREDICTION = 10
 NEED_ROOM = 99  # internal: grow the output arrays and parse the line again
 # What each code means, for messages ("{tok}" is the offending token).
 PROBLEMS = {
@@ -44,8 +43,6 @@ PROBLEMS = {
     SVM_NO_COLON: "svmlight feature '{tok}' is not index:value",
     SVM_BAD_INDEX: "svmlight feature index in '{tok}' is not a non-negative integer",
     BAD_INITIAL: "initial prediction '{tok}' (the label's third number) is not a number",
-    INITIAL_PREDICTION: "'{tok}' is an initial prediction (the label's third number), which "
-    "shoal does not read (only 0 is accepted): remove it, or write a tag as 'tag",
 }
 # The hashing rules a spec hands the kernels (``FeatureSpec.hash_rules``), by position.
 RULE_SEED, RULE_DEFAULT_HASH, RULE_DIGITS, RULE_SELF_PAIRS = range(4)
@@ -282,11 +279,13 @@ def _parse_line(
     Base features go to ``indices/values[nnz:]``; ``row_h``, ``row_ns``, ``row_v`` receive each
     kept feature's 32-bit hash, namespace letter and value when ``keep_row`` (for the
     interactions). Returns (code,
-    new_nnz, n_base, label, weight, tag_s, tag_e, err_s, err_e, end): ``end`` is the position of
-    the newline (or n). ``NEED_ROOM`` asks the caller to grow the arrays and call again.
+    new_nnz, n_base, label, weight, tag_s, tag_e, err_s, err_e, end, initial prediction):
+    ``end`` is the position of the newline (or n). ``NEED_ROOM`` asks the caller to grow the
+    arrays and call again.
     """
     label = np.nan
     weight = 1.0
+    init = 0.0
     tag_s = -1
     tag_e = -1
     nb = 0
@@ -301,7 +300,7 @@ def _parse_line(
         if p < n and buf[p] != _NL and colon == te:  # the label is a single token
             ok, v = parse_float(buf, p, te)
             if not ok:
-                return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+                return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
             label = v
             p = te
     else:
@@ -325,7 +324,7 @@ def _parse_line(
             tag_s, tag_e = last_s + 1 if buf[last_s] == _QUOTE else last_s, last_e
             k -= 1
         if k > 3:
-            return BAD_LABEL_TOKEN, nnz, 0, label, weight, tag_s, tag_e, extra_s, extra_e, -1
+            return BAD_LABEL_TOKEN, nnz, 0, label, weight, tag_s, tag_e, extra_s, extra_e, -1, init
         for i in range(k):
             p = _skip_blanks(buf, p, n)
             te, colon = _token(buf, p, n, True)
@@ -338,15 +337,15 @@ def _parse_line(
             elif i == 0 and ok:
                 label = v
             elif i == 0:
-                return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+                return BAD_LABEL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
             elif i == 1 and ok and v >= 0.0:
                 weight = v
             elif i == 1:
-                return BAD_WEIGHT, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-            elif i == 2 and ok and v != 0.0:
-                return INITIAL_PREDICTION, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
-            elif i == 2 and not ok:
-                return BAD_INITIAL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+                return BAD_WEIGHT, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
+            elif i == 2 and ok:
+                init = v
+            elif i == 2:
+                return BAD_INITIAL, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
             p = te
         p = q
     # --- features
@@ -378,7 +377,7 @@ def _parse_line(
                 if colon < ne:
                     ok, scale = parse_float(buf, colon + 1, ne)
                     if not ok:
-                        return BAD_SCALE, nnz, 0, label, weight, tag_s, tag_e, p, ne, -1
+                        return BAD_SCALE, nnz, 0, label, weight, tag_s, tag_e, p, ne, -1, init
                 p = ne
             else:
                 ns_letter = _SPACE
@@ -390,21 +389,21 @@ def _parse_line(
         if colon < te:
             ok, v = parse_float(buf, colon + 1, te)
             if not ok:
-                return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+                return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
         elif svmlight:
-            return SVM_NO_COLON, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            return SVM_NO_COLON, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
         if colon == p and svmlight:
-            return EMPTY_NAME, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            return EMPTY_NAME, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
         if svmlight:
             if colon - p == 3 and buf[p] == 113 and buf[p + 1] == 105 and buf[p + 2] == 100:
                 p = te  # 'qid:N' names a query group, not a feature
                 continue
             for i in range(p, colon):
                 if buf[i] < 48 or buf[i] > 57:
-                    return SVM_BAD_INDEX, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+                    return SVM_BAD_INDEX, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
         v *= scale
         if abs(v) >= _F32_LIMIT:  # values are stored as float32
-            return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1
+            return BAD_VALUE, nnz, 0, label, weight, tag_s, tag_e, p, te, -1, init
         v32 = np.float32(v)
         if colon == p:  # anonymous: VW's namespace hash plus its position (zeros count too)
             h = (ns_hash + anon) & 0xFFFFFFFF
@@ -413,7 +412,7 @@ def _parse_line(
             h = -1
         if v32 != 0.0 and namespaces[ns_letter] >= 0:
             if nnz >= cap or nb >= cap_row:
-                return NEED_ROOM, nnz, 0, label, weight, tag_s, tag_e, -1, -1, -1
+                return NEED_ROOM, nnz, 0, label, weight, tag_s, tag_e, -1, -1, -1, init
             if h < 0:
                 h = _feature_hash(buf, p, colon, ns_hash, digit_limit)
             indices[nnz] = (h & mask) | namespaces[ns_letter]
@@ -425,7 +424,7 @@ def _parse_line(
                 nb += 1
             nnz += 1
         p = te
-    return OK, nnz, nb, label, weight, tag_s, tag_e, -1, -1, p
+    return OK, nnz, nb, label, weight, tag_s, tag_e, -1, -1, p, init
 
 
 @njit(inline="always", cache=True)
@@ -591,13 +590,17 @@ def parse_block(buf, n, svmlight, rules, mask, constant, namespaces, inter_off, 
     to add to the index of each namespace letter's features, -1 to drop them).
 
     Returns ``(indptr, indices, values, labels, weights, tag_offsets, tag_bytes, row_lines,
-    n_lines, n_skipped, err_code, err_line, err_s, err_e)``: row_lines are 0-based line
-    numbers within the block; the err_* fields describe the first bad line (code 0 if none).
+    n_lines, n_skipped, err_code, err_line, err_s, err_e, initial)``: row_lines are 0-based line
+    numbers within the block; the err_* fields describe the first bad line (code 0 if none);
+    ``initial`` holds each row's initial prediction (VW's label's third number), or is empty
+    when no row has one.
     With ``skip_bad`` false, parsing stops at the first bad line.
     """
     cap_rows = n // 32 + 16
     indptr, labels, weights, row_lines, tag_off = row_arrays(cap_rows)
     tag_bytes = np.empty(64, dtype=np.uint8)
+    initial = np.zeros(cap_rows, dtype=np.float64)
+    any_initial = False
     cap_nnz = n // 6 + 64
     indices = np.empty(cap_nnz, dtype=np.uint32)
     values = np.empty(cap_nnz, dtype=np.float32)
@@ -629,7 +632,7 @@ def parse_block(buf, n, svmlight, rules, mask, constant, namespaces, inter_off, 
             indices = _grow(indices, nnz + 4096)
             values = _grow(values, nnz + 4096)
         while True:
-            code, nnz2, nb, lab, wt, ts, te, es, ee, end = _parse_line(
+            code, nnz2, nb, lab, wt, ts, te, es, ee, end, init = _parse_line(
                 buf, s, n, svmlight, rules, mask, namespaces, indices, values, nnz, has_inter,
                 row_h, row_ns, row_v,
             )  # fmt: skip
@@ -678,6 +681,9 @@ def parse_block(buf, n, svmlight, rules, mask, constant, namespaces, inter_off, 
             labels[r] = lab
             weights[r] = wt
             row_lines[r] = line
+            initial = _grow(initial, r + 1)
+            initial[r] = init
+            any_initial = any_initial or init != 0.0
             if ts >= 0:
                 tag_bytes = _grow(tag_bytes, ntag + te - ts)
                 for i in range(ts, te):
@@ -704,4 +710,5 @@ def parse_block(buf, n, svmlight, rules, mask, constant, namespaces, inter_off, 
         err_line,
         err_s,
         err_e,
+        initial[:r] if any_initial else initial[:0],
     )

@@ -152,6 +152,7 @@ def learn_factors(
     values,
     labels,
     weights,
+    initial,
     w,
     s1,
     s2,
@@ -194,6 +195,8 @@ def learn_factors(
             p = _margin(w_holdout, slots, fields, values, a, b, F, k, W, A, sq, present)
         else:
             p = _margin(w, slots, fields, values, a, b, F, k, W, A, sq, present)
+        if len(initial) > 0:
+            p += initial[i]
         loss, g = loss_and_grad(loss_id, p, y)
         if _too_steep(values, a, b, g * iw):
             return i
@@ -216,8 +219,8 @@ def learn_factors(
 
 
 @njit(cache=True, nogil=True)
-def predict_factors(indptr, slots, fields, values, w, n_fields, rank, out):
-    """FM/FFM margins of every row into ``out`` (n, 1)."""
+def predict_factors(indptr, slots, fields, values, initial, w, n_fields, rank, out):
+    """FM/FFM margins of every row, plus its initial prediction, into ``out`` (n, 1)."""
     F = n_fields
     k = rank
     W = 1 + F * k
@@ -227,3 +230,5 @@ def predict_factors(indptr, slots, fields, values, w, n_fields, rank, out):
     for i in range(len(indptr) - 1):
         out[i, 0] = _margin(w, slots, fields, values, indptr[i], indptr[i + 1], F, k, W, A, sq,
                             present)  # fmt: skip
+        if len(initial) > 0:
+            out[i, 0] += initial[i]

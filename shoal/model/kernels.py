@@ -87,6 +87,7 @@ def learn_binary(
     values,
     labels,
     weights,
+    initial,
     w,
     s1,
     s2,
@@ -105,16 +106,19 @@ def learn_binary(
 ):
     """Learn the rows of a batch in order (binary and regression losses).
 
+    ``initial`` (length 0 or n) holds each row's initial prediction, added to its margin.
     ``preds`` (length 0 or n) receives each row's margin before its update. Held-out rows are
     scored with ``w_holdout`` when it is not empty (a frozen model: the loss of the last pass's
     model), else with ``w``. Returns -1, or the first row whose update would be too steep
     (``MAX_STEP``): it and the rows after it are not learned.
     """
     keep = len(preds) > 0
+    has_initial = len(initial) > 0
     for i in range(len(labels)):
         a = indptr[i]
         b = indptr[i + 1]
-        p = 0.0
+        p0 = initial[i] if has_initial else 0.0
+        p = p0
         for k in range(a, b):
             p += w[indices[k]] * values[k]
         if keep:
@@ -127,7 +131,7 @@ def learn_binary(
         iw = float(weights[i])
         held = holdout_period > 0 and _held_out(indices, values, a, b, y0, holdout_period)
         if held and len(w_holdout) > 0:
-            p = 0.0
+            p = p0
             for k in range(a, b):
                 p += w_holdout[indices[k]] * values[k]
         loss, g = loss_and_grad(loss_id, p, y)
@@ -235,12 +239,14 @@ def held_out_rows(indptr, indices, values, labels, period, out):
 
 
 @njit(cache=True, nogil=True)
-def predict_margins(indptr, indices, values, w, n_outputs, out):
-    """Margins ``w . x`` of every row: ``out`` is (n, n_outputs)."""
+def predict_margins(indptr, indices, values, initial, w, n_outputs, out):
+    """Margins ``w . x`` of every row, plus its initial prediction (``initial``: length 0 or
+    n, one output): ``out`` is (n, n_outputs)."""
     K = n_outputs
+    has_initial = len(initial) > 0
     for i in range(len(indptr) - 1):
         for c in range(K):
-            out[i, c] = 0.0
+            out[i, c] = initial[i] if has_initial else 0.0
         for k in range(indptr[i], indptr[i + 1]):
             base = np.int64(indices[k]) * K
             v = values[k]

@@ -186,6 +186,21 @@ class Model:
                 f"label {y[i]:g} is not valid for {loss} loss: expected {allowed}",
             )
 
+    def _initial(self, batch: Batch) -> np.ndarray:
+        """The batch's initial predictions for the kernels (empty: none). Raises ``DataError``
+        for a multiclass model, whose K margins one number cannot start."""
+        if batch.initial is None:
+            return _NO_PREDS
+        if self.config.loss == "multiclass":
+            i = int(np.argmax(batch.initial != 0))
+            raise DataError(
+                batch.source or "<input>",
+                int(batch.lines[i]),
+                f"initial prediction {batch.initial[i]:g} (the label's third number): a "
+                "multiclass model takes none; remove it",
+            )
+        return batch.initial
+
     def _check_indices(self, batch: Batch) -> None:
         """Refuse a batch hashed for more weights than this model has (the kernels index the
         weight arrays directly: an index out of range would write past them)."""
@@ -238,10 +253,12 @@ class Model:
             prog.stats,
         )
         b = batch
+        initial = self._initial(b)
         if cfg.factorized:
             slots, fields = factors.split_indices(b.indices, self.spec, cfg)
             stop = factors.learn_factors(
-                b.indptr, slots, fields, b.values, b.labels, b.weights, self.weights, s1, s2,
+                b.indptr, slots, fields, b.values, b.labels, b.weights, initial, self.weights,
+                s1, s2,
                 LOSS_IDS[cfg.loss], *common, factors.field_count(self.spec, cfg), cfg.rank,
                 float(cfg.factor_rate or 0.0), float(cfg.l2_factors),
             )  # fmt: skip
@@ -252,8 +269,8 @@ class Model:
             )  # fmt: skip
         else:
             stop = kernels.learn_binary(
-                b.indptr, b.indices, b.values, b.labels, b.weights, self.weights, s1, s2,
-                LOSS_IDS[cfg.loss], *common, _NO_PREDS,
+                b.indptr, b.indices, b.values, b.labels, b.weights, initial, self.weights, s1,
+                s2, LOSS_IDS[cfg.loss], *common, _NO_PREDS,
             )  # fmt: skip
         if stop >= 0:
             raise StepTooLarge(
@@ -307,14 +324,17 @@ class Model:
         cfg = self.config
         k = cfg.outputs
         out = np.empty((len(batch), k), dtype=np.float64)
+        initial = self._initial(batch)
         if cfg.factorized:
             slots, fields = factors.split_indices(batch.indices, self.spec, cfg)
             factors.predict_factors(
-                batch.indptr, slots, fields, batch.values, self.weights,
+                batch.indptr, slots, fields, batch.values, initial, self.weights,
                 factors.field_count(self.spec, cfg), cfg.rank, out,
             )  # fmt: skip
         else:
-            kernels.predict_margins(batch.indptr, batch.indices, batch.values, self.weights, k, out)
+            kernels.predict_margins(
+                batch.indptr, batch.indices, batch.values, initial, self.weights, k, out
+            )
         return out[:, 0] if k == 1 else out
 
     def predict_proba(self, batch: Batch) -> np.ndarray:

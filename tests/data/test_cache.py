@@ -13,7 +13,7 @@ from shoal.data.batch import Batch
 from shoal.data.cache import CachedReader
 from shoal.data.reader import ReadStats, TextReader
 from shoal.data.synthetic import generate_clicks
-from shoal.errors import ConfigError
+from shoal.errors import ConfigError, DataError
 from shoal.features.spec import FeatureSpec
 from shoal.train.plan import plan
 
@@ -164,6 +164,16 @@ def test_a_failed_read_leaves_no_cache_file(data: Path, tmp_path: Path) -> None:
     with data.open("a") as f:
         f.write("1 |a x:bad\n")  # stops the read at the last line
     with pytest.raises(Exception, match="line 3001"):
+        everything(cached(tmp_path / "c"), data)
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_initial_predictions_are_refused_rather_than_dropped(data: Path, tmp_path: Path) -> None:
+    """The format keeps no initial predictions: caching a file that has them stops, naming the
+    line, and leaves no cache (a cache without them would train another model)."""
+    with data.open("a") as f:
+        f.write("1 1 0.5 |a x\n")
+    with pytest.raises(DataError, match=r"line 3001 .*initial predictions"):
         everything(cached(tmp_path / "c"), data)
     assert list((tmp_path / "c").iterdir()) == []
 

@@ -638,8 +638,6 @@ BAD = [
     ("vw", "1 |a x:", "x:", "feature value"),
     ("vw", "1 |a x:1:2", "x:1:2", "feature value"),
     ("vw", "1 'abc 2 |a x", "'abc", "importance weight"),  # VW: weight 0, initial 2
-    ("vw", "1 2 3 |a x", "3", "initial prediction"),  # VW's third number: shoal refuses it
-    ("vw", "0 1 0.5 'tag |a x", "0.5", "initial prediction"),
     ("vw", "1 2 nan |a x", "nan", "initial prediction"),
     ("vw", "1 2 0 4 |a x", "4", "unexpected token"),
     ("vw", "1 inf |a x", "inf", "importance weight"),  # never a bare tag: VW reads a number

@@ -19,6 +19,7 @@ from shoal.data.batch import Batch
 from shoal.data.reader import TextReader
 from shoal.errors import DataError
 from shoal.features.spec import FeatureSpec
+from shoal.model.model import Model
 
 DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data" / "vw_rcv1_small"
 
@@ -67,25 +68,29 @@ def test_label_weight_and_tag_as_vw(
 
 
 @pytest.mark.parametrize(
-    ("line", "token"),
+    ("line", "initial", "tag"),
     [
-        ("0 1 0.5 'tag | a", "0.5"),  # VW: initial prediction 0.5; never the tag
-        ("0 1 0.5 | a", "0.5"),
-        ("1 2 -3 | a", "-3"),
+        ("0 1 0.5 'tag | a", 0.5, "tag"),  # VW: initial prediction 0.5; never the tag
+        ("0 1 0.5 | a", 0.5, ""),
+        ("1 2 -3 | a", -3.0, ""),
+        ("1 2 3", 3.0, ""),  # VW: tag 3 (a line without '|'); shoal: as with features
     ],
 )
-def test_an_initial_prediction_is_refused_with_its_line(
-    tmp_path: pathlib.Path, line: str, token: str
+def test_an_initial_prediction_is_read_and_starts_the_margin(
+    tmp_path: pathlib.Path, line: str, initial: float, tag: str
 ) -> None:
-    """shoal does not add VW's initial prediction to the margin: it says so, naming the line,
-    instead of dropping it or storing it as the tag."""
+    """VW's initial prediction (the label's third number) is added to the row's margin, in
+    prediction as in learning; rows without one start at 0."""
     path = tmp_path / "init.vw"
     path.write_text(f"1 | a\n{line}\n")
-    with pytest.raises(DataError) as info:
-        list(TextReader(spec=FeatureSpec()).read(path))
-    assert info.value.line == 2
-    assert f"'{token}' is an initial prediction" in str(info.value)
-    assert "'tag" in str(info.value)  # how to write a tag instead
+    (batch,) = TextReader(spec=FeatureSpec()).read(path)
+    assert batch.initial is not None and batch.initial.tolist() == [0.0, initial]
+    assert batch.tags() == ["", tag]
+    margins = Model(FeatureSpec()).decision_function(batch)
+    assert margins.tolist() == [0.0, initial]  # a new model's weights are all 0
+    plain = tmp_path / "plain.vw"
+    plain.write_text("1 | a\n0 1 0 | a\n")
+    assert next(iter(TextReader(spec=FeatureSpec()).read(plain))).initial is None
 
 
 @pytest.mark.parametrize(
@@ -97,7 +102,6 @@ def test_an_initial_prediction_is_refused_with_its_line(
         ("inf | x", "inf", "label"),  # VW: label inf
         ("1 'a 2 | x", "'a", "importance weight"),  # VW: weight 0, initial 2
         ("1 2 3 4 | x", "4", "unexpected token"),  # VW: too many tokens, unlabeled
-        ("1 2 3", "3", "initial prediction"),  # VW: tag 3 (no bar)
         ("x:y", "x:y", "label"),  # VW: an unlabeled example tagged x:y
         ("1 | x:1e40", "x:1e40", "feature value"),  # VW: value inf
         ("1 | x:nan", "x:nan", "feature value"),
@@ -258,8 +262,9 @@ def vw_parse(path: pathlib.Path, args: str) -> list[dict]:
 
 
 def assert_same_as_vw(path: pathlib.Path, spec: FeatureSpec, args: str) -> tuple[int, int]:
-    """Every line of ``path``: shoal's label, weight, tag and indices equal VW's, its values
-    are within ``MAX_ULPS``. Returns the number of lines and the largest difference in ulps."""
+    """Every line of ``path``: shoal's label, weight, initial prediction, tag and indices equal
+    VW's, its values are within ``MAX_ULPS``. Returns the number of lines and the largest
+    difference in ulps."""
     expected = vw_parse(path, args)
     batches = list(TextReader(spec=spec, format="vw").read(path))
     rows = [(b, i) for b in batches for i in range(len(b))]
@@ -269,7 +274,8 @@ def assert_same_as_vw(path: pathlib.Path, spec: FeatureSpec, args: str) -> tuple
         where = b.where(i)
         label = math.nan if vw["label"] is None else vw["label"]
         assert np.array_equal([b.labels[i]], [label], equal_nan=True), where
-        assert (b.weights[i], b.tag(i), vw["initial"]) == (vw["weight"], vw["tag"], 0.0), where
+        got = (b.weights[i], b.tag(i), b.initial_margins()[i])
+        assert got == (vw["weight"], vw["tag"], vw["initial"]), where
         s, e = b.indptr[i], b.indptr[i + 1]
         assert b.indices[s:e].tolist() == [h & spec.mask for h, _ in vw["features"]], where
         values = np.array([v for _, v in vw["features"]], dtype=np.float32)
@@ -299,6 +305,9 @@ def test_the_issue_lines_read_as_a_live_vw_reads_them(tmp_path: pathlib.Path) ->
         "1 |f a:1 :2 |f :3",
         "1 |f :0 :2 a:0 :3",
         "1 |f:2 :1 |user id=7 age:0.31 |ad campaign=3 price:2.5",
+        "0 1 0.5 'tag | a",
+        "0 1 0.5 | a",
+        "1 2 -3 | a",
     ]
     path = tmp_path / "issue.vw"
     path.write_text("\n".join(lines) + "\n")

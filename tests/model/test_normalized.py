@@ -164,13 +164,29 @@ def test_initial_t_is_for_the_normalized_optimizer() -> None:
     assert LearnerConfig().optimizer == "normalized"
 
 
-def test_agrees_with_vowpal_wabbit(tmp_path: Path) -> None:
+def _with_initial_predictions(path: Path) -> None:
+    """Give every line of a generated file an initial prediction (the label's third number)."""
+    lines = path.read_text().splitlines()
+    path.write_text(
+        "".join(
+            f"{line.split(' ', 1)[0]} 1 {(i % 7 - 3) * 0.25} {line.split(' ', 1)[1]}\n"
+            for i, line in enumerate(lines)
+        )
+    )
+
+
+@pytest.mark.parametrize("initial", [False, True])
+def test_agrees_with_vowpal_wabbit(tmp_path: Path, initial: bool) -> None:
     """The same lines, hashing and default flags as VW 9: the same predictions, to float32's
-    precision (VW computes the update in float32, shoal in float64: margins differ by ~1e-5)."""
+    precision (VW computes the update in float32, shoal in float64: margins differ by ~1e-5);
+    with initial predictions too (VW adds them to the margin, in learning and prediction)."""
     vw = pytest.importorskip("vowpalwabbit")  # the [bench] extra
     train, test = tmp_path / "train.vw", tmp_path / "test.vw"
     generate_clicks(train, 3000, data_seed=1)
     generate_clicks(test, 500, data_seed=2)
+    if initial:
+        _with_initial_predictions(train)
+        _with_initial_predictions(test)
     ws = vw.Workspace(arg_list=["--loss_function", "logistic", "-b", "18", "--quiet"])
     for line in train.read_text().splitlines():
         ws.learn(line)
