@@ -6,7 +6,12 @@ the same bits), River's LogisticRegression on a slice of it. The load generator
 (serve_load.py) is another process. Every server gets the same VW lines; every reply is checked.
 See benchmarks/README.md.
 
+``--shoal-models linear fm`` serves each kind of model (linear, a factorization machine of
+``--rank``, a field-aware one of the click file's two namespaces) from a server of its own, in
+turn in each cell, and reports each kind's throughput against the linear one's.
+
     python benchmarks/bench_serve.py [--quick] [--concurrency 1 16 64] [--duration S]
+        [--shoal-models linear fm ffm] [--rank K]
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,8 @@ from serve_load import GRACE, check_body, check_line
 
 HERE = Path(__file__).resolve().parent
 NAME = "clicks"  # the served model's name in shoal's URLs
+KINDS = ("linear", "fm", "ffm")  # of shoal's models (--shoal-models)
+FFM_FIELDS = "cn"  # the click file's namespaces: categories, numbers
 OIP_INPUT = "lines"  # the name of the Open Inference Protocol input tensor of VW lines
 HOST = "127.0.0.1"
 
@@ -46,14 +53,20 @@ class Target:
     server: str  # shoal, river, vw, echo
     interface: str  # JSON API, OIP v2, HTTP, TCP, TCP pipelined
     peer: bool = False
+    kind: str = "linear"  # shoal's model: linear, fm, ffm
 
     @property
     def tcp(self) -> bool:
         return self.interface.startswith("TCP")
 
     @property
+    def name(self) -> str:
+        """The server's name in ports, logs and reports: shoal's FM is ``shoal-fm``."""
+        return self.server if self.kind == "linear" else f"{self.server}-{self.kind}"
+
+    @property
     def label(self) -> str:
-        return f"{self.server} {self.interface}"
+        return f"{self.name} {self.interface}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,17 @@ class Scenario:
     learn_every: int = 0  # every n-th request (HTTP) or line (TCP) is a labeled one; 0: never
 
 
-def scenarios(batch: int) -> list[Scenario]:
+def scenarios(batch: int, kinds: tuple[str, ...] = ("linear",)) -> list[Scenario]:
+    """The scenarios, each of shoal's targets once per model kind in ``kinds``."""
+    out = []
+    for sc in _scenarios(batch):
+        each = [[replace(t, kind=k) for k in kinds] if t.server == "shoal" else [t]
+                for t in sc.targets]  # fmt: skip
+        out.append(replace(sc, targets=tuple(t for ts in each for t in ts)))
+    return out
+
+
+def _scenarios(batch: int) -> list[Scenario]:
     river, vw = Target("river", "HTTP", peer=True), Target("vw", "TCP", peer=True)
     vw_pipe = Target("vw", "TCP pipelined", peer=True)
     shoal_json, shoal_tcp = Target("shoal", "JSON API"), Target("shoal", "TCP")
@@ -216,21 +239,22 @@ class Running:
     checks: dict[str, str] = field(default_factory=dict)  # server -> its model check
 
     def port(self, t: Target) -> int:
-        return self.ports[f"{t.server}-tcp" if t.tcp else t.server]
+        return self.ports[f"{t.name}-tcp" if t.tcp else t.name]
 
 
 def start_servers(sc: Scenario, procs: Processes, models: dict[str, Path], args: Any,
                   state: Path, pool: Pool) -> Running:  # fmt: skip
     run = Running()
     servers = {t.server for t in sc.targets}
+    models = {**models, "shoal-linear": models["shoal"]}
     py = sys.executable
     if "echo" in servers:
         run.ports |= {"echo": free_port(), "echo-tcp": free_port()}
         echo = [py, str(HERE / "serve_load.py"), "--echo", HOST]
         proc = procs.start("echo", [*echo, str(run.ports["echo"]), str(run.ports["echo-tcp"])])
         wait_until(proc, lambda: send_lines(run.ports["echo-tcp"], ["'x |"]), "the echo server")
-    if "shoal" in servers:
-        start_shoal(sc, procs, models["shoal"], state / sc.name, run, pool.lines[0],
+    for kind in dict.fromkeys(t.kind for t in sc.targets if t.server == "shoal"):
+        start_shoal(sc, procs, models, kind, state / sc.name, run, pool.lines[0],
                     args.shoal_processes)  # fmt: skip
     if "river" in servers:
         run.ports["river"] = port = free_port()
@@ -244,28 +268,30 @@ def start_servers(sc: Scenario, procs: Processes, models: dict[str, Path], args:
         proc = procs.start("vw", [*argv, "--link", "logistic"])
         wait_until(proc, lambda: send_lines(port, [pool.lines[0]])[0].endswith(b"\n"), "VW")
     for t in sc.targets:
-        if t not in run.skipped and t.server != "echo" and t.server not in run.checks:
-            run.checks[t.server] = model_check(t, run.port(t), pool)
+        if t not in run.skipped and t.server != "echo" and t.name not in run.checks:
+            run.checks[t.name] = model_check(t, run.port(t), pool)
     return run
 
 
-def start_shoal(sc: Scenario, procs: Processes, model: Path, state: Path, run: Running,
-                probe: str, processes: int | None = None) -> None:  # fmt: skip
-    """``shoal serve`` (with ``--tcp`` when a target needs it); targets it lacks are skipped."""
-    run.ports["shoal"] = port = free_port()
-    argv = [str(Path(sys.executable).with_name("shoal")), "serve", str(model), "--name", NAME]
-    argv += ["--state-dir", str(state), "--http", f"{HOST}:{port}"]
+def start_shoal(sc: Scenario, procs: Processes, models: dict[str, Path], kind: str, state: Path,
+                run: Running, probe: str, processes: int | None = None) -> None:  # fmt: skip
+    """``shoal serve`` of the ``kind`` model (with ``--tcp`` when a target needs it); targets it
+    lacks are skipped."""
+    me = Target("shoal", "", kind=kind).name
+    run.ports[me] = port = free_port()
+    argv = [str(Path(sys.executable).with_name("shoal")), "serve", str(models[f"shoal-{kind}"])]
+    argv += ["--name", NAME, "--state-dir", str(state / kind), "--http", f"{HOST}:{port}"]
     if processes is not None:  # front-end processes (default: shoal's, one per core)
         argv += ["--processes", str(processes)]
-    tcp = [t for t in sc.targets if t.server == "shoal" and t.tcp]
+    tcp = [t for t in sc.targets if t.name == me and t.tcp]
     if tcp:
-        run.ports["shoal-tcp"] = free_port()
-        argv += ["--tcp", f"{HOST}:{run.ports['shoal-tcp']}"]
-    proc = procs.start("shoal", argv)
+        run.ports[f"{me}-tcp"] = free_port()
+        argv += ["--tcp", f"{HOST}:{run.ports[f'{me}-tcp']}"]
+    proc = procs.start(me, argv)
     try:
-        wait_until(proc, lambda: http_call(port, "GET", "/v2/health/ready")[0] == 200, "shoal")
+        wait_until(proc, lambda: http_call(port, "GET", "/v2/health/ready")[0] == 200, me)
     except ServerExited:
-        said = procs.log("shoal")
+        said = procs.log(me)
         refusal = [line for line in said.splitlines() if "--tcp" in line]
         if tcp and refusal:
             for t in tcp:
@@ -273,9 +299,9 @@ def start_shoal(sc: Scenario, procs: Processes, model: Path, state: Path, run: R
             return
         raise ServerExited(f"shoal serve did not start:\n{said}") from None
     if tcp:
-        lines_port = run.ports["shoal-tcp"]
-        wait_until(proc, lambda: send_lines(lines_port, [probe])[0].endswith(b"\n"), "shoal TCP")
-    oip = Target("shoal", "OIP v2")
+        lines_port = run.ports[f"{me}-tcp"]
+        wait_until(proc, lambda: send_lines(lines_port, [probe])[0].endswith(b"\n"), me + " TCP")
+    oip = Target("shoal", "OIP v2", kind=kind)
     if oip in sc.targets:
         status, body = http_call(port, "POST", f"/v2/models/{NAME}/infer", oip_body(["| a"]))
         if status in (404, 405):
@@ -389,7 +415,7 @@ def run_cell(t: Target, sc: Scenario, run: Running, pool: Pool, clients: int, ar
         path.write_text(json.dumps(job | {"connections": len(range(i, clients, n))}))
         argv = [sys.executable, str(HERE / "serve_load.py"), str(path)]
         loads.append(procs.start(f"load-{i}", argv, stdout=subprocess.PIPE))
-    cell = Cell(sc.name, t.server, t.interface, clients, args.duration)
+    cell = Cell(sc.name, t.name, t.interface, clients, args.duration)
     latencies: list[int] = []
     for proc in loads:
         out, _ = proc.communicate(timeout=args.warmup + args.duration + GRACE + 120)
@@ -430,6 +456,12 @@ def report(sc: Scenario, cells: list[Cell], run: Running, args: Any) -> None:
         print(f"- {t.label}: skipped: {why}")
     for server, check in run.checks.items():
         print(f"- {server}: {check}")
+    linear = {(c.interface, c.clients): c.records for c in cells if c.server == "shoal"}
+    for c in cells:  # each kind of model against the linear one, in the same scenario
+        base = linear.get((c.interface, c.clients))
+        if c.server.startswith("shoal-") and base:
+            print(f"- {c.server} / shoal (linear), {c.interface}, {c.clients} clients: "
+                  f"{c.records / base:.2f}x records/s")  # fmt: skip
     for c in cells:
         for sample in c.error_samples[:2]:
             print(f"- error, {c.server} {c.interface}, {c.clients} clients: {sample}")
@@ -447,11 +479,18 @@ def prepare(args: Any) -> tuple[dict[str, Path], Pool]:
         wall, _ = spawn(train, run / f"serve.{tool}.train.log")
         print(f"trained {tool} on {args.rows:,} rows in {wall:.1f} s", file=sys.stderr)
         models[tool] = run / f"serve.{tool}.model"
+    for kind in (k for k in args.shoal_models if k != "linear"):
+        train, _, _ = commands("shoal", ds, args.bits, run)
+        models[f"shoal-{kind}"] = train[train.index("-o") + 1] = run / f"serve.shoal-{kind}.model"
+        train += ["--model", kind, "--rank", str(args.rank)]
+        train += ["--fields", FFM_FIELDS] if kind == "ffm" else []
+        wall, _ = spawn(list(map(str, train)), run / f"serve.shoal-{kind}.train.log")
+        print(f"trained shoal {kind} on {args.rows:,} rows in {wall:.1f} s", file=sys.stderr)
     return models, Pool.read(pool_file)
 
 
 def main() -> None:
-    names = [s.name for s in scenarios(100)]
+    names = [s.name for s in _scenarios(100)]
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="short cells: --duration 2 --warmup 0.5")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64], help="clients")
@@ -468,6 +507,15 @@ def main() -> None:
     p.add_argument("--shoal-processes", type=int, metavar="N",
                    help="shoal serve --processes N (default: one front end per core; 0: one "
                    "process for everything)")  # fmt: skip
+    p.add_argument(
+        "--shoal-models",
+        nargs="+",
+        choices=KINDS,
+        default=["linear"],
+        help="the kinds of model shoal serves, each from its own server (fm, ffm: "
+        "factorization machines of --rank; ffm's fields: the namespaces c and n)",
+    )
+    p.add_argument("--rank", type=int, default=8, help="the factorization machines' rank")
     p.add_argument("--workdir", type=Path, default=ROOT / "bench-data", help="data and models")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = p.parse_args()
@@ -488,7 +536,8 @@ def main() -> None:
           f"{len(pool.lines):,} distinct request lines")  # fmt: skip
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="serve-") as tmp:
-        for sc in (s for s in scenarios(args.batch) if s.name in args.scenarios):
+        kinds = tuple(args.shoal_models)
+        for sc in (s for s in scenarios(args.batch, kinds) if s.name in args.scenarios):
             done = []
             with Processes(args.workdir / "runs") as procs:
                 run = start_servers(sc, procs, models, args, Path(tmp), pool)

@@ -88,11 +88,20 @@ class _ModelCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats, histograms = {}, {}
+        info = GaugeMetricFamily(
+            "shoal_model_info",
+            "What the live model computes: its kind (linear, fm, ffm) and rank (0: linear)",
+            labels=["model", "kind", "rank"],
+        )
         for name, service in self.services.items():
             try:
                 stats[name], histograms[name] = service.stats(), service.histograms()
+                config = service.learner.live.model.config
             except Unavailable:
                 continue  # shutting down
+            info.add_metric([name, config.model, str(config.rank)], 1.0)
+        if info.samples or not self.skip_empty:
+            yield info
         for key, (metric, text, counter) in _MODEL_METRICS.items():
             family = (CounterMetricFamily if counter else GaugeMetricFamily)(
                 metric, text, labels=["model"]

@@ -17,6 +17,9 @@ How shoal reads tensors (each holds one element per record, shape ``[N]`` or ``[
   ``ignore_unknown``, or ``--ignore-unknown``, drops it). Tensors cannot hold null, so an empty
   string or a NaN is a missing value.
 
+Model metadata also says what the model computes (``parameters``: ``model``, linear, fm or
+ffm, with an FM's ``rank`` and an FFM's ``fields``).
+
 Outputs: the prediction (``probability`` FP32 for logistic loss, ``class`` INT64 1..K for
 multiclass, else ``prediction`` FP32) and ``event_id`` (BYTES), the id that the JSON API's
 ``/feedback`` takes. Only the live version answers: a version in the URL must be it.
@@ -108,6 +111,7 @@ class OpenInference(Routes):
                 "platform": "shoal",
                 "inputs": model_inputs(live.model.spec),
                 "outputs": [_meta(n, d) for n, d in model_outputs(live.model.config)],
+                "parameters": model_kind(live.model.spec, live.model.config),
             }
         )
 
@@ -172,6 +176,17 @@ def model_inputs(spec: FeatureSpec) -> list[dict[str, Any]]:
     return [_meta(LINES, "BYTES")] + [
         _meta(c.name, "FP32" if c.role == "num" else "BYTES") for c in columns if c.is_feature
     ]
+
+
+def model_kind(spec: FeatureSpec, config: LearnerConfig) -> dict[str, Any]:
+    """What the model computes, for metadata: ``{"model": "linear"}``, or an FM's rank (and an
+    FFM's fields), which a hot swap may change (``POST /v1/models/{name}/load``)."""
+    if not config.factorized:
+        return {"model": config.model}
+    kind: dict[str, Any] = {"model": config.model, "rank": config.rank}
+    if spec.fields:
+        kind["fields"] = list(spec.fields)
+    return kind
 
 
 def model_outputs(config: LearnerConfig) -> list[tuple[str, str]]:

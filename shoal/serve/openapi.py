@@ -246,12 +246,22 @@ def _oip_paths() -> dict[str, Any]:
     m = "/v2/models/{name}"
     v = f"{m}/versions/{{version}}"
     model = _obj(
-        ["name", "versions", "platform", "inputs", "outputs"],
+        ["name", "versions", "platform", "inputs", "outputs", "parameters"],
         name={"type": "string"},
         versions={"type": "array", "items": {"type": "string"}, "description": "the live one"},
         platform={"const": "shoal"},
         inputs={"type": "array", "items": _TENSOR_META},
         outputs={"type": "array", "items": _TENSOR_META},
+        parameters=_obj(
+            ["model"],
+            model={"enum": ["linear", "fm", "ffm"]},
+            rank={"type": "integer", "description": "fm, ffm: numbers per latent vector"},
+            fields={
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "ffm: each field's namespace letters",
+            },
+        ),
     )
     ready = _obj(["name", "ready"], name={"type": "string"}, ready={"type": "boolean"})
     paths: dict[str, Any] = {

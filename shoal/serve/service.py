@@ -258,7 +258,9 @@ class ModelService(Predicting):
 
     def load(self, path: Any) -> Future[Version]:
         """Swap in the model file at ``path`` (same loss and classes) as a new version: a
-        regular file in the models directory (``models.py``), relative to it or absolute."""
+        regular file in the models directory (``models.py``), relative to it or absolute. Its
+        kind may differ (a linear model for an FM, an FFM of other fields): the event log keeps
+        records as text, and the labels, which are all a swap must keep, are the same."""
         found, payload = read_model_file(self.config.load_dir, path)
         model = Model.from_bytes(payload, str(path))
         current = self.learner.live.model.config

@@ -75,6 +75,7 @@ def test_server_and_model_metadata(served: tuple[Running, triton.InferenceServer
             {"name": "probability", "datatype": "FP32", "shape": [-1]},
             {"name": "event_id", "datatype": "BYTES", "shape": [-1]},
         ],
+        "parameters": {"model": "linear"},
     }
     assert client.get_model_metadata("ctr", "1") == meta
     assert client.is_model_ready("ctr") and client.is_model_ready("ctr", "1")

@@ -243,14 +243,22 @@ def test_command_line_refusals(
     assert "was made for model file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kind", [[], ["--model", "fm", "--rank", "4"]], ids=["linear", "fm"])
 def test_a_new_model_from_flags_serves_learns_and_restarts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], serve_process: Callable[..., ServeProcess]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    serve_process: Callable[..., ServeProcess],
+    kind: list[str],
 ) -> None:
     model, state = tmp_path / "fresh.shoal", str(tmp_path / "state")
     args = [str(model), "--new", "--loss", "squared", "--bits", "12", "-q", "uv",
-            "--state-dir", state, "--http", "127.0.0.1:0"]  # fmt: skip
+            "--state-dir", state, "--http", "127.0.0.1:0", *kind]  # fmt: skip
     server = serve_process(*args)
-    assert Model.load(model).config.loss == "squared" and Model.load(model).spec.bits == 12
+    made = Model.load(model)
+    assert (made.config.loss, made.spec.bits, made.config.model) == (
+        "squared", 12, kind[1] if kind else "linear",
+    )  # fmt: skip
+    assert made.config.rank == (4 if kind else 0)
     r = httpx.post(f"{server.url}/v1/models/fresh/learn?wait=true",
                    json={"records": ["2.5 |u a |v b", "-1 |u c"]})  # fmt: skip
     assert r.json()["applied"] is True

@@ -35,6 +35,7 @@ def test_status_page_draws_every_chart_from_a_learning_server(start, tmp_path: P
     assert int(points["requests"]) > 0 and int(points["latency"]) > 0, points
     assert int(points["loss"]) > 0, points
     assert re.search(r"<td>events learned</td><td>40</td>", result.dom), result.dom[-3000:]
+    assert "<td>kind</td><td>linear</td>" in result.dom  # an FM's says "fm, rank 8"
 
 
 def test_grafana_dashboard_queries_only_series_the_server_exports(start_both) -> None:

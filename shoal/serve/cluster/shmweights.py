@@ -11,7 +11,9 @@ The learner's live model *is* the current segment: ``Publisher.publish`` copies 
 weights and counters into a new segment once and points the model's arrays at it, so the learner
 thread's updates land in shared memory in place, and every front end that maps the segment sees
 them at once. The weights exist once in memory however many front ends there are (the
-optimizer's state stays private to the learner: predictions do not read it). A float32 store is
+optimizer's state stays private to the learner: predictions do not read it). A factorization
+machine's factors are weights like the others (one flat array, ``model/factors.py``): the
+header's config, with the model's kind and rank, says how a reader lays them out. A float32 store is
 atomic, so a reader sees each weight before or after an update, never torn -- the same argument
 that lets a single process predict without a lock (``learner.py``).
 

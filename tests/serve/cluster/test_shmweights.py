@@ -16,8 +16,12 @@ from shoal.serve.records import parse_lines
 LINES = ["1 |u a b |v x:0.5", "-1 |u c", "1 |v x:2 y"]
 
 
-def trained(lines: list[str]) -> Model:
-    model = Model(FeatureSpec(bits=8, interactions=("uv",)), LearnerConfig(loss="logistic"))
+def trained(lines: list[str], kind: str = "linear") -> Model:
+    """A linear model (-q uv), or an FM or FFM (fields u and v) of rank 4, taught ``lines``."""
+    spec = FeatureSpec(bits=8, interactions=("uv",) if kind != "ffm" else (),
+                       fields=("u", "v") if kind == "ffm" else ())  # fmt: skip
+    rank = 4 if kind != "linear" else 0
+    model = Model(spec, LearnerConfig(loss="logistic", model=kind, rank=rank))
     model.learn(parse_lines(model.spec, lines))
     return model
 
@@ -28,8 +32,9 @@ def rundir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_readers_see_the_learners_updates_in_place(rundir: Path) -> None:
-    model = trained(LINES)
+@pytest.mark.parametrize("kind", ["linear", "fm", "ffm"])  # the header says how to read them
+def test_readers_see_the_learners_updates_in_place(rundir: Path, kind: str) -> None:
+    model = trained(LINES, kind)
     expected = model.copy()
     publisher = Publisher(rundir)
     reader = Reader(rundir)
