@@ -70,7 +70,7 @@ def test_the_report_renders_in_a_headless_browser(
         print(f"\nreport screenshot: {shot}")
 
 
-@pytest.mark.parametrize("kind", ["linear", "fm"])
+@pytest.mark.parametrize("kind", ["linear", "fm", "ffm"])
 def test_the_weights_chart_shows_the_largest_linear_weights(
     kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -78,7 +78,9 @@ def test_the_weights_chart_shows_the_largest_linear_weights(
     data = tmp_path / "clicks.vw"
     generate_clicks(data, 3000)
     model, report = tmp_path / "m.shoal", tmp_path / "report.html"
-    assert main(["train", str(data), "-o", str(model), "--model", kind, "--bits", "14"]) == 0
+    fields = ["--fields", "c,n"] if kind == "ffm" else []  # the click data's namespaces
+    argv = ["train", str(data), "-o", str(model), "--model", kind, "--bits", "14", *fields]
+    assert main(argv) == 0
     assert main(["eval", str(model), str(data), "--report", str(report)]) == 0
     capsys.readouterr()
     titles = re.findall(r"<title>index (\d+): ([-+.\d]+)<", report.read_text())

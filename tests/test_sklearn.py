@@ -299,6 +299,10 @@ def test_ffm_columns_hash_as_the_namespaces_of_vw_text(tmp_path: Path) -> None:
     [batch] = TextReader(spec=clf.model_.spec).read_all([text])
     assert_array_equal(clf.model_.predict(batch), clf.predict_proba(frame)[:, 1])
     assert clf.score(frame, y) > 0.8
+    # an Arrow table's columns are named as a DataFrame's
+    pa = pytest.importorskip("pyarrow")
+    arrow = ShoalClassifier(model="ffm", fields=fields, random_state=0).fit(pa.table(frame), y)
+    assert_array_equal(arrow.model_.weights, clf.model_.weights)
 
 
 def test_ffm_partial_fit_over_chunks_is_fit_with_one_pass() -> None:
