@@ -9,6 +9,16 @@ interaction of features i and j is ``<v_i, v_j> x_i x_j``, at most ``|v_i| |v_j|
 (Cauchy-Schwarz), so a feature of small norm pairs weakly with every other, and the largest
 norms are the features that can take part in the strongest pairs. Every vector starts near
 ``start_norm``: a slot that no feature reached keeps about that.
+
+>>> from shoal.features.spec import FeatureSpec
+>>> from shoal.model.config import LearnerConfig
+>>> m = Model(FeatureSpec(bits=4), LearnerConfig(model="fm", rank=2))
+>>> m.linear_weights[[3, 5]] = [0.5, -2.0]
+>>> [(w.index, w.value) for w in largest_weights(m, 5)]
+[(5, -2.0), (3, 0.5)]
+>>> m.weights.reshape(16, m.width)[7, 1:] = [3.0, 4.0]  # slot 7's vector
+>>> largest_vectors(m, 1)
+[Vectors(index=7, norm=5.0, by_field=(5.0,))]
 """
 
 from __future__ import annotations
