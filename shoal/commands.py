@@ -29,6 +29,7 @@ from shoal.data.reader import ReadStats, TextReader, with_format
 from shoal.errors import ConfigError, ShoalError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
+from shoal.model import largest
 from shoal.model.config import LearnerConfig
 from shoal.model.evaluate import evaluate
 from shoal.model.model import Model, Progress
@@ -383,42 +384,65 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     model = Model.load(args.model)
-    k = model.config.outputs
-    w = model.weights.reshape(-1, k)
-    flat = np.abs(model.weights)
-    top = np.argsort(-flat, kind="stable")[: max(0, args.top)]
+    spec, cfg = model.spec, model.config
+    k = cfg.outputs
+    weights = largest.largest_weights(model, args.top)
+    vectors = largest.largest_vectors(model, args.top)
     info: dict[str, Any] = {
-        "spec": model.spec.to_dict(),
-        "config": model.config.to_dict(),
+        "kind": cfg.model,
+        **({"rank": cfg.rank} if cfg.factorized else {}),
+        **({"fields": list(spec.fields)} if spec.fields else {}),
+        "spec": spec.to_dict(),
+        "config": cfg.to_dict(),
         "counters": {"examples": model.examples_learned, "weighted_examples": model.counters[0]},
-        "nonzero_weights": int(np.count_nonzero(w)),
-        "top_weights": [
-            {"index": int(i // k), "class": int(i % k) + 1, "weight": float(model.weights[i])}
-            for i in top
-            if model.weights[i] != 0
-        ],
+        "nonzero_weights": int(np.count_nonzero(model.linear_weights)),
+        "top_weights": [{"index": t.index, "class": t.output, "weight": t.value} for t in weights],
     }
+    if cfg.factorized:
+        info["start_norm"] = largest.start_norm(model)
+        info["top_factors"] = [
+            {"index": t.index, "norm": t.norm}
+            | ({"fields": dict(zip(spec.fields, t.by_field, strict=True))} if spec.fields else {})
+            for t in vectors
+        ]
     if args.names:
         from shoal.data.names import invert_hash
 
-        found = invert_hash(
-            args.names, model.spec, (t["index"] for t in info["top_weights"]), format=args.format
-        )
-        for t in info["top_weights"]:  # most frequent first; none: not seen in DATA
+        listed = [*info["top_weights"], *info.get("top_factors", ())]
+        found = invert_hash(args.names, spec, (t["index"] for t in listed), format=args.format)
+        for t in listed:  # most frequent first; none: not seen in DATA
             t["names"] = [n for n, _ in sorted(found[t["index"]].items(), key=lambda x: -x[1])]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
+    kind: str = cfg.model
+    if cfg.factorized:
+        kind += f", rank {cfg.rank}" + (f", fields {', '.join(spec.fields)}" if spec.fields else "")
     print(f"model      {args.model}")
+    print(f"kind       {kind}")
     print(f"spec       {json.dumps(info['spec'])}")
     print(f"config     {json.dumps(info['config'])}")
     print(f"examples   {model.examples_learned:,} (weighted {model.counters[0]:,.6g})")
-    print(f"nonzero    {info['nonzero_weights']:,} of {w.size:,} weights")
+    linear = "linear weights" if cfg.factorized else "weights"
+    print(f"nonzero    {info['nonzero_weights']:,} of {model.linear_weights.size:,} {linear}")
+    if cfg.factorized:
+        print(f"largest {linear}:")
     for t in info["top_weights"]:
         cls = f" class {t['class']}" if k > 1 else ""
-        names = "  " + (", ".join(t["names"]) or "(not in the data)") if "names" in t else ""
-        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}{names}")
+        print(f"  index {t['index']:>10}{cls}  {t['weight']:+.6f}{_names(t)}")
+    if cfg.factorized:
+        print(f"largest latent vectors (norm; each starts near {info['start_norm']:.3g}):")
+    for t in info.get("top_factors", ()):
+        by = " ".join(f"{f}:{n:.4f}" for f, n in t.get("fields", {}).items())
+        print(f"  index {t['index']:>10}  {t['norm']:.6f}{f'  ({by})' if by else ''}{_names(t)}")
     return 0
+
+
+def _names(entry: dict[str, Any]) -> str:
+    """``inspect``'s names of a weight or vector, when ``--names`` asked for them."""
+    if "names" not in entry:
+        return ""
+    return "  " + (", ".join(entry["names"]) or "(not in the data)")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

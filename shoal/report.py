@@ -331,9 +331,9 @@ def write_report(
 ) -> None:
     """``shoal eval --report``: the page for ``model`` evaluated on ``data``, written
     atomically; ``kept`` holds the scores and labels that ``keeping_scores`` collected."""
-    w = np.abs(model.weights)
-    top = np.argsort(-w, kind="stable")[:20]
-    k = model.config.outputs
+    from shoal.model.largest import largest_weights
+
+    cfg = model.config
     try:
         curve = json.loads(extra["loss_curve"]) if "loss_curve" in extra else None
     except ValueError:
@@ -341,17 +341,18 @@ def write_report(
     page = render(
         ReportInput(
             title=f"shoal eval {Path(model_path).name}",
-            loss=model.config.loss,
+            loss=cfg.loss,
             metrics={**result, "examples": int(result["examples"])},
             scores=np.concatenate([s for s, _ in kept]),
             labels=np.concatenate([y for _, y in kept]),
-            top_weights=[(int(i // k), float(model.weights[i])) for i in top if w[i] > 0],
+            top_weights=[(t.index, t.value) for t in largest_weights(model, 20)],
             curve=curve,
             facts={
                 "model": str(model_path),
                 "data": " ".join(data),
-                "loss": model.config.loss,
-                "optimizer": model.config.optimizer,
+                "kind": cfg.model + (f", rank {cfg.rank}" if cfg.factorized else ""),
+                "loss": cfg.loss,
+                "optimizer": cfg.optimizer,
                 "examples learned": f"{model.examples_learned:,}",
             },
         )

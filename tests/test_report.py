@@ -11,6 +11,7 @@ import pytest
 from shoal.cli import main
 from shoal.data.synthetic import generate_clicks
 from shoal.model import metrics, modelfile
+from shoal.model.model import Model
 from shoal.report import ReportInput, calibration, render, roc_points
 from tests.browser import render as render_page
 
@@ -67,3 +68,27 @@ def test_the_report_renders_in_a_headless_browser(
     assert shot.stat().st_size > 10_000
     with capsys.disabled():
         print(f"\nreport screenshot: {shot}")
+
+
+@pytest.mark.parametrize("kind", ["linear", "fm", "ffm"])
+def test_the_weights_chart_shows_the_largest_linear_weights(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """By hashed slot: an FM's factors share its weight array but are no feature's weight."""
+    data = tmp_path / "clicks.vw"
+    generate_clicks(data, 3000)
+    model, report = tmp_path / "m.shoal", tmp_path / "report.html"
+    fields = ["--fields", "c,n"] if kind == "ffm" else []  # the click data's namespaces
+    argv = ["train", str(data), "-o", str(model), "--model", kind, "--bits", "14", *fields]
+    assert main(argv) == 0
+    assert main(["eval", str(model), str(data), "--report", str(report)]) == 0
+    capsys.readouterr()
+    titles = re.findall(r"<title>index (\d+): ([-+.\d]+)<", report.read_text())
+    shown = [(int(i), float(w)) for i, w in titles]
+    weights = Model.load(model).linear_weights
+    assert len(shown) == 20
+    assert all(w == pytest.approx(float(weights[i]), abs=1e-5) for i, w in shown)
+    assert [abs(w) for _, w in shown] == pytest.approx(
+        np.sort(np.abs(weights))[::-1][:20], abs=1e-5
+    )
+    assert f"<th>kind</th><td>{kind}" in report.read_text()

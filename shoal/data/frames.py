@@ -24,6 +24,7 @@ from shoal.data.batch import Batch
 from shoal.data.columns import assemble_for
 from shoal.data.records import BadRecord, RecordEncoder
 from shoal.errors import ConfigError, DataError
+from shoal.features.hashing import M32, namespace_hash
 from shoal.features.spec import FeatureSpec
 
 
@@ -73,10 +74,40 @@ def _untagged(spec: FeatureSpec, base: tuple, y: np.ndarray, w: np.ndarray, sour
     )
 
 
+def column_hashes(
+    n_columns: int, spec: FeatureSpec, namespaces: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 32-bit hash and namespace letter of each of a matrix's columns: column ``j`` is the
+    feature named ``str(j)`` of namespace ``namespaces[j]`` (default: every column in the
+    default namespace, a space), which hashes, by the all-digit rule, to ``j`` plus the
+    namespace's hash -- what ``|u j:value`` in VW text hashes to.
+
+    >>> h, letters = column_hashes(3, FeatureSpec(), "uu ")
+    >>> int(h[1] - h[0]), int(h[2]), letters.tolist()
+    (1, 2, [117, 117, 32])
+    """
+    if namespaces is None:
+        namespaces = " " * n_columns
+    if len(namespaces) != n_columns or not namespaces.isascii():
+        raise ConfigError(
+            "namespaces", f"needs one ASCII letter per column ({n_columns}), got {namespaces!r}"
+        )
+    letters = np.frombuffer(namespaces.encode(), dtype=np.uint8).copy()
+    ns_hash = np.zeros(256, dtype=np.int64)  # by letter; the default namespace's is a space's
+    for ch in set(namespaces):
+        ns_hash[ord(ch)] = namespace_hash("" if ch == " " else ch, spec.seed, spec.hash_version)
+    return (np.arange(n_columns, dtype=np.int64) + ns_hash[letters]) & M32, letters
+
+
 def batch_from_csr(
-    matrix: Any, spec: FeatureSpec, labels: Any = None, weights: Any = None
+    matrix: Any,
+    spec: FeatureSpec,
+    labels: Any = None,
+    weights: Any = None,
+    namespaces: str | None = None,
 ) -> Batch:
-    """A batch from a scipy sparse matrix (any format; converted to CSR) or a dense array.
+    """A batch from a scipy sparse matrix (any format; converted to CSR) or a dense array,
+    with each column's namespace from ``namespaces`` (``column_hashes``).
 
     Needs scipy (``pip install 'shoal[scipy]'``).
     """
@@ -92,10 +123,13 @@ def batch_from_csr(
         raise ConfigError("X", "the matrix holds NaN or infinite values")
     n = m.shape[0]
     y, w = _rows_meta(n, labels, weights)
-    # the all-digit rule of feature hashing: name str(j) hashes to j + the namespace's hash
-    h32 = (m.indices.astype(np.int64) + spec.default_hash) & 0xFFFFFFFF
-    letters = np.full(len(h32), 32, dtype=np.uint8)
-    base = (m.indptr.astype(np.int64), h32, letters, m.data.astype(np.float32))
+    h32, letters = column_hashes(m.shape[1], spec, namespaces)
+    base = (
+        m.indptr.astype(np.int64),
+        h32[m.indices],
+        letters[m.indices],
+        m.data.astype(np.float32),
+    )
     return _untagged(spec, base, y, w, "<matrix>")
 
 
