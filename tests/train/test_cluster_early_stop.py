@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +31,7 @@ PATIENCE = 2
 OPTIONS = TrainOptions(passes=8, early_stop=PATIENCE, parse_threads=1)  # one row in 10 held out
 CLUSTER = ClusterOptions(workers=2, shards=8, tasks_per_round=4)  # 2 rounds a pass, then a judge
 PER_PASS = 3
+DEADLINE = 120.0  # seconds: far beyond what a healthy run takes, short of a hung CI job
 
 
 def fresh() -> Model:
@@ -186,3 +191,46 @@ def test_a_restarted_coordinator_makes_the_same_decisions(
     again, report = Coordinator(fresh(), [clicks], OPTIONS, cluster).run()
     assert report.resumed_from_step == report.rounds and report.seconds == 0
     same_run(again, report, reference)
+
+
+def shoal(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "shoal.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE, check=False)
+
+
+@pytest.mark.slow
+def test_a_killed_shoal_train_resumes_to_the_same_stop_and_bytes(tmp_path: Path) -> None:
+    """``shoal train`` killed with SIGKILL (workers and all) once a pass after the first has been
+    judged the best so far, perhaps before the checkpoint names it; rerun, it ends as a run
+    never interrupted: the same line about the kept pass, the same model file."""
+    data = tmp_path / "clicks.vw"
+    generate_clicks(data, 10_000)
+    ckpt = tmp_path / "ckpt"
+    args = [data, "--workers", "2", "--shards", "8", "--tasks-per-round", "4", "--passes", "8",
+            "--early-stop", "2"]  # fmt: skip
+    undisturbed = shoal("train", *args, "-o", tmp_path / "reference.shoal")
+    assert undisturbed.returncode == 0, undisturbed.stderr
+    kept = re.search(r"\(pass (\d+) of (\d+), the best", undisturbed.stdout)
+    assert kept is not None and 2 <= int(kept[1]) < int(kept[2]) < 8, undisturbed.stdout
+
+    out = tmp_path / "model.shoal"
+    cmd = [sys.executable, "-m", "shoal.cli", "train", *map(str, args), "-o", str(out),
+           "--checkpoint-dir", str(ckpt)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # fmt: skip
+    try:
+        end = time.monotonic() + DEADLINE
+        while not (ckpt / BEST.format(1)).exists() and proc.poll() is None:
+            assert time.monotonic() < end, "no second pass judged the best"
+            time.sleep(0.002)  # a polling interval, not a synchronisation
+        assert proc.poll() is None, proc.communicate()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its workers
+        proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == -signal.SIGKILL and not out.exists()
+
+    done = shoal("train", *args, "-o", out, "--checkpoint-dir", ckpt)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"resumed at round [1-9]", done.stdout), done.stdout
+    assert kept[0] in done.stdout
+    assert out.read_bytes() == (tmp_path / "reference.shoal").read_bytes()
