@@ -253,8 +253,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="K",
         help="with several passes and a holdout: stop after K passes without a better holdout "
-        "loss and keep the best pass's model (default: 3 in one process; 0: never, keep the "
-        "last pass, the only choice with --workers)",
+        "loss and keep the best pass's model (default: 3; 0: never, keep the last pass)",
     )
     t.add_argument("--initial-model", metavar="MODEL", help="continue training this model file")
     t.add_argument(

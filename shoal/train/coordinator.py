@@ -21,21 +21,22 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from shoal.errors import ConfigError, ModelFileError, ShoalError
 from shoal.model.model import Model, Progress
-from shoal.model.modelfile import from_bytes, write_atomic
+from shoal.model.modelfile import ModelData, from_bytes, write_atomic
 from shoal.train.executor import Executor
 from shoal.train.merge import merge
 from shoal.train.plan import Shard, fingerprint, plan
-from shoal.train.single import TrainOptions, TrainReport
+from shoal.train.single import EarlyStop, TrainOptions, TrainReport
 from shoal.train.task import Task, TaskResult, TaskSpec
 
 Engine = Literal["local", "ray"]
 CHECKPOINT = "checkpoint.shoal"
+BEST = "best-pass-{}.shoal"  # beside the checkpoint: the best pass's model so far (early stopping)
 
 
 class TaskFailedError(ShoalError):
@@ -145,6 +146,7 @@ def _run_key(model: Model, opts: TrainOptions, cluster: ClusterOptions, data: st
         "on_bad_record": opts.on_bad_record,
         "shards": cluster.n_shards,
         "round": cluster.round_size,
+        "early_stop": opts.patience if opts.stops_early else 0,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -181,6 +183,8 @@ class Coordinator:
         self.executor = executor or make_executor(cluster)
         self.on_round = on_round
         self.report = ClusterReport(workers=cluster.workers)
+        self.early = EarlyStop(options.patience) if options.stops_early else None
+        self.held = Progress()  # the last pass's model on the held-out rows (early stopping)
         self.shards: list[Shard] = []  # planned by run()
         self._key = ""
         self._next_attempt = 0
@@ -196,19 +200,30 @@ class Coordinator:
         path = self._checkpoint_path()
         if path is None or not path.exists():
             return 0
+        data = self._load(path)
+        self.model = Model.from_data(data)
+        self.report.examples = int(data.extra.get("examples", "0"))
+        self.report.resumed_examples = self.report.examples
+        if self.early is not None:  # the passes judged so far, and the best one's model
+            losses = json.loads(data.extra.get("holdout_losses", "[]"))
+            self.early = EarlyStop.replay(self.options.patience, [float.fromhex(x) for x in losses])
+            if self.early.best_pass >= 0:
+                best = self._load(path.parent / BEST.format(self.early.best_pass))
+                self.early.best_model = Model.from_data(best)
+        return int(data.extra["step"])
+
+    def _load(self, path: Path) -> ModelData:
+        """A checkpoint's file, which must be this very run's."""
         try:
             data = from_bytes(path.read_bytes(), str(path))
-        except ModelFileError as exc:
+        except (ModelFileError, OSError) as exc:
             raise ShoalError(f"cannot resume: {exc}") from None
         if data.extra.get("run") != self._key:
             raise ShoalError(
                 f"checkpoint {path} belongs to another run (different data, model settings or "
                 "plan); use another --checkpoint-dir or delete it to start over"
             )
-        self.model = Model.from_data(data)
-        self.report.examples = int(data.extra.get("examples", "0"))
-        self.report.resumed_examples = self.report.examples
-        return int(data.extra["step"])
+        return data
 
     def _checkpoint(self, step: int) -> None:
         path = self._checkpoint_path()
@@ -216,18 +231,26 @@ class Coordinator:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         extra = {"run": self._key, "step": str(step), "examples": str(self.report.examples)}
+        if self.early is not None:  # floats in hex: a resumed run replays the same decisions
+            extra["holdout_losses"] = json.dumps([x.hex() for x in self.early.losses])
         write_atomic(path, self.model.to_bytes(extra))
+        if self.early is not None:  # the best model of another pass: no checkpoint needs it now
+            for old in path.parent.glob(BEST.format("*")):
+                if old.name != BEST.format(self.early.best_pass):
+                    old.unlink(missing_ok=True)
+
+    def _keep_best(self, pass_index: int) -> None:
+        """Write the model of ``pass_index``, the best so far, before a checkpoint names it."""
+        path = self._checkpoint_path()
+        if path is not None:
+            write_atomic(
+                path.parent / BEST.format(pass_index), self.model.to_bytes({"run": self._key})
+            )
 
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> tuple[Model, ClusterReport]:
         """Plan the data, resume from a checkpoint if any, and train round after round."""
-        if self.options.early_stop and self.options.stops_early:
-            raise ConfigError(
-                "early_stop",
-                "early stopping needs training in one process: with workers, pass "
-                "--early-stop 0 (early_stop=0) to keep the last pass, or train without --workers",
-            )
         self.executor.launch()  # workers start on the other cores while the data is planned
         try:
             self.shards = plan(self.inputs, self.cluster.n_shards)
@@ -241,7 +264,10 @@ class Coordinator:
             self.shards[i : i + self.cluster.round_size]
             for i in range(0, len(self.shards), self.cluster.round_size)
         ]
-        steps = len(rounds) * self.options.passes
+        # with early stopping every pass ends with one more step: each shard's held-out rows
+        # score the pass's model (the tasks of that step learn nothing)
+        per_pass = len(rounds) + (self.early is not None)
+        steps = per_pass * self.options.passes
         step = self._resume()
         self.report.resumed_from_step = step
         spec = TaskSpec(
@@ -254,23 +280,19 @@ class Coordinator:
         )
         pass_progress = Progress()
         if step >= steps:  # a finished run's checkpoint: nothing left to do
-            return self._finish(steps, pass_progress)
+            return self._finish(per_pass, pass_progress)
         self.executor.start()
         start = time.perf_counter()  # the report's time leaves out starting the workers
         while step < steps:
-            pass_index, r = divmod(step, len(rounds))
+            pass_index, r = divmod(step, per_pass)
             if r == 0:
                 pass_progress = Progress()
-            results = self._round(step, rounds[r], spec)
-            self.model = merge(self.model, results)
-            for res in results:
-                pass_progress.stats += res.stats
-                self.report.bytes_read += res.bytes_read
-                self.report.skipped += res.skipped
-                self.report.first_skipped = self.report.first_skipped or res.first_skipped
-                self.report.add_cache(res.cache)
-            self.report.examples += sum(int(res.counters[1]) for res in results)
-            step += 1
+            if r < len(rounds):
+                self._learn(step, rounds[r], spec, pass_progress)
+                step += 1
+            else:  # the pass is over: its model is judged
+                over = self._judge(step, pass_index, replace(spec, score=True))
+                step = steps if over else step + 1
             self._checkpoint(step)
             if r == len(rounds) - 1:
                 self.report.pass_losses.append(pass_progress.loss)
@@ -281,16 +303,55 @@ class Coordinator:
                 )  # fmt: skip
         self.executor.close()  # stopped before the clock: the report's time includes it
         self.report.seconds = time.perf_counter() - start
-        return self._finish(steps, pass_progress)
+        return self._finish(per_pass, pass_progress)
 
-    def _finish(self, steps: int, pass_progress: Progress) -> tuple[Model, ClusterReport]:
+    def _learn(self, step: int, shards: list[Shard], spec: TaskSpec, progress: Progress) -> None:
+        """One round: its tasks learn their shards, merged into the next global model."""
+        results = self._round(step, shards, spec)
+        self.model = merge(self.model, results)
+        for res in results:
+            progress.stats += res.stats
+            self.report.bytes_read += res.bytes_read
+            self.report.skipped += res.skipped
+            self.report.first_skipped = self.report.first_skipped or res.first_skipped
+            self.report.add_cache(res.cache)
+        self.report.examples += sum(int(res.counters[1]) for res in results)
+
+    def _judge(self, step: int, pass_index: int, spec: TaskSpec) -> bool:
+        """Score the pass's model on the held-out rows of every shard, and let early stopping
+        judge it (as in one process); True when training is over, the model the best pass's.
+
+        The shards' losses are added up in shard order, so the sum, hence the decision, is the
+        same bits whoever ran which task and whenever its result came."""
+        assert self.early is not None
+        self.held = Progress()
+        for res in self._round(step, self.shards, spec):
+            self.held.stats += res.stats
+            self.report.add_cache(res.cache)
+        model = self.model
+        stop = self.early.after_pass(pass_index, self.held.holdout_loss, lambda: model)
+        if self.early.best_pass == pass_index:
+            self._keep_best(pass_index)
+        if not stop and pass_index < self.options.passes - 1:
+            return False
+        if self.early.best_model is not None:
+            self.model = cast(Model, self.early.best_model)
+        return True
+
+    def _finish(self, per_pass: int, pass_progress: Progress) -> tuple[Model, ClusterReport]:
         self.report.passes = self.options.passes
-        self.report.rounds = steps
         self.report.progressive_loss = (
             self.report.pass_losses[0] if self.report.pass_losses else math.nan
         )
         self.report.holdout_loss = pass_progress.holdout_loss
         self.report.holdout_examples = pass_progress.holdout_examples
+        if self.early is not None:  # the passes run, each judged; the best pass's loss
+            self.report.passes = len(self.early.losses)
+            self.report.holdout_examples = self.held.holdout_examples
+            self.early.report(self.report)
+        self.report.rounds = per_pass * self.report.passes
+        # a run that stopped early checkpointed the end of the plan: its last step is this one
+        self.report.resumed_from_step = min(self.report.resumed_from_step, self.report.rounds)
         return self.model, self.report
 
     def _round(self, step: int, shards: list[Shard], spec: TaskSpec) -> list[TaskResult]:

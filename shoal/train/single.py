@@ -39,8 +39,7 @@ class TrainOptions:
     not improved on the best (VW's ``--early_terminate``, 3 by default), and the model is the
     best pass's: several passes never end worse on the held-out examples than one.
     ``early_stop`` 0 never stops early and keeps the last pass (the holdout loss is then
-    progressive, measured during the last pass); None (the default) is 3 in one process and 0
-    in distributed training, which refuses early stopping.
+    progressive, measured during the last pass); None (the default) is 3.
     """
 
     format: Format | None = None
@@ -107,6 +106,9 @@ class EarlyStop:
     [False, False, False, True]
     >>> e.best_pass, e.best_model
     (1, '1')
+    >>> again = EarlyStop.replay(2, losses[:3])  # a resumed run: the same decision follows
+    >>> again.after_pass(3, losses[3], copy=lambda: '3'), again.best_pass
+    (True, 1)
     """
 
     def __init__(self, patience: int) -> None:
@@ -115,10 +117,21 @@ class EarlyStop:
         self.best_pass = -1
         self.best_model: object = None
         self.no_win = 0
+        self.losses: list[float] = []  # of every pass judged, in order
+
+    @classmethod
+    def replay(cls, patience: int, losses: Sequence[float]) -> EarlyStop:
+        """The state after judging passes with ``losses`` (those a checkpoint recorded), less
+        the best model, which the caller restores: a resumed run decides as the first would."""
+        early = cls(patience)
+        for pass_index, loss in enumerate(losses):
+            early.after_pass(pass_index, loss, copy=lambda: None)
+        return early
 
     def after_pass(self, pass_index: int, holdout_loss: float, copy: Callable[[], object]) -> bool:
         """Record a pass (``copy()`` makes a copy of its model, called for a new best); True when
         training should stop. A NaN loss (no row was held out) decides nothing."""
+        self.losses.append(holdout_loss)
         if math.isnan(holdout_loss):
             return False
         if holdout_loss < self.best_loss:
@@ -127,6 +140,12 @@ class EarlyStop:
             return False
         self.no_win += 1
         return self.no_win >= self.patience
+
+    def report(self, report: TrainReport) -> None:
+        """Put the passes' holdout losses, the best pass and its loss in ``report``."""
+        report.holdout_losses = self.losses
+        if self.best_pass >= 0:
+            report.best_pass, report.holdout_loss = self.best_pass, self.best_loss
 
 
 @dataclass
@@ -220,22 +239,22 @@ def train(
             if early is not None and frozen is not None:
                 before = frozen
                 frozen = model.copy()
-                if pass_index > 0:  # this pass scored the previous pass's model
-                    report.holdout_losses.append(prog.holdout_loss)
-                    if early.after_pass(pass_index - 1, prog.holdout_loss, _keep(before)):
-                        stopped = True
-                        break
+                # this pass scored the previous pass's model
+                if pass_index > 0 and early.after_pass(
+                    pass_index - 1, prog.holdout_loss, _keep(before)
+                ):
+                    stopped = True
+                    break
         if early is not None and not stopped:  # the last pass's model: one more read, scoring it
             last = Progress()
             for batch in reader.read_all(paths, ReadStats()):
                 model.score_holdout(batch, period, last)
-            report.holdout_losses.append(last.holdout_loss)
             early.after_pass(report.passes - 1, last.holdout_loss, model.copy)
-        if early is not None and early.best_model is not None:
-            best = cast("Model", early.best_model)
-            model.weights, model.state, model.counters = best.weights, best.state, best.counters
-            report.best_pass = early.best_pass
-            report.holdout_loss = early.best_loss
+        if early is not None:
+            early.report(report)
+            if early.best_model is not None:
+                best = cast("Model", early.best_model)
+                model.weights, model.state, model.counters = best.weights, best.state, best.counters
     finally:
         if isinstance(reader, CachedReader):
             reader.close()  # its files stay mapped only while the run uses them

@@ -24,7 +24,11 @@ from shoal.train.plan import Shard
 @dataclass(frozen=True, kw_only=True)
 class TaskSpec:
     """What every task of a run shares: how to read (``cache``: the binary cache's directory,
-    where each shard is cached by the worker that first reads it), and the holdout."""
+    where each shard is cached by the worker that first reads it), and the holdout.
+
+    ``score`` makes the tasks of a step judge the step's model, the model of a finished pass:
+    they score the shard's held-out rows and learn nothing (early stopping).
+    """
 
     format: Format | None = None
     on_bad_record: BadRecordPolicy = "stop"
@@ -33,6 +37,7 @@ class TaskSpec:
     parse_threads: int = 1  # parse ahead of the learner; the result does not depend on it
     cache: str | None = None
     cache_session: str = field(default_factory=new_session)  # one per run: files checked once
+    score: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def _shift_message(text: str, shard: Shard) -> str:
 
 
 def run_task(task: Task, base: Model) -> TaskResult:
-    """Learn ``task.shard`` on a copy of ``base``; return the sparse difference."""
-    model = base.copy()
+    """Learn ``task.shard`` on a copy of ``base``; return the sparse difference (with
+    ``task.spec.score``: none, and the loss of ``base`` on the held-out rows in ``stats``)."""
+    model = base if task.spec.score else base.copy()
     text = TextReader(
         spec=model.spec,
         format=task.spec.format,
@@ -96,8 +102,12 @@ def run_task(task: Task, base: Model) -> TaskResult:
     # lines not counted by the plan: numbered from the range's start, made true on an error
     first = 0 if s.first_line is None else s.first_line
     try:
+        period = task.spec.holdout_period
         for batch in reader.read(s.path, stats, start=s.start, end=s.end, first_line=first):
-            model.learn(batch, holdout_period=task.spec.holdout_period, progress=prog)
+            if task.spec.score:
+                model.score_holdout(batch, period, prog)
+            else:
+                model.learn(batch, holdout_period=period, progress=prog)
     except DataError as exc:
         if s.first_line is not None or exc.path != s.path:
             raise

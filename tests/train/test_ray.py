@@ -82,6 +82,19 @@ def test_ray_engine_matches_local_engine(ray_address, clicks, local_bytes):
     assert ray.is_initialized(), "the executor shut down a Ray instance it did not start"
 
 
+def test_ray_stops_early_where_local_does(ray_address, tmp_path):
+    """Early stopping: the same passes' losses to the bit, the same stop, the same model."""
+    data = tmp_path / "small.vw"
+    generate_clicks(data, 3000)
+    options = TrainOptions(passes=6, early_stop=1)
+    local, want = train_cluster(Model(), [data], options, ClusterOptions(workers=2))
+    model, report = train_cluster(Model(), [data], options, _ray_cluster(ray_address))
+    assert 0 <= want.best_pass < want.passes < options.passes  # it stopped early
+    assert (report.passes, report.best_pass) == (want.passes, want.best_pass)
+    assert [x.hex() for x in report.holdout_losses] == [x.hex() for x in want.holdout_losses]
+    assert model.to_bytes() == local.to_bytes()
+
+
 class _KillingExecutor(RayExecutor):
     """Kills the actor of attempt ``victim`` with SIGKILL right after submitting it.
 

@@ -13,7 +13,7 @@ from shoal.data.synthetic import generate_clicks
 from shoal.errors import ConfigError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model, Progress
-from shoal.train.single import TrainOptions, train
+from shoal.train.single import EarlyStop, TrainOptions, train
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,21 @@ def test_several_passes_hold_out_one_row_in_ten_by_default() -> None:
     assert not TrainOptions(passes=3, early_stop=0).stops_early
     with pytest.raises(ConfigError, match="early_stop"):
         TrainOptions(early_stop=-1)
+
+
+def test_patience_counts_the_passes_in_a_row_without_a_better_loss() -> None:
+    """A pass that does better again starts the count over, a NaN (nothing held out) counts for
+    nothing, and a run resumed from the losses so far (``replay``) takes the same decisions."""
+    losses = [0.5, 0.52, float("nan"), 0.45, 0.47, 0.45, 0.48]
+    early = EarlyStop(patience=2)
+    stops = [early.after_pass(i, loss, copy=lambda i=i: i) for i, loss in enumerate(losses)]
+    assert stops == [False, False, False, False, False, True, True]
+    assert (early.best_pass, early.best_model, early.best_loss) == (3, 3, 0.45)
+    for judged in range(len(losses)):
+        again = EarlyStop.replay(2, losses[:judged])
+        assert again.best_pass == max((i for i in (0, 3) if i < judged), default=-1)
+        rest = [again.after_pass(i, losses[i], copy=lambda: None) for i in range(judged, 7)]
+        assert rest == stops[judged:]
 
 
 def test_early_stopping_keeps_the_best_pass(clicks: Path) -> None:
