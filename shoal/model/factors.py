@@ -121,9 +121,9 @@ def _margin(w, slots, fields, values, a, b, F, k, W, A, sq, present):
 
 @njit(inline="always", cache=True)
 def _update_factors(w, s1, slots, fields, values, a, b, F, k, W, A, present, g, rate, l2f):
-    """AdaGrad steps of every factor of features ``a:b`` that pairs with a feature of the row,
-    for the loss gradient ``g`` (importance weight included); ``A`` holds the sums computed
-    before any of them moved."""
+    """AdaGrad steps of every factor ``v_{i,h}`` of features ``a:b`` for a field h the row has
+    (as libFM, a feature alone in its field still takes its L2 step), for the loss gradient ``g``
+    (importance weight included); ``A`` holds the sums computed before any of them moved."""
     for t in range(a, b):
         f = fields[t]
         if f >= F:

@@ -39,6 +39,10 @@ class Reference:
 
     def learn(self, row: list[tuple[int, float]], y: float, iw: float = 1.0) -> None:
         _, g = loss_grad(self.loss, self.predict(row), y)
+        self.update(row, g, iw)
+
+    def update(self, row: list[tuple[int, float]], g: float, iw: float) -> None:
+        """One example's step for the loss gradient ``g`` at its margin (without ``iw``)."""
         eta = self.lr / (1.0 + self.t) ** self.power_t
         self.t += iw
         g *= iw
