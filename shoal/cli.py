@@ -198,7 +198,7 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
     )
     p.add_argument(
         "--rank",
-        type=int,
+        type=_positive,  # 0 is the config's "default rank": on the command line, a mistake
         metavar="K",
         help=f"fm/ffm: numbers per latent vector (default: {DEFAULT_RANK})",
     )

@@ -24,7 +24,7 @@ from shoal._version import __version__
 from shoal.errors import ModelFileError, ShoalError
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
-from shoal.model.factors import slot_width
+from shoal.model.factors import field_count, slot_width
 from shoal.model.kernels import N_COUNTERS
 from shoal.model.optimizers import state_tensors
 
@@ -106,6 +106,18 @@ def write_atomic(path: str | os.PathLike[str], payload: bytes) -> None:
         raise
 
 
+def _layout(spec: FeatureSpec, config: LearnerConfig) -> str:
+    """What the expected shape of a model's tensors comes from, for a factorization machine."""
+    if not config.factorized:
+        return ""
+    fields = field_count(spec, config)
+    of = f" and {fields} fields" if config.model == "ffm" else ""
+    return (
+        f" (2**{spec.bits} slots of 1 + {fields} x {config.rank} numbers: its metadata says "
+        f"{config.model} of rank {config.rank}{of})"
+    )
+
+
 def save(path: str | os.PathLike[str], data: ModelData) -> None:
     write_atomic(path, to_bytes(data))
 
@@ -141,11 +153,13 @@ def from_bytes(payload: bytes, name: str) -> ModelData:
         raise ModelFileError(
             name, f"tensors {sorted(tensors)} do not match the expected {sorted(expected)}"
         )
-    for key in expected - {"counters"}:
+    for key in ("weights", *names):
         t = tensors[key]
         if t.dtype != np.float32 or t.shape != shape:
             raise ModelFileError(
-                name, f"tensor {key!r} is {t.dtype}{list(t.shape)}, expected float32{list(shape)}"
+                name,
+                f"tensor {key!r} is {t.dtype}{list(t.shape)}, expected float32{list(shape)}"
+                + _layout(spec, config),
             )
         if not np.isfinite(t).all():
             raise ModelFileError(name, f"tensor {key!r} holds NaN or infinite values")
