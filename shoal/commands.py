@@ -149,6 +149,7 @@ def _build_model(args: argparse.Namespace) -> Model:
         model = Model.load(initial)
         current = {**model.spec.to_dict(), **model.config.to_dict()}
         current["no_constant"] = not model.spec.constant
+        current["model"] = model.config.model  # a linear config's dict leaves it out
         rules = model.spec.hash_version
         for name, value in {**spec_args, **cfg_args}.items():
             have = current.get(name)

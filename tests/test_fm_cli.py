@@ -84,6 +84,22 @@ def test_two_passes_equal_one_pass_and_one_more_from_the_file(
     assert rc == 2 and "--rank" in err and "Traceback" not in err
 
 
+def test_a_linear_model_continues_with_model_linear_given(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model linear agrees with a linear file (whose config does not write its kind), and
+    --model fm does not."""
+    first, more = str(tmp_path / "lin.shoal"), str(tmp_path / "more.shoal")
+    assert main(["train", str(data), "-o", first, "--bits", "12"]) == 0
+    assert (
+        main(["train", str(data), "-o", more, "--initial-model", first, "--model", "linear"]) == 0
+    )
+    rc, err = run(
+        ["train", str(data), "-o", more, "--initial-model", first, "--model", "fm"], capsys
+    )
+    assert rc == 2 and "--model: 'fm' differs from the initial model's 'linear'" in err
+
+
 def held(model: Model, data: Path) -> int:
     """How many rows of ``data`` a run with --holdout 0.1 holds out."""
     prog = Progress()
