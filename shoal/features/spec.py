@@ -51,6 +51,14 @@ class FeatureSpec:
     or after it (squares too), and terms are deduplicated and sorted as ``vw_interactions``
     says. ``ignore`` lists namespace letters whose features are dropped.
 
+    ``fields`` are a field-aware FM's fields, each a string of namespace letters. A feature's
+    field is its namespace's, in every format: VW text's ``|ns``, a JSON object's key, and for a
+    schema's column (CSV, TSV, Parquet, tables) the column's ``ns=`` namespace, else the default
+    one, whose letter is a space. A schema's columns get fields of their own by being given
+    namespaces (``C1:cat:ns=a,C2:cat:ns=b`` with ``fields=("a", "b")``): a field per column
+    by default would give the same record another model as VW text than as CSV. The constant
+    and the features of a namespace in no field are in none (linear only).
+
     ``hash_version`` picks the hashing rules (``shoal.features.hashing``): 2, VW 9's, is the
     default; a model file written before version 2 existed has no such field and reads as 1,
     so its spec keeps hashing, and the model keeps predicting, as it did.

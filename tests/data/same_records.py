@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 from shoal.data.batch import Batch
 from shoal.features.schema import ColumnSchema
 
-SCHEMA = ColumnSchema.parse(
-    "label,weight,tag,I1,I2,I3,C1:cat,C2:cat,age:num:ns=user,city:cat:ns=user"
-)
+SCHEMA_TEXT = "label,weight,tag,I1,I2,I3,C1:cat,C2:cat,age:num:ns=user,city:cat:ns=user"
+SCHEMA = ColumnSchema.parse(SCHEMA_TEXT)
 DEFAULT_NS = ("I1", "I2", "I3", "C1", "C2")
 USER_NS = ("age", "city")
 COLUMNS = ("label", "weight", "tag", *DEFAULT_NS, *USER_NS)

@@ -22,6 +22,8 @@ import scipy.sparse as sp
 
 from shoal.cli import main
 from shoal.data import frames
+from shoal.data.batch import Batch
+from shoal.data.cache import CachedReader
 from shoal.data.reader import TextReader, guess_format
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
@@ -58,8 +60,21 @@ def read(path: Path | str, spec: FeatureSpec, **kw: object) -> list:
     return list(TextReader(spec=spec, block_bytes=1500, **kw).read(path))  # type: ignore[arg-type]
 
 
-def learn(batches: list) -> bytes:
-    model = Model(WITH_SCHEMA, LearnerConfig(loss="logistic", optimizer="adagrad"))
+MODELS = {  # a model of each kind over the records (explicit settings: whatever the defaults)
+    "linear": lambda: Model(WITH_SCHEMA, LearnerConfig(loss="logistic", optimizer="adagrad")),
+    "fm": lambda: Model(
+        WITH_SCHEMA,
+        LearnerConfig(optimizer="adagrad", model="fm", rank=3, factor_rate=0.05, init_scale=0.1),
+    ),
+    "ffm": lambda: Model(
+        dataclasses.replace(WITH_SCHEMA, interactions=(), fields=(" ", "u")),
+        LearnerConfig(optimizer="adagrad", model="ffm", rank=3, factor_rate=0.05, init_scale=0.1),
+    ),
+}
+
+
+def learn(batches: list, kind: str = "linear") -> bytes:
+    model = MODELS[kind]()
     for _ in range(2):
         for b in batches:
             model.learn(b)
@@ -199,11 +214,12 @@ def test_a_dataframe_infers_its_schema_as_parquet_does(tmp_path: Path) -> None:
     sr.assert_same(sr.concat(read(vw, SPEC)), sr.concat([frames.batch_from_pandas(df, SPEC)]))
 
 
-def test_learn_one_and_learn_frame_equal_learning_the_file(paths: dict[str, Path]) -> None:
-    reference = learn(read(paths["parquet"], WITH_SCHEMA))
-    one, frame, table = (
-        Model(WITH_SCHEMA, LearnerConfig(loss="logistic", optimizer="adagrad")) for _ in range(3)
-    )
+@pytest.mark.parametrize("kind", MODELS)
+def test_learn_one_and_learn_frame_equal_learning_the_file(
+    paths: dict[str, Path], kind: str
+) -> None:
+    one, frame, table = (MODELS[kind]() for _ in range(3))
+    reference = learn(read(paths["parquet"], one.spec), kind)
     df = sr.arrow_table(RECORDS).to_pandas()
     bare = sr.arrow_table(RECORDS).drop_columns(["label", "weight"])
     labels, weights = df["label"].to_numpy(), df["weight"].to_numpy()
@@ -216,7 +232,7 @@ def test_learn_one_and_learn_frame_equal_learning_the_file(paths: dict[str, Path
     assert frame.to_bytes() == reference
     assert table.to_bytes() == reference
     p = frame.predict_frame(df)
-    assert p.shape == (200,) and 0 < p.min() < p.max() < 1
+    assert p.shape == (200,) and 0 <= p.min() < p.max() <= 1 and len(np.unique(p)) > 100
     assert frame.predict_one(sr.dicts(RECORDS)[5]) == p[5]
 
 
@@ -296,3 +312,97 @@ def test_ignored_and_non_ascii_namespaces_agree(tmp_path: Path) -> None:
         assert ref["lens"].tolist() == ([4, 4] if not spec.ignore else [3, 3])
         for path, s in ((csv, with_schema), (jl, spec), (jl, with_schema), (pq_path, with_schema)):
             sr.assert_same(ref, sr.concat(read(path, s)), lines=False), path
+
+
+FFM_FIELDS = {"a field each": (" ", "u"), "user only": ("u",), "one field of both": (" u",)}
+
+
+def ffm(spec: FeatureSpec) -> Model:
+    cfg = LearnerConfig(model="ffm", optimizer="adagrad", rank=3, factor_rate=0.05)
+    return Model(spec, cfg)
+
+
+@pytest.mark.parametrize("fields", FFM_FIELDS.values(), ids=list(FFM_FIELDS))
+def test_every_reader_gives_an_ffm_the_fields_of_vw_text(
+    paths: dict[str, Path], tmp_path: Path, fields: tuple[str, ...]
+) -> None:
+    """A feature's field is its namespace's in every format (a schema column's: its ``ns=``,
+    else the default namespace, ' '), the cache keeps it, and so every reader trains the same
+    FFM and predicts the same."""
+    spec = FeatureSpec(bits=18, fields=fields)
+    with_schema = dataclasses.replace(spec, schema=sr.SCHEMA)
+    ref = sr.concat(read(paths["vw"], spec))
+    # what the fields must be: ' ' features first in each row, then 'u' ones, the constant last
+    plain = sr.concat(read(paths["vw"], FeatureSpec(bits=18)))
+    no_user = sr.concat(read(paths["vw"], FeatureSpec(bits=18, ignore="u")))
+    codes = spec.field_codes() >> 18
+    want = np.concatenate([
+        [codes[ord(" ")]] * (d - 1) + [codes[ord("u")]] * (n - d) + [codes[256]]
+        for n, d in zip(plain["lens"], no_user["lens"], strict=True)
+    ])  # fmt: skip
+    np.testing.assert_array_equal(ref["indices"] >> 18, want)
+    np.testing.assert_array_equal(ref["indices"] & spec.mask, plain["indices"])
+    assert set(want.tolist()) == set(range(len(fields) + 1))  # every field, and none
+
+    tsv = tmp_path / "r.tsv"
+    tsv.write_text(sr.csv_text(RECORDS).replace(",", "\t"))
+    cache = CachedReader(reader=TextReader(spec=spec, block_bytes=1500), directory=tmp_path / "c")
+    linear_cache = CachedReader(
+        reader=TextReader(spec=FeatureSpec(bits=18), block_bytes=1500), directory=tmp_path / "c"
+    )
+    assert sr.concat(list(linear_cache.read(paths["vw"])))["indices"].max() < spec.size
+    labels, weights = [r.label for r in RECORDS], [r.weight for r in RECORDS]
+    variants = {
+        "csv": read(paths["csv"], with_schema),
+        "tsv": read(tsv, with_schema),
+        "jsonl": read(paths["jsonl"], spec),
+        "jsonl+schema": read(paths["jsonl"], with_schema),
+        "parquet+schema": read(paths["parquet"], with_schema),
+        "cache, written": list(cache.read(paths["vw"])),  # not the linear spec's file
+        "cache, read": list(cache.read(paths["vw"])),
+        "table": [frames.batch_from_arrow(sr.arrow_table(RECORDS), with_schema)],
+        "dicts": [frames.batch_from_dicts(sr.dicts(RECORDS), spec, labels, weights)],
+    }
+    assert cache.stats.written == 1 and cache.stats.reads == 1
+    reference = ffm(with_schema)
+    for b in read(paths["vw"], spec):
+        reference.learn(b)
+    predictions = reference.predict(Batch.concat(read(paths["vw"], spec)))
+    assert np.std(predictions) > 0.01
+    for name, batches in variants.items():
+        got = sr.concat(batches)
+        for k in ("indices", "values", "lens", "labels", "weights"):
+            np.testing.assert_array_equal(got[k], ref[k], err_msg=f"{name}: {k}")
+        model = ffm(with_schema)
+        for b in batches:
+            model.learn(b)
+        assert model.to_bytes() == reference.to_bytes(), name
+        assert np.array_equal(model.predict(Batch.concat(batches)), predictions), name
+
+
+def test_the_cli_trains_one_ffm_from_vw_csv_parquet_and_its_cache(
+    paths: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--fields ' ,u'``: the default namespace and ``user``, whatever the format; with
+    ``--cache`` the second pass and the second run read the cache, and the model is the same."""
+    flags = ["--model", "ffm", "--fields", " ,u", "--rank", "2", "--factor-rate", "0.05",
+             "--passes", "2", "--bits", "16"]  # fmt: skip
+    schema = ["--schema", sr.SCHEMA_TEXT]
+    runs = {
+        "vw": [str(paths["vw"])],
+        "csv": [str(paths["csv"]), *schema],
+        "parquet": [str(paths["parquet"]), *schema],
+        "jsonl": [str(paths["jsonl"])],
+        "vw, cache": [str(paths["vw"]), "--cache", str(tmp_path / "cache")],
+        "vw, cache again": [str(paths["vw"]), "--cache", str(tmp_path / "cache")],
+    }
+    out = {}
+    for name, args in runs.items():
+        path = tmp_path / f"{name}.shoal"
+        assert main(["train", *args, "-o", str(path), *flags]) == 0, name
+        out[name] = Model.load(path)
+    vw = out.pop("vw")
+    assert vw.config.model == "ffm" and vw.spec.fields == (" ", "u")
+    for name, model in out.items():
+        assert np.array_equal(model.weights, vw.weights), name
+        assert np.array_equal(model.counters, vw.counters), name
