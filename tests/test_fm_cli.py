@@ -100,6 +100,27 @@ def test_a_linear_model_continues_with_model_linear_given(
     assert rc == 2 and "--model: 'fm' differs from the initial model's 'linear'" in err
 
 
+@pytest.mark.parametrize("kind", ["fm adagrad", "ffm normalized"])
+def test_predict_and_eval_of_the_file_are_the_models(
+    data: Path, tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, out = tmp_path / "m.shoal", tmp_path / "p.txt"
+    assert main(["train", str(data), "-o", str(path), *KINDS[kind], *EXPLICIT]) == 0
+    assert main(["predict", str(path), str(data), "-o", str(out)]) == 0
+    cli = np.array([float(x) for x in out.read_text().split()])
+    m = Model.load(path)
+    api = np.concatenate([m.predict(b) for b in TextReader(spec=m.spec).read(data)])
+    assert len(cli) == 600 and np.array_equal(cli, api)
+    linear = tmp_path / "linear.shoal"
+    assert main(["train", str(data), "-o", str(linear), "--bits", "12"]) == 0
+    capsys.readouterr()
+    for model in (path, linear):
+        assert main(["eval", str(model), str(data), "--json"]) == 0
+    ours, theirs = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert ours["examples"] == 600
+    assert ours["auc"] > theirs["auc"] + 0.03  # the labels follow a user x item interaction
+
+
 def held(model: Model, data: Path) -> int:
     """How many rows of ``data`` a run with --holdout 0.1 holds out."""
     prog = Progress()

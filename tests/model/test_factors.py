@@ -185,6 +185,10 @@ def test_holdout_rows_are_scored_not_learned(kind: str) -> None:
     ho_loss = (ref.ho_loss_sum - before[0]) / (ref.ho_weight_sum - before[1])
     assert second.holdout_loss == pytest.approx(ho_loss, rel=1e-6)
     assert second.holdout_loss != pytest.approx(first.holdout_loss, rel=1e-3)
+    scored = Progress()  # how training scores a pass's model: the same rows, the same loss
+    frozen.score_holdout(batch, 4, scored)
+    assert scored.holdout_examples == second.holdout_examples
+    assert scored.holdout_loss == pytest.approx(second.holdout_loss, rel=1e-9)
 
 
 def test_importance_weights_scale_every_step() -> None:
