@@ -147,8 +147,12 @@ def test_inferred_parquet_schema_equals_vw_text(tmp_path: Path) -> None:
     sr.assert_same(ref, sr.concat(read(pq_path, SPEC)))
 
 
-def test_svmlight_csv_parquet_jsonl_and_a_matrix_agree(tmp_path: Path) -> None:
-    """Numeric features named by column numbers: svmlight's ``j:x`` is ``| j:x`` in VW."""
+@pytest.mark.parametrize(
+    "spec", [SPEC, FeatureSpec(bits=18, fields=(" ",))], ids=["-q", "ffm of the default namespace"]
+)
+def test_svmlight_csv_parquet_jsonl_and_a_matrix_agree(tmp_path: Path, spec: FeatureSpec) -> None:
+    """Numeric features named by column numbers: svmlight's ``j:x`` is ``| j:x`` in VW (its
+    field, the default namespace's)."""
     rng = random.Random(11)
     rows = [
         (rng.choice([1, -1]), {j: round(rng.uniform(-2, 2), 2) for j in rng.sample(range(1, 5), 3)})
@@ -168,19 +172,21 @@ def test_svmlight_csv_parquet_jsonl_and_a_matrix_agree(tmp_path: Path) -> None:
         json.dumps({"label": y} | {str(j): v for j, v in sorted(f.items())}) + "\n"
         for y, f in rows
     ))  # fmt: skip
-    schema_spec = dataclasses.replace(SPEC, schema=ColumnSchema.parse("label,1..4"))
-    ref = sr.concat(read(svm, SPEC))
+    schema_spec = dataclasses.replace(spec, schema=ColumnSchema.parse("label,1..4"))
+    ref = sr.concat(read(svm, spec))
+    if spec.fields:  # the features in field 0, the constant in none
+        assert set((ref["indices"] >> spec.bits).tolist()) == {0, 1}
     for name, batches in {
         "csv": read(csv, schema_spec),
-        "parquet": read(pq_path, SPEC),
-        "jsonl": read(jl, SPEC),
+        "parquet": read(pq_path, spec),
+        "jsonl": read(jl, spec),
     }.items():
         sr.assert_same(ref, sr.concat(batches), lines=True), name
     dense = np.zeros((len(rows), 5))
     for i, (_, f) in enumerate(rows):
         for j, v in f.items():
             dense[i, j] = v
-    m = frames.batch_from_csr(sp.csr_matrix(dense), SPEC, labels=[y for y, _ in rows])
+    m = frames.batch_from_csr(sp.csr_matrix(dense), spec, labels=[y for y, _ in rows])
     sr.assert_same(ref, sr.concat([m]), lines=True)
 
 
