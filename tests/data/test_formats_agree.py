@@ -312,10 +312,14 @@ def test_ignored_and_non_ascii_namespaces_agree(tmp_path: Path) -> None:
         tmp_path / "r.parquet",
         pa.table({k: [r[i] for r in rows] for i, k in enumerate(("label", "x", "c", "y"))}),
     )
-    for spec in (FeatureSpec(bits=18), FeatureSpec(bits=18, ignore="b")):
+    specs = [FeatureSpec(bits=18, ignore=i, fields=f) for i in ("", "b") for f in ((), ("b",))]
+    for spec in specs:  # with an FFM whose one field is b: été is in none (linear only)
         with_schema = dataclasses.replace(spec, schema=schema)
         ref = sr.concat(read(vw, spec))
         assert ref["lens"].tolist() == ([4, 4] if not spec.ignore else [3, 3])
+        if spec.fields:
+            fields = [1, 1, 0, 1] if not spec.ignore else [1, 1, 1]  # été x, c, b y, constant
+            assert (ref["indices"] >> 18).tolist() == fields * 2
         for path, s in ((csv, with_schema), (jl, spec), (jl, with_schema), (pq_path, with_schema)):
             sr.assert_same(ref, sr.concat(read(path, s)), lines=False), path
 
