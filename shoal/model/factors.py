@@ -34,7 +34,7 @@ from numba import njit
 from shoal.features.hashing import CONSTANT_HASH
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
-from shoal.model.kernels import UNLABELED, _account, _held_out, _too_steep
+from shoal.model.kernels import MAX_STEP, UNLABELED, _account, _held_out, _too_steep
 from shoal.model.losses import binary_label, loss_and_grad
 from shoal.model.normalized import normalized_update
 from shoal.model.optimizers import NORMALIZED, update_example
@@ -120,6 +120,24 @@ def _margin(w, slots, fields, values, a, b, F, k, W, A, sq, present):
 
 
 @njit(inline="always", cache=True)
+def _factors_too_steep(fields, values, a, b, F, k, A, sq, g):
+    """Whether a factor's gradient ``g x_t (A[h, f] - [h = f] v x_t)`` could exceed
+    ``MAX_STEP`` (its square, added to the float32 ``G``, would overflow it): bounded by ``|g|
+    max|x| (max|A| + max sqrt(sq))``, which costs O(n + F^2 k), not an update's O(n F k)."""
+    x_max = 0.0
+    for t in range(a, b):
+        if fields[t] < F:
+            x_max = max(x_max, abs(float(values[t])))
+    a_max = 0.0
+    for f in range(F):
+        a_max = max(a_max, math.sqrt(sq[f]))
+        for h in range(F):
+            for c in range(k):
+                a_max = max(a_max, abs(A[f, h, c]))
+    return not abs(g) * x_max * 2.0 * a_max <= MAX_STEP
+
+
+@njit(inline="always", cache=True)
 def _update_factors(w, s1, slots, fields, values, a, b, F, k, W, A, present, g, rate, l2f):
     """AdaGrad steps of every factor ``v_{i,h}`` of features ``a:b`` for a field h the row has
     (as libFM, a feature alone in its field still takes its L2 step), for the loss gradient ``g``
@@ -174,7 +192,9 @@ def learn_factors(
 ):
     """Learn the rows of a batch in order, as ``kernels.learn_binary`` does, for an FM or FFM:
     the margin is the FM's, the linear part steps with the model's optimizer, the factors with
-    AdaGrad. Holdout rows hash on the slots (the same rows as a linear model holds out)."""
+    AdaGrad. Holdout rows hash on the slots (the same rows as a linear model holds out).
+    Returns -1, or the first row whose linear or factor step would be too steep (``MAX_STEP``):
+    it and the rows after it are not learned."""
     F = n_fields
     k = rank
     W = 1 + F * k
@@ -198,7 +218,9 @@ def learn_factors(
         if len(initial) > 0:
             p += initial[i]
         loss, g = loss_and_grad(loss_id, p, y)
-        if _too_steep(values, a, b, g * iw):
+        if _too_steep(values, a, b, g * iw) or _factors_too_steep(
+            fields, values, a, b, F, k, A, sq, g * iw
+        ):
             return i
         eta = _account(held, iw, loss, opt_id, lr, power_t, counters, stats)
         if eta < 0.0:

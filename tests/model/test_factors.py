@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from shoal.data.batch import Batch
+from shoal.errors import StepTooLarge
 from shoal.features.hashing import CONSTANT_HASH
 from shoal.features.spec import FeatureSpec
 from shoal.model import kernels
@@ -244,3 +245,23 @@ def test_predict_is_the_margin_learning_saw(kind: str) -> None:
     assert whole.to_bytes() == one.to_bytes()
     assert seen.stats.tolist() == progress.stats.tolist()
     assert progress.stats[kernels.LOSS_SUM] == pytest.approx(sum(losses), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["fm", "ffm"])
+def test_a_step_too_steep_for_the_factors_stops_before_it(kind: str) -> None:
+    """Values of 1e9 keep ``g x`` (the linear step) under ``MAX_STEP``, but a factor's gradient
+    is ``g x (sum of v x)``: its square would overflow the float32 sum of squares, and leave a
+    model that cannot be loaded. Learning stops at that row, as for a linear step too steep."""
+    rows = examples(kind, "logistic", seed=6, n=20)
+    r, y, iw = rows[7]
+    r = [(j, f, x * 1e9 if f == 0 else x) for j, f, x in r]
+    model = Model(spec_of(kind), config(kind, "adagrad", "logistic", learning_rate=0.2))
+    before = model.copy()
+    before.learn(to_batch(kind, rows[:7]))
+    wrong = -np.sign(before.decision_function(to_batch(kind, [(r, y, iw)]))[0])  # |gradient| 1
+    rows[7] = (r, float(wrong), iw)
+    with pytest.raises(StepTooLarge) as err:
+        model.learn(to_batch(kind, rows))
+    assert err.value.row == 7
+    assert model.to_bytes() == before.to_bytes()  # the rows before it, and nothing else
+    assert Model.from_bytes(model.to_bytes()).examples_learned == 7
