@@ -39,14 +39,17 @@ class FactorReference:
         start: np.ndarray,
         factor_rate: float,
         l2_factors: float = 0.0,
+        initial_t: float = 0.0,
     ) -> None:
-        """``start``: the model's weights before learning (size * (1 + F k)), for its factors."""
+        """``start``: the model's weights before learning (size * (1 + F k)), for its factors;
+        ``initial_t`` starts every factor's ``G`` as the normalized optimizer's (as VW's
+        ``--initial_t`` starts every adaptive weight, its ``--lrq`` factors' too)."""
         self.linear, self.F, self.k = linear, n_fields, rank
         width = 1 + n_fields * rank
         size = len(start) // width
         init = start.reshape(size, width)[:, 1:].reshape(size, n_fields, rank)
         self.v = [[[float(x) for x in field] for field in slot] for slot in init]
-        self.G = [[[0.0] * rank for _ in range(n_fields)] for _ in range(size)]
+        self.G = [[[initial_t] * rank for _ in range(n_fields)] for _ in range(size)]
         self.rate, self.l2f = factor_rate, l2_factors
         # progressive validation, as kernels' ``stats``, and the counters t and examples
         self.loss_sum = self.weight_sum = self.ho_loss_sum = self.ho_weight_sum = 0.0

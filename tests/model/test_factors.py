@@ -81,14 +81,15 @@ def reference(model: Model) -> FactorReference:
     size = model.spec.size
     linear: Reference | NormalizedReference
     if cfg.optimizer == "normalized":
-        linear = NormalizedReference(size, cfg.loss, cfg.rate, cfg.power_t, l1=cfg.l1, l2=cfg.l2)
+        linear = NormalizedReference(size, cfg.loss, cfg.rate, cfg.power_t, cfg.initial_t, cfg.l1,
+                                     cfg.l2)  # fmt: skip
     else:
         linear = Reference(size, cfg.optimizer, cfg.loss, cfg.rate, cfg.power_t, cfg.l1, cfg.l2,
                            cfg.ftrl_beta)  # fmt: skip
     F = len(model.spec.fields) if cfg.model == "ffm" else 1
     assert cfg.factor_rate is not None
     return FactorReference(linear, F, cfg.rank, model.weights.copy(), cfg.factor_rate,
-                           cfg.l2_factors)  # fmt: skip
+                           cfg.l2_factors, cfg.initial_t)  # fmt: skip
 
 
 def config(kind: str, optimizer: str, loss: str, **hyper: float) -> LearnerConfig:
@@ -128,6 +129,7 @@ CASES = [
     ("normalized", "logistic", {"learning_rate": 0.5, "rank": 4}),
     ("normalized", "squared", {"learning_rate": 0.3, "l2_factors": 0.02}),
     ("normalized", "hinge", {"learning_rate": 0.5, "l2": 0.001}),
+    ("normalized", "logistic", {"learning_rate": 0.5, "initial_t": 1.0, "power_t": 0.4}),
 ]
 
 
