@@ -84,6 +84,22 @@ def test_two_passes_equal_one_pass_and_one_more_from_the_file(
     assert rc == 2 and "--rank" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("kind", ["fm ftrl", "ffm normalized"])
+def test_training_on_a_then_b_equals_training_on_both(
+    data: Path, tmp_path: Path, kind: str
+) -> None:
+    lines = data.read_text().splitlines(keepends=True)
+    a, b = tmp_path / "a.vw", tmp_path / "b.vw"
+    a.write_text("".join(lines[:250]))
+    b.write_text("".join(lines[250:]))
+    both, first, then = (str(tmp_path / f"{n}.shoal") for n in ("both", "first", "then"))
+    flags = [*KINDS[kind], *EXPLICIT]
+    assert main(["train", str(a), str(b), "-o", both, *flags]) == 0
+    assert main(["train", str(a), "-o", first, *flags]) == 0
+    assert main(["train", str(b), "-o", then, "--initial-model", first]) == 0
+    assert Path(then).read_bytes() == Path(both).read_bytes()
+
+
 def test_a_linear_model_continues_with_model_linear_given(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
