@@ -14,8 +14,11 @@ gr / sqrt(G)`` with ``gr = iw * dloss/dp * d + l2_factors * v`` and ``G`` its su
 every factor of an example's features). The linear part is the linear references' own update
 (``reference.Reference``, ``reference.NormalizedReference``) at the FM's margin.
 
-A row is a list of ``(slot, field, value)``, ``field`` F for none; a row's slots are distinct
-(with a slot twice in a row the kernels step it once per position, as the linear updates do).
+A row is a list of ``(slot, field, value)``, ``field`` F for none; a row's slots are distinct.
+With a slot twice in a row (a repeated feature, a collision) the kernels step it once per
+position, as the linear updates do, and the second position's gradient reads back the vector
+the first step moved (``x (A - v x)``): it then differs from this definition by ``x^2`` times
+that step (at most ``factor_rate``).
 Numbers are stored as float32 as the model stores them; arithmetic is in Python floats.
 """
 
