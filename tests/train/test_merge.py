@@ -19,9 +19,9 @@ from shoal.model.optimizers import state_tensors
 from shoal.train.merge import merge
 from shoal.train.plan import Shard, plan
 from shoal.train.task import Task, TaskResult, TaskSpec, run_task
+from tests.train.models import KINDS, model_of
 
 OPTIMIZERS = ["normalized", "sgd", "adagrad", "ftrl"]
-KINDS = ["linear", "fm", "ffm"]
 EXAMPLES = 1  # index of the example count in Model.counters
 
 
@@ -35,13 +35,10 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Shard]:
 
 
 def new_model(optimizer: str, kind: str) -> Model:
-    """A small model (tasks collide on slots); FMs and FFMs of rank 2 (FFM: a field per
-    namespace of the click data)."""
-    factors = {} if kind == "linear" else {"model": kind, "rank": 2}
+    """A small model (tasks collide on slots); FMs and FFMs of rank 2."""
     # l1 makes FTRL keep some weights at exactly zero, which its merge must respect
     l1 = 0.5 if optimizer == "ftrl" else 0.0
-    config = LearnerConfig(optimizer=optimizer, l1=l1, **factors)  # type: ignore[arg-type]
-    return Model(FeatureSpec(bits=12, fields=("c", "n") if kind == "ffm" else ()), config)
+    return model_of(kind, bits=12, rank=2, optimizer=optimizer, l1=l1)
 
 
 def round_of(
@@ -264,10 +261,7 @@ def test_factors_weigh_tasks_by_their_squared_gradients_under_every_optimizer(
     increment of ``s1`` as its weight, not by examples, and the increments add up (SGD's too);
     the slot's linear weight merges as its optimizer's do, and FTRL's ``z`` and the normalized
     scale stay off the factors."""
-    base = Model(
-        FeatureSpec(bits=4),
-        LearnerConfig(optimizer=optimizer, model="fm", rank=2),  # type: ignore[arg-type]
-    )
+    base = model_of("fm", bits=4, rank=2, optimizer=optimizer)
     s1 = state_tensors(optimizer, True)[0]
     # slot 3: its linear weight is coordinate 9, its factors 10 and 11
     base.weights[9:12] = [1.0, 0.5, -0.5]
@@ -303,7 +297,7 @@ def test_factors_weigh_tasks_by_their_squared_gradients_under_every_optimizer(
 def test_a_change_too_small_for_the_float32_sum_is_kept_by_examples() -> None:
     """Late in a run a factor's gradient can be too small to change its float32 ``s1`` yet
     move the factor: with no increment to weigh by, the tasks' changes average by examples."""
-    base = Model(FeatureSpec(bits=4), LearnerConfig(optimizer="adagrad", model="fm", rank=2))
+    base = model_of("fm", bits=4, rank=2, optimizer="adagrad")
     base.weights[10], base.state["sum_sq_grad"][10] = 0.5, 100.0
     merged = merge(
         base,
