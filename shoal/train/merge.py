@@ -120,6 +120,8 @@ def merge(base: Model, results: Sequence[TaskResult]) -> Model:
         examples = max(1.0, r.counters[1])
         num[where] += examples * change[by_examples]
         den[where] += examples
+        if opt == "ftrl":
+            zsum[where] += examples * r.state["ftrl_z"][by_examples]
     idx = np.flatnonzero(den > 0)
     out.weights[idx] = base_w[idx] + num[idx] / den[idx]
     if key and acc is not None:

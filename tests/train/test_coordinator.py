@@ -614,26 +614,33 @@ def test_a_checkpoint_of_other_settings_is_refused(
 
 def ftrl_merge(base: Model, results: list[TaskResult]) -> Model:
     """The documented merge of FTRL-Proximal results, written out plainly: per coordinate, the
-    tasks' new weights averaged with their increments of ``n`` as weights, the increments of
-    ``n`` added up, ``z`` the value that FTRL's closed form (McMahan et al., 2013) maps to the
-    merged weight (for a zero weight: the weighted average of the tasks' ``z``, clipped to
-    [-l1, l1]); coordinates no task changed keep every value."""
+    tasks' new weights averaged with their increments of ``n`` as weights (where no task's
+    increment survived float32, with their examples as weights), the increments of ``n`` added
+    up, ``z`` the value that FTRL's closed form (McMahan et al., 2013) maps to the merged weight
+    (for a zero weight: the same average of the tasks' ``z``, clipped to [-l1, l1]); coordinates
+    no task changed keep every value."""
     cfg = base.config
     out = base.copy()
     w0 = base.weights.astype(np.float64)
     n0 = base.state["ftrl_n"].astype(np.float64)
-    num, inc_n, zsum = np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    # per coordinate, weighing by n or by examples: the sums of weight x change, weight, weight x z
+    by_n = np.zeros((3, len(w0)))
+    by_examples = np.zeros((3, len(w0)))
     for r in sorted(results, key=lambda r: r.shard):
         out.counters += r.counters
         inc = r.state["ftrl_n"].astype(np.float64) - n0[r.changed]
-        num[r.changed] += inc * (r.weights.astype(np.float64) - w0[r.changed])
-        inc_n[r.changed] += inc
-        zsum[r.changed] += inc * r.state["ftrl_z"].astype(np.float64)
-    for slot in np.flatnonzero(inc_n > 0).tolist():
-        w = w0[slot] + num[slot] / inc_n[slot]
-        n = n0[slot] + inc_n[slot]
+        examples = max(1.0, float(r.counters[1]))
+        change = r.weights.astype(np.float64) - w0[r.changed]
+        for sums, weight in ((by_n, inc), (by_examples, np.full(len(inc), examples))):
+            sums[0, r.changed] += weight * change
+            sums[1, r.changed] += weight
+            sums[2, r.changed] += weight * r.state["ftrl_z"]
+    for slot in np.flatnonzero(by_examples[1] > 0).tolist():
+        num, den, zsum = by_n[:, slot] if by_n[1, slot] > 0 else by_examples[:, slot]
+        w = w0[slot] + num / den
+        n = n0[slot] + by_n[1, slot]
         if w == 0:
-            z = min(cfg.l1, max(-cfg.l1, zsum[slot] / inc_n[slot]))
+            z = min(cfg.l1, max(-cfg.l1, zsum / den))
         else:
             z = -w * ((cfg.ftrl_beta + math.sqrt(n)) / cfg.rate + cfg.l2) - math.copysign(cfg.l1, w)
         out.weights[slot], out.state["ftrl_n"][slot], out.state["ftrl_z"][slot] = w, n, z

@@ -308,3 +308,20 @@ def test_a_change_too_small_for_the_float32_sum_is_kept_by_examples() -> None:
     )
     assert merged.weights[10] == pytest.approx(0.5 + (10 * 0.1 + 30 * -0.3) / 40)
     assert merged.state["sum_sq_grad"][10] == 100.0
+
+
+def test_ftrl_averages_the_z_of_a_zero_weight_whose_n_did_not_grow_by_examples() -> None:
+    """FTRL's z moves with every gradient, n only when the square survives float32: a zero
+    weight's z, with no increment of n to weigh by, is the tasks' z averaged by examples."""
+    base = model_of("linear", bits=4, optimizer="ftrl", l1=1.0)
+    base.state["ftrl_n"][3], base.state["ftrl_z"][3] = 100.0, 0.5  # |z| <= l1: the weight is 0
+    merged = merge(
+        base,
+        [
+            result(0, [3], [0.0], 10, ftrl_n=[100.0], ftrl_z=[0.7]),
+            result(1, [3], [0.0], 30, ftrl_n=[100.0], ftrl_z=[0.9]),
+        ],
+    )
+    assert merged.weights[3] == 0.0
+    assert merged.state["ftrl_z"][3] == pytest.approx((10 * 0.7 + 30 * 0.9) / 40)
+    assert merged.state["ftrl_n"][3] == 100.0
