@@ -1,5 +1,6 @@
 """The coordinator with real worker processes: killed, frozen and failing workers, a killed
-coordinator, and the same model bytes whatever happened on the way.
+coordinator, and the same model bytes whatever happened on the way; for linear models, FMs and
+FFMs.
 
 Every wait here waits on a condition with a deadline; a run that hangs fails its test instead of
 hanging the suite.
@@ -49,8 +50,10 @@ from shoal.train.local import LocalExecutor
 from shoal.train.plan import plan
 from shoal.train.single import TrainOptions, train
 from shoal.train.task import Task, TaskResult, TaskSpec, run_task
+from tests.train.models import KINDS, model_of
 
 ROWS = 20_000
+FACTOR_ROWS = 4_000  # FMs and FFMs learn from the first rows of the same data
 OPTIONS = TrainOptions(passes=2, holdout=0.0)  # every row learned (no default holdout)
 CLUSTER = ClusterOptions(workers=2, shards=8, tasks_per_round=2)  # 8 rounds in all
 DEADLINE = 120.0  # seconds: far beyond what a healthy run takes, short of a hung CI job
@@ -58,8 +61,8 @@ DEADLINE = 120.0  # seconds: far beyond what a healthy run takes, short of a hun
 T = TypeVar("T")
 
 
-def new_model() -> Model:
-    return Model(FeatureSpec(bits=18), LearnerConfig())
+def new_model(kind: str = "linear") -> Model:
+    return model_of(kind, bits=18 if kind == "linear" else 16)
 
 
 def wait_for(condition: Callable[[], T], what: str, deadline: float = DEADLINE) -> T:
@@ -126,6 +129,39 @@ def reference(clicks: Path) -> bytes:
     return model.to_bytes()
 
 
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """A kind of model, its data and the bytes of its undisturbed standard run."""
+
+    kind: str
+    data: Path
+    rows: int
+    reference: bytes
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def case(
+    request: pytest.FixtureRequest,
+    clicks: Path,
+    reference: bytes,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Case:
+    kind = request.param
+    if kind == "linear":
+        return Case(kind, clicks, ROWS, reference)
+    data = tmp_path_factory.mktemp(kind) / "few.vw"
+    data.write_text("".join(clicks.read_text().splitlines(keepends=True)[:FACTOR_ROWS]))
+    model, report = run_bounded(Coordinator(new_model(kind), [data], OPTIONS, CLUSTER))
+    assert (report.rounds, report.retries, report.worker_deaths, report.examples) == (
+        8,
+        0,
+        0,
+        2 * FACTOR_ROWS,
+    )
+    assert report.pass_losses[1] < report.pass_losses[0]  # it learned something
+    return Case(kind, data, FACTOR_ROWS, model.to_bytes())
+
+
 @pytest.fixture
 def no_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Workers' scratch files go to a fresh folder, which must be empty again at the end."""
@@ -145,12 +181,13 @@ def test_two_runs_give_identical_bytes(clicks: Path, reference: bytes, no_leftov
     assert model.to_bytes() == reference
 
 
-def test_the_model_depends_on_the_plan_not_on_who_ran_it(clicks: Path, reference: bytes) -> None:
+def test_the_model_depends_on_the_plan_not_on_who_ran_it(case: Case) -> None:
     """One worker doing every task of the plan of two gives the same bits."""
-    coord = Coordinator(new_model(), [clicks], OPTIONS, CLUSTER, executor=LocalExecutor(1))
+    executor = LocalExecutor(1)
+    coord = Coordinator(new_model(case.kind), [case.data], OPTIONS, CLUSTER, executor=executor)
     model, report = run_bounded(coord)
-    assert model.to_bytes() == reference
-    assert report.examples == 2 * ROWS
+    assert model.to_bytes() == case.reference
+    assert report.examples == 2 * case.rows
 
 
 @pytest.mark.parametrize("threads", [1, 3])
@@ -182,13 +219,14 @@ class KillingExecutor(LocalExecutor):
             self.forced.append(pid)
 
 
-def test_workers_killed_mid_task_change_nothing(clicks: Path, reference: bytes) -> None:
+def test_workers_killed_mid_task_change_nothing(case: Case) -> None:
     rng = random.Random(7)
     cluster = ClusterOptions(workers=2, shards=8, tasks_per_round=2, max_attempts=10)
     # two kills certain to land mid-task, and more at random moments from another thread
     executor = KillingExecutor(2, doomed={1, 5})
     rounds = Rounds()
-    coord = Coordinator(new_model(), [clicks], OPTIONS, cluster, executor, on_round=rounds)
+    model0 = new_model(case.kind)
+    coord = Coordinator(model0, [case.data], OPTIONS, cluster, executor, on_round=rounds)
     killed: list[int] = []
 
     def killer() -> None:
@@ -220,7 +258,7 @@ def test_workers_killed_mid_task_change_nothing(clicks: Path, reference: bytes) 
     assert len(executor.forced) == 2
     assert report.worker_deaths >= 2
     assert report.retries >= report.worker_deaths
-    assert model.to_bytes() == reference
+    assert model.to_bytes() == case.reference
     for pid in killed:
         with pytest.raises(ProcessLookupError):  # reaped, not left as zombies
             os.kill(pid, 0)
@@ -325,13 +363,43 @@ def shoal(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Co
     )
 
 
+# the command line of each kind's standard model, and settings its checkpoint must not resume
+CLI_MODELS = {
+    "linear": [],
+    "fm": ["--model", "fm", "--rank", "4", "--bits", "16"],
+}
+CLI_CHANGES = {
+    "linear": [["--passes", "4"], ["--shards", "4"], ["--learning-rate", "0.2"], ["--model", "fm"]],
+    "fm": [
+        ["--rank", "2"], ["--factor-rate", "0.2"], ["--l2-factors", "0.01"],
+        ["--model", "ffm", "--fields", "cn"],
+    ],
+}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def cli_reference(clicks: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """An undisturbed ``shoal train --workers 2`` (no checkpoints): its model file and output."""
-    out = tmp_path_factory.mktemp("cli") / "reference.shoal"
-    done = shoal("train", clicks, "--workers", "2", "--passes", "3", "--holdout", "0", "-o", out)
-    assert done.returncode == 0, done.stderr
-    return out, done.stdout
+def cli_references(
+    clicks: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], tuple[Path, str]]:
+    """Undisturbed runs of ``shoal train --workers 2`` (no checkpoints), one per kind of model
+    when first asked for: their model files and outputs."""
+    runs: dict[str, tuple[Path, str]] = {}
+
+    def reference(kind: str) -> tuple[Path, str]:
+        if kind not in runs:
+            out = tmp_path_factory.mktemp("cli") / f"{kind}.shoal"
+            args = ["--workers", "2", "--passes", "3", "--holdout", "0", *CLI_MODELS[kind]]
+            done = shoal("train", clicks, *args, "-o", out)
+            assert done.returncode == 0, done.stderr
+            runs[kind] = (out, done.stdout)
+        return runs[kind]
+
+    return reference
+
+
+@pytest.fixture(scope="module")
+def cli_reference(cli_references: Callable[[str], tuple[Path, str]]) -> tuple[Path, str]:
+    return cli_references("linear")
 
 
 def test_cli_trains_on_workers_and_eval_reads_the_model(
@@ -367,8 +435,10 @@ def test_workers_read_a_file_uri_shard_by_shard_to_the_same_bytes(
     assert out.read_bytes() == model_file.read_bytes()
 
 
+@pytest.mark.parametrize("kind", ["linear", "fm"])  # an FFM's --fields: in CHANGES below
 def test_a_killed_coordinator_resumes_to_the_same_bytes(
-    cli_reference: tuple[Path, str],
+    kind: str,
+    cli_references: Callable[[str], tuple[Path, str]],
     clicks: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -386,6 +456,7 @@ def test_a_killed_coordinator_resumes_to_the_same_bytes(
         "0",
         "--checkpoint-dir",
         str(ckpt),
+        *CLI_MODELS[kind],
     ]
     cmd = [sys.executable, "-m", "shoal.cli", *args, "-o", str(out)]
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # where the killed workers' files stay behind
@@ -415,12 +486,12 @@ def test_a_killed_coordinator_resumes_to_the_same_bytes(
     resumed = re.search(r"resumed at round (\d+)$", done.stdout)
     assert resumed is not None, done.stdout
     assert 1 <= int(resumed.group(1)) < 12
-    assert out.read_bytes() == cli_reference[0].read_bytes()
+    assert out.read_bytes() == cli_references(kind)[0].read_bytes()
 
     # the checkpoint belongs to this run: other data or settings are refused, in one line
     other = tmp_path / "other.vw"
     other.write_text("".join(clicks.read_text().splitlines(keepends=True)[:5000]))
-    for changed in (["--passes", "4"], ["--shards", "4"], ["--learning-rate", "0.2"]):
+    for changed in CLI_CHANGES[kind]:
         assert main([*args, *changed, "-o", str(tmp_path / "x.shoal")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1
@@ -452,6 +523,26 @@ def test_workers_learn_as_well_as_one_process_on_a9a(data_dir: Path) -> None:
         assert test_loss(model) == pytest.approx(expected, rel=0.01)
 
 
+@pytest.mark.parametrize("kind", ["fm", "ffm"])
+def test_workers_learn_factors_as_well_as_one_worker(
+    kind: str, clicks: Path, tmp_path: Path
+) -> None:
+    """One pass over the click data: two workers' FM or FFM is within 2% of one worker's
+    (rounds of one task: sequential learning) in log loss on other rows of the same source."""
+    test_file = tmp_path / "test.vw"
+    generate_clicks(test_file, 5_000, data_seed=2)
+    opts = TrainOptions(passes=1, holdout=0.0)
+
+    def test_loss(workers: int) -> float:
+        cluster = ClusterOptions(workers=workers)
+        model, _ = run_bounded(Coordinator(new_model(kind), [clicks], opts, cluster))
+        return evaluate(model, TextReader(spec=model.spec).read(test_file))["log_loss"]
+
+    one = test_loss(1)
+    assert one < 0.5  # the base rate's is 0.56
+    assert test_loss(2) == pytest.approx(one, rel=0.02)
+
+
 # -- what a checkpoint must match ----------------------------------------------------------------
 
 SMALL = ClusterOptions(workers=1, shards=2, tasks_per_round=1)
@@ -460,6 +551,11 @@ CSV_SCHEMA = "label,I1:num,C1:cat"
 
 def csv_model(schema: str = CSV_SCHEMA) -> Model:
     return Model(FeatureSpec(bits=16, schema=ColumnSchema.parse(schema)), LearnerConfig())
+
+
+def other_fields() -> Model:
+    model = new_model("ffm")  # fields c and n
+    return Model(dataclasses.replace(model.spec, fields=("n", "c")), model.config)
 
 
 def other_initial_model() -> Model:
@@ -490,6 +586,7 @@ CHANGES: dict[str, Run] = {
     "schema": (
         csv_model, OPTIONS, "csv", lambda: csv_model("label,I1:num:log1p,C1:cat"), OPTIONS
     ),
+    "fields": (lambda: new_model("ffm"), OPTIONS, "vw", other_fields, OPTIONS),
 }  # fmt: skip
 
 
@@ -517,26 +614,33 @@ def test_a_checkpoint_of_other_settings_is_refused(
 
 def ftrl_merge(base: Model, results: list[TaskResult]) -> Model:
     """The documented merge of FTRL-Proximal results, written out plainly: per coordinate, the
-    tasks' new weights averaged with their increments of ``n`` as weights, the increments of
-    ``n`` added up, ``z`` the value that FTRL's closed form (McMahan et al., 2013) maps to the
-    merged weight (for a zero weight: the weighted average of the tasks' ``z``, clipped to
-    [-l1, l1]); coordinates no task changed keep every value."""
+    tasks' new weights averaged with their increments of ``n`` as weights (where no task's
+    increment survived float32, with their examples as weights), the increments of ``n`` added
+    up, ``z`` the value that FTRL's closed form (McMahan et al., 2013) maps to the merged weight
+    (for a zero weight: the same average of the tasks' ``z``, clipped to [-l1, l1]); coordinates
+    no task changed keep every value."""
     cfg = base.config
     out = base.copy()
     w0 = base.weights.astype(np.float64)
     n0 = base.state["ftrl_n"].astype(np.float64)
-    num, inc_n, zsum = np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    # per coordinate, weighing by n or by examples: the sums of weight x change, weight, weight x z
+    by_n = np.zeros((3, len(w0)))
+    by_examples = np.zeros((3, len(w0)))
     for r in sorted(results, key=lambda r: r.shard):
         out.counters += r.counters
         inc = r.state["ftrl_n"].astype(np.float64) - n0[r.changed]
-        num[r.changed] += inc * (r.weights.astype(np.float64) - w0[r.changed])
-        inc_n[r.changed] += inc
-        zsum[r.changed] += inc * r.state["ftrl_z"].astype(np.float64)
-    for slot in np.flatnonzero(inc_n > 0).tolist():
-        w = w0[slot] + num[slot] / inc_n[slot]
-        n = n0[slot] + inc_n[slot]
+        examples = max(1.0, float(r.counters[1]))
+        change = r.weights.astype(np.float64) - w0[r.changed]
+        for sums, weight in ((by_n, inc), (by_examples, np.full(len(inc), examples))):
+            sums[0, r.changed] += weight * change
+            sums[1, r.changed] += weight
+            sums[2, r.changed] += weight * r.state["ftrl_z"]
+    for slot in np.flatnonzero(by_examples[1] > 0).tolist():
+        num, den, zsum = by_n[:, slot] if by_n[1, slot] > 0 else by_examples[:, slot]
+        w = w0[slot] + num / den
+        n = n0[slot] + by_n[1, slot]
         if w == 0:
-            z = min(cfg.l1, max(-cfg.l1, zsum[slot] / inc_n[slot]))
+            z = min(cfg.l1, max(-cfg.l1, zsum / den))
         else:
             z = -w * ((cfg.ftrl_beta + math.sqrt(n)) / cfg.rate + cfg.l2) - math.copysign(cfg.l1, w)
         out.weights[slot], out.state["ftrl_n"][slot], out.state["ftrl_z"][slot] = w, n, z

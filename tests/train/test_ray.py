@@ -1,4 +1,5 @@
-"""The ray engine: same bytes as the local engine, survives killed actors, stops on bad data.
+"""The ray engine: same bytes as the local engine (FMs and FFMs too), survives killed actors,
+stops on bad data.
 
 One local Ray instance serves the whole module (each start costs seconds); the executors under
 test find it initialised, use it, and leave it running when they close. The CLI test starts
@@ -33,6 +34,7 @@ from shoal.train.plan import plan  # noqa: E402
 from shoal.train.ray_executor import RayExecutor, _check_reachable  # noqa: E402
 from shoal.train.single import TrainOptions  # noqa: E402
 from shoal.train.task import Task, TaskSpec  # noqa: E402
+from tests.train.models import model_of  # noqa: E402
 
 ROWS = 20_000
 PASSES = TrainOptions(passes=2, holdout=0.0)  # every row learned (no default holdout)
@@ -93,6 +95,16 @@ def test_ray_stops_early_where_local_does(ray_address, tmp_path):
     assert (report.passes, report.best_pass) == (want.passes, want.best_pass)
     assert [x.hex() for x in report.holdout_losses] == [x.hex() for x in want.holdout_losses]
     assert model.to_bytes() == local.to_bytes()
+
+
+def test_ray_engine_matches_local_engine_for_factor_models(ray_address, clicks, tmp_path):
+    """An FFM (an FM is an FFM of one field: the same kernels and merge), on fewer rows."""
+    data = tmp_path / "few.vw"
+    data.write_text("".join(clicks.read_text().splitlines(keepends=True)[:4_000]))
+    local, _ = train_cluster(model_of("ffm"), [data], PASSES, ClusterOptions(workers=2))
+    model, report = train_cluster(model_of("ffm"), [data], PASSES, _ray_cluster(ray_address))
+    assert model.to_bytes() == local.to_bytes()
+    assert (report.examples, report.worker_deaths, report.retries) == (8_000, 0, 0)
 
 
 class _KillingExecutor(RayExecutor):
