@@ -176,6 +176,7 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
         "-q",
         "--interactions",
         nargs="+",
+        action="extend",  # VW's -q ab -q cd as well as -q ab cd
         metavar="NS",
         help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples) "
         "(default: none)",
