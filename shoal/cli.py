@@ -73,7 +73,8 @@ examples:
     "generate": """\
 examples:
   shoal generate -o clicks.vw --rows 100000
-  shoal generate -o test.vw --rows 20000 --data-seed 2   # same hidden model, other rows""",
+  shoal generate -o test.vw --rows 20000 --data-seed 2   # same hidden model, other rows
+  shoal generate -o fm.vw --rows 1000000 --model fm      # pairs of features matter""",
     "demo": """\
 examples:
   shoal demo
@@ -175,6 +176,7 @@ def _add_model_args(p: Any) -> None:  # a parser or an argument group
         "-q",
         "--interactions",
         nargs="+",
+        action="extend",  # VW's -q ab -q cd as well as -q ab cd
         metavar="NS",
         help="namespace interactions by first letter, e.g. -q ab cd (pairs) or abc (triples) "
         "(default: none)",
@@ -350,6 +352,21 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--model-seed", type=int, default=0, metavar="N", help="seed of the hidden "
                    "model")  # fmt: skip
     g.add_argument("--data-seed", type=int, default=1, metavar="N", help="seed of the rows")
+    g.add_argument(
+        "--model",
+        dest="model_kind",
+        choices=("linear", "fm"),
+        default="linear",
+        help="the hidden model: logistic regression on 26 categorical and 9 numeric fields, or "
+        "a factorization machine on 12 categorical fields in namespaces u, i, c (default: "
+        "linear)",
+    )
+    g.add_argument(
+        "--rank",
+        type=int,
+        metavar="K",
+        help="fm: numbers per latent vector of the hidden model (default: 4)",
+    )
 
     d = _command(sub, "demo", "generate click data, train, evaluate, compare to optimum")
     d.add_argument("--rows", type=int, default=500_000, metavar="N", help="training rows")

@@ -447,13 +447,20 @@ def _names(entry: dict[str, Any]) -> str:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from shoal.data.synthetic import generate_clicks
+    from shoal.data.synthetic import FM_RANK, generate_clicks
 
     if args.rows < 1:
         raise ConfigError("--rows", "must be at least 1")
+    if args.rank is not None and args.model_kind != "fm":
+        raise ConfigError("--rank", "is the rank of a hidden factorization machine (--model fm)")
     checks.output_path(args.output, [])
     info = generate_clicks(
-        args.output, args.rows, model_seed=args.model_seed, data_seed=args.data_seed
+        args.output,
+        args.rows,
+        model_seed=args.model_seed,
+        data_seed=args.data_seed,
+        model=args.model_kind,
+        rank=FM_RANK if args.rank is None else args.rank,
     )
     print(
         f"wrote {info.rows:,} rows to {info.path}: positive rate {info.positive_rate:.4f}, "

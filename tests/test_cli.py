@@ -112,6 +112,13 @@ def test_initial_model_takes_interactions_as_its_spec_did(files: dict[str, Path]
     assert rc == 0
 
 
+def test_repeated_q_flags_add_up_as_in_vw(files: dict[str, Path]) -> None:
+    d = files["dir"]
+    argv = ["train", str(files["a"]), "-o", str(d / "q.shoal"), "-q", "uv", "-q", "uu", "vv"]
+    assert main(argv) == 0
+    assert Model.load(d / "q.shoal").spec.interactions == ("uv", "uu", "vv")
+
+
 def test_eval_and_inspect(files: dict[str, Path], capsys) -> None:
     model = files["dir"] / "m.shoal"
     # no holdout (3 passes hold out 1 row in 10 by default): every row learned 3 times
@@ -427,6 +434,9 @@ BAD_COMMAND_LINES = [
     (["generate", "-o", "nodir/x.vw"], "does not exist"),
     (["generate", "-o", "x.vw", "--rows", "0"], "rows"),
     (["generate", "-o", "emptydir"], "is a directory"),
+    (["generate", "-o", "x.vw", "--rank", "4"], "--model fm"),
+    (["generate", "-o", "x.vw", "--model", "fm", "--rank", "0"], "rank"),
+    (["generate", "-o", "x.vw", "--model", "ffm"], "invalid choice"),
     (["demo", "--rows", "0"], "rows"),
     (["demo", "--dir", "data.vw"], "is a file"),
     (["nosuch"], "invalid choice"),

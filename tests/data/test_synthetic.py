@@ -122,3 +122,86 @@ def test_logistic_regression_nearly_reaches_the_optimum(tmp_path: pathlib.Path) 
     # Learned from 20k rows it is a little worse than the truth; it cannot be much better.
     assert test.optimal_log_loss - 0.01 < loss < test.optimal_log_loss + 0.03
     assert loss < entropy(test.positive_rate) - 0.08
+
+
+FM_LINE = re.compile(
+    " ".join(rf"\|{ns}" + "".join(rf" {ns}{n}=(0|[1-9][0-9]*)" for n in range(4)) for ns in "uic")
+)
+
+
+def test_a_hidden_fm_writes_three_namespaces_of_categorical_fields(
+    tmp_path: pathlib.Path,
+) -> None:
+    first = generate_clicks(tmp_path / "a.vw", ROWS, model="fm")
+    assert (
+        first.path.read_bytes()
+        == generate_clicks(tmp_path / "b.vw", ROWS, model="fm").path.read_bytes()
+    )
+    lines = first.path.read_text().splitlines()
+    bad = [line for line in lines if not re.fullmatch(r"-?1 " + FM_LINE.pattern, line)]
+    assert bad == []
+    assert 0.2 <= first.positive_rate <= 0.3
+    assert 0.3 < first.optimal_log_loss < entropy(first.positive_rate) - 0.1
+    # Its rank is part of the hidden model: the labels change, the features do not.
+    other = generate_clicks(tmp_path / "c.vw", ROWS, model="fm", rank=2).path.read_bytes()
+    strip = re.compile(rb"^-?1 ", re.MULTILINE)
+    assert other != first.path.read_bytes()
+    assert strip.sub(b"", other) == strip.sub(b"", first.path.read_bytes())
+
+
+def fm_logits(path: pathlib.Path, model_seed: int, rank: int) -> npt.NDArray[np.float64]:
+    """The hidden FM's logits of the rows of a file, pair by pair (no sum-of-squares trick)."""
+    from shoal.data import synthetic
+
+    linear, vectors = synthetic._fm_tables(model_seed, rank)
+    starts = np.concatenate([[0], np.cumsum(synthetic._FM_VOCAB)[:-1]])
+    hidden = synthetic._hidden("fm", model_seed, rank)
+    bias = synthetic._bias(model_seed, hidden)
+    out = []
+    for line in path.read_text().splitlines():
+        ranks = [int(tok.split("=")[1]) for tok in line.split() if "=" in tok]
+        rows = starts + np.array(ranks)
+        z = bias + linear[rows].sum()
+        for f in range(len(rows)):
+            for g in range(f + 1, len(rows)):
+                z += float(vectors[rows[f]] @ vectors[rows[g]])
+        out.append(z)
+    return np.array(out)
+
+
+def test_the_hidden_fm_reaches_the_reported_optimum(tmp_path: pathlib.Path) -> None:
+    clicks = generate_clicks(tmp_path / "fm.vw", 20_000, model="fm", model_seed=3, rank=5)
+    z = fm_logits(clicks.path, 3, 5)
+    y = np.array([line.startswith("1 ") for line in clicks.path.read_text().splitlines()])
+    losses = np.logaddexp(0.0, z) - y * z
+    # The labels are drawn from these probabilities: their log loss is the mean entropy, the
+    # reported optimum, within sampling error (the loss of one row has a spread of ~0.5).
+    error = losses.std() / math.sqrt(len(losses))
+    assert abs(losses.mean() - clicks.optimal_log_loss) < 4 * error
+    p = 1.0 / (1.0 + np.exp(-z))
+    assert abs(y.mean() - p.mean()) < 4 * math.sqrt(0.25 * 0.75 / len(y))
+
+
+@pytest.mark.slow
+def test_an_fm_learns_what_a_linear_model_cannot(tmp_path: pathlib.Path) -> None:
+    from shoal.data.reader import TextReader
+    from shoal.features.spec import FeatureSpec
+    from shoal.model import metrics
+    from shoal.model.config import LearnerConfig
+    from shoal.model.model import Model
+    from shoal.train.single import TrainOptions, train
+
+    rows = 200_000
+    train_set = generate_clicks(tmp_path / "train.vw", rows, model="fm", data_seed=1)
+    test_set = generate_clicks(tmp_path / "test.vw", rows // 5, model="fm", data_seed=2)
+    y = np.where(
+        [line.startswith("1 ") for line in test_set.path.read_text().splitlines()], 1.0, -1.0
+    )
+    loss = {}
+    for kind in ("linear", "fm"):
+        model = Model(FeatureSpec(), LearnerConfig(model=kind))
+        train(model, [train_set.path], TrainOptions())
+        batches = TextReader(spec=model.spec).read(test_set.path)
+        loss[kind] = metrics.log_loss(np.concatenate([model.predict_proba(b) for b in batches]), y)
+    assert loss["fm"] < test_set.optimal_log_loss * 1.04
+    assert loss["linear"] > test_set.optimal_log_loss * 1.1
