@@ -277,7 +277,7 @@ class ShoalClassifier(ClassifierMixin, _ShoalEstimator):
     ``interactions`` and ``constant`` as in ``FeatureSpec``. ``passes`` (5) is the number of
     passes ``fit`` makes, ``shuffle`` and ``random_state`` how the rows are reordered between
     them. ``model`` is "linear", "fm" or "ffm" (two classes only); ``rank`` (None: 8),
-    ``factor_rate`` (None: 0.1) and ``l2_factors`` are as in ``LearnerConfig``, ``fields`` the
+    ``factor_rate`` (None: 0.05) and ``l2_factors`` are as in ``LearnerConfig``, ``fields`` the
     namespace of each column (see the module's doc). ``coef_`` and ``intercept_`` are the linear
     weights of the columns and of the constant, ``factors_`` an FM's latent vectors.
 
