@@ -78,7 +78,8 @@ examples:
     "demo": """\
 examples:
   shoal demo
-  shoal demo --rows 100000 --dir demo/   # keep the data and the model""",
+  shoal demo --rows 100000 --dir demo/   # keep the data and the model
+  shoal demo --model fm --rows 1000000   # a factorization machine on data where pairs matter""",
     "serve": """\
 examples:
   shoal serve clicks.shoal --state-dir state/
@@ -371,6 +372,14 @@ def _parser() -> argparse.ArgumentParser:
     d = _command(sub, "demo", "generate click data, train, evaluate, compare to optimum")
     d.add_argument("--rows", type=int, default=500_000, metavar="N", help="training rows")
     d.add_argument("--dir", help="where to write the data and model (default: a temp dir)")
+    d.add_argument(
+        "--model",
+        dest="model_kind",
+        choices=("linear", "fm"),
+        default="linear",
+        help="linear: logistic regression on linear click data; fm: a factorization machine on "
+        "data from a hidden one, next to a linear model (default: linear)",
+    )
     _add_serve_parser(sub)
     return top
 

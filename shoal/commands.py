@@ -30,7 +30,7 @@ from shoal.errors import ConfigError, ShoalError
 from shoal.features.schema import ColumnSchema
 from shoal.features.spec import FeatureSpec
 from shoal.model import largest
-from shoal.model.config import LearnerConfig
+from shoal.model.config import DEFAULT_RANK, LearnerConfig
 from shoal.model.evaluate import evaluate
 from shoal.model.model import Model, Progress
 from shoal.model.output import prediction_line
@@ -469,6 +469,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_model(data: Path, path: Path, kind: str, what: str, *, keep: bool = False) -> Model:
+    """Train the demo's model on ``data`` in one pass, showing progress; write it to ``path``."""
+    config = LearnerConfig(loss="logistic", model=kind)  # type: ignore[arg-type]  # a KINDS name
+    model = Model(FeatureSpec(bits=20), config)
+    print(f"shoal demo: training {what}, one pass", flush=True)
+    view = _ProgressView(_size([data]), 1)
+    try:
+        report = train(model, [data], TrainOptions(), on_batch=view)
+    finally:
+        view.close()
+    _save(model, path, view.curve)
+    _print_report(report, path if keep else None, view.speed(report))
+    return model
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from shoal.data.synthetic import generate_clicks
 
@@ -484,24 +499,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         root.mkdir(parents=True, exist_ok=True)
         print(f"shoal demo: generating {args.rows:,} training and {args.rows // 5:,} test rows",
               flush=True)  # fmt: skip
-        tr = generate_clicks(root / "train.vw", args.rows, data_seed=1)
-        te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2)
-        model = Model(FeatureSpec(bits=20), LearnerConfig(loss="logistic"))
-        print("shoal demo: training logistic regression (VW's normalized adaptive updates, "
-              "2**20 hashed weights), one pass", flush=True)  # fmt: skip
-        view = _ProgressView(_size([tr.path]), 1)
-        try:
-            report = train(model, [tr.path], TrainOptions(), on_batch=view)
-        finally:
-            view.close()
-        _save(model, root / "model.shoal", view.curve)
-        _print_report(report, root / "model.shoal" if args.dir else None, view.speed(report))
+        kind = args.model_kind
+        tr = generate_clicks(root / "train.vw", args.rows, data_seed=1, model=kind)
+        te = generate_clicks(root / "test.vw", max(1, args.rows // 5), data_seed=2, model=kind)
+        what = logistic = "logistic regression (VW's normalized adaptive updates, 2**20 weights)"
+        if kind == "fm":
+            what = f"a factorization machine (rank {DEFAULT_RANK}, 2**20 slots)"
+            linear = _demo_model(tr.path, root / "linear.shoal", "linear", logistic)
+        model = _demo_model(tr.path, root / "model.shoal", kind, what, keep=bool(args.dir))
         print("shoal demo: evaluating on the test rows", flush=True)
         result = evaluate(model, TextReader(spec=model.spec).read(te.path))
         base = te.positive_rate
         base_ll = -(base * math.log(base) + (1 - base) * math.log(1 - base))
         print(f"test set: {int(result['examples']):,} rows")
         print(f"  log loss   {result['log_loss']:.5f}")
+        if kind == "fm":
+            plain = evaluate(linear, TextReader(spec=linear.spec).read(te.path))["log_loss"]
+            print(f"  linear     {plain:.5f}  (logistic regression on the same rows)")
         print(f"  optimum    {te.optimal_log_loss:.5f}  (the hidden model's own log loss)")
         print(f"  base rate  {base_ll:.5f}  (always predicting the click rate)")
         print(f"  AUC        {result['auc']:.5f}")
