@@ -35,6 +35,7 @@ from shoal.serve.records import (
     labeled_line,
     labeled_parts,
     parse_lines,
+    plain_rows,
     with_label,
 )
 from shoal.serve.rows import rows_of
@@ -123,8 +124,12 @@ def record_lines(
     """Records as clients send them, as the lines the event log keeps and the parsers read
     (``records.py``): a model with a column schema takes rows of its table, and objects become
     such rows (``rows.py``); unknown fields are errors unless ``ignore_unknown``."""
-    if model.spec.schema is not None and not labeled and set(map(type, records)) == {dict}:
-        return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore_unknown)
+    if model.spec.schema is not None and not labeled:
+        kinds = set(map(type, records))
+        if kinds == {dict}:
+            return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore_unknown)
+        if kinds == {str} and plain_rows(records):
+            return list(records)
     lines = [
         _line(r, f"records[{i}]", model, labeled, ignore_unknown) for i, r in enumerate(records)
     ]

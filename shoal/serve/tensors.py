@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from shoal.serve.body import parse_json
 from shoal.serve.errors import PayloadTooLarge, RequestError
@@ -210,6 +211,8 @@ class _Declared:
             raise RequestError(
                 field, f"{len(values)} elements, but shape {self.shape} holds {self.rows}"
             )
+        if _all_fit(values, self.datatype):
+            return values
         for j, value in enumerate(values):
             if not _fits(value, self.datatype):
                 raise RequestError(f"{field}[{j}]", f"{value!r} is not a {self.datatype} value")
@@ -217,7 +220,7 @@ class _Declared:
 
     def _blob_values(self, blob: bytes) -> list[Any]:
         if self.datatype == "BYTES":
-            return _texts(_elements(blob, self.rows, self.field), f"{self.field}.data")
+            return _bytes_values(blob, self.rows, self.field)
         dtype = np.dtype(_NUMPY[self.datatype])
         if len(blob) != self.rows * dtype.itemsize:
             raise RequestError(
@@ -299,6 +302,64 @@ def _fits(value: Any, datatype: str) -> bool:
         return isinstance(value, float) or (isinstance(value, int) and abs(value) < 2**1023)
     info = np.iinfo(_NUMPY[datatype])
     return isinstance(value, int) and int(info.min) <= value <= int(info.max)
+
+
+def _all_fit(values: list[Any], datatype: str) -> bool:
+    """Whether every element is a value of ``datatype`` by the types of the elements alone (and
+    an integer datatype's range), with no Python per element: False sends them to ``_fits``,
+    one by one, which names the first that is not (or finds that all are)."""
+    kinds = set(map(type, values))
+    if datatype in _NUMPY and datatype != "BOOL" and not datatype.startswith("FP"):
+        info = np.iinfo(_NUMPY[datatype])
+        return kinds == {int} and int(info.min) <= min(values) and max(values) <= int(info.max)
+    exact = {"BYTES": str, "BOOL": bool}.get(datatype, float)
+    return kinds <= {exact}
+
+
+def _bytes_values(blob: bytes, count: int, field: str) -> list[str]:
+    """The BYTES elements of a blob as text: split by one compiled call and decoded at once
+    when no element holds a line break (which joins them), else one by one (errors name the
+    element: a length cut short, bytes that are not UTF-8)."""
+    ok, joined = _join_elements(np.frombuffer(blob, dtype=np.uint8), count)
+    if ok and count:
+        try:
+            return joined.tobytes().decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            pass
+    return _texts(_elements(blob, count, field), f"{field}.data")
+
+
+@njit(cache=True, nogil=True)
+def _join_elements(blob, count):
+    """The ``count`` BYTES elements of ``blob`` (each a 4-byte little-endian length and that
+    many bytes) joined by ``\\n``, and whether that is all of ``blob`` and no element holds a
+    ``\\n`` (False: ``_elements`` reads them one by one and says what is wrong)."""
+    n = len(blob)
+    out = np.empty(n, dtype=np.uint8)  # each 4-byte length becomes one separator
+    pos = 0
+    w = 0
+    for k in range(count):
+        if pos + 4 > n:
+            return False, out[:0]
+        size = (
+            int(blob[pos])
+            | int(blob[pos + 1]) << 8
+            | int(blob[pos + 2]) << 16
+            | int(blob[pos + 3]) << 24
+        )
+        pos += 4
+        if pos + size > n:
+            return False, out[:0]
+        if k:
+            out[w] = 10
+            w += 1
+        for i in range(pos, pos + size):
+            if blob[i] == 10:
+                return False, out[:0]
+            out[w] = blob[i]
+            w += 1
+        pos += size
+    return pos == n, out[:w]
 
 
 def _elements(blob: bytes, count: int, field: str) -> list[bytes]:

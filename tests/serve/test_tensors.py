@@ -151,6 +151,14 @@ def test_malformed_binary_data_names_the_field(parts: tuple[bytes, str, bytes], 
     assert info.value.field == field, info.value
 
 
+def test_bytes_elements_decode_as_sent_whatever_they_hold() -> None:
+    """Line breaks, empty and multibyte elements: the elements, each as it was sent."""
+    elements = ["a\nb", "", "é\r", "\n", "x"]
+    blob = b"".join(len(e.encode()).to_bytes(4, "little") + e.encode() for e in elements)
+    head, length, _ = binary("BYTES", [5], blob)
+    assert decode_request(head + blob, length, max_rows=10).inputs[0].values == elements
+
+
 def test_binary_data_needs_the_header_and_one_form() -> None:
     head, _, _ = binary("UINT8", [1], b"\1")
     with pytest.raises(RequestError, match="needs the header"):
