@@ -41,6 +41,7 @@ from shoal.data.columns import ColumnPlan
 from shoal.data.reader import as_parsed
 from shoal.features.spec import FeatureSpec
 from shoal.serve.errors import RequestError
+from shoal.serve.jsonrows import Keys
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _SPECIAL = ('"', "\n", "\r")  # characters no field of a row can hold
@@ -77,6 +78,7 @@ class Rows:
         self._in_order = operator.itemgetter(*(place.get(c.name, blank) for c in self.columns))
         self._blank = itertools.repeat(("",))
         self._plan = ColumnPlan.build(schema, spec)
+        self.keys = Keys(schema)  # a request's body straight to rows (``jsonrows``)
         self._offsets, self._letters = spec.interaction_arrays()
 
     # -- records to rows -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from shoal.model.model import Model
 from shoal.serve.batcher import Batcher, split
 from shoal.serve.errors import RequestError
 from shoal.serve.expansion import check_expansion
+from shoal.serve.jsonrows import BodyRows
 from shoal.serve.records import (
     check_line,
     data_error_field,
@@ -124,6 +125,10 @@ def record_lines(
     """Records as clients send them, as the lines the event log keeps and the parsers read
     (``records.py``): a model with a column schema takes rows of its table, and objects become
     such rows (``rows.py``); unknown fields are errors unless ``ignore_unknown``."""
+    if isinstance(records, BodyRows):  # rows made from a request's body, by its schema
+        if records.schema == model.spec.schema:
+            return list(records)
+        records = records.objects()  # another model is live: its rows, made by its schema
     if model.spec.schema is not None and not labeled:
         kinds = set(map(type, records))
         if kinds == {dict}:
