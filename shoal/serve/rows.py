@@ -40,6 +40,7 @@ from shoal.data.batch import Batch
 from shoal.data.columns import ColumnPlan
 from shoal.data.reader import as_parsed
 from shoal.features.spec import FeatureSpec
+from shoal.serve.columnrows import assemble
 from shoal.serve.errors import RequestError
 from shoal.serve.jsonrows import Keys
 
@@ -131,6 +132,9 @@ class Rows:
     def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
         """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
         its values), or None where a value needs a record of its own (``of_record``)."""
+        made = assemble(self, columns, n)  # the common case, by one compiled call
+        if made is not None:
+            return made
         missing = [None] * n
 
         def flat(names: list[str]) -> list[Any]:
