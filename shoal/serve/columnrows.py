@@ -33,35 +33,37 @@ _INT_LIMIT = 10**15  # integers below this in magnitude are written as Python wr
 _INT64_MIN = -(2**63)
 
 
-def assemble(rows: Rows, columns: Mapping[str, Sequence[Any]], n: int) -> list[str] | None:
-    """The rows of ``n`` records given a column at a time, or None (see the module's doc)."""
+def assemble(
+    rows: Rows,
+    columns: Mapping[str, Sequence[Any]],
+    n: int,
+    types: Mapping[str, type] | None = None,
+) -> list[str] | None:
+    """The rows of ``n`` records given a column at a time, or None (see the module's doc).
+    ``types`` gives the one type of a column's values where it is known (an OIP tensor's
+    datatype says it), so that they need not be looked at."""
     kinds = np.zeros(len(rows.columns), dtype=np.int64)
     cats = np.zeros(len(rows.columns), dtype=np.bool_)
     texts: list[str] = []
-    ints: list[np.ndarray] = []
+    ints: list[Sequence[Any]] = []
+    numeric_ints: list[bool] = []
     for i, column in enumerate(rows.columns):
         values = columns.get(column.name)
         if values is None or not column.is_feature:
             continue
-        types = set(map(type, values))
         numeric = column.role == "num"
-        if types == {int}:
-            try:
-                array = np.array(values, dtype=np.int64)
-            except OverflowError:
-                return None
-            if numeric:
-                bad = (array >= _INT_LIMIT) | (array <= -_INT_LIMIT)
-            else:
-                bad = array == _INT64_MIN  # which has no int64 negation
-            if bad.any():
-                return None
-            ints.append(array)
+        kind = types.get(column.name) if types else None
+        if kind is None:
+            found = set(map(type, values))
+            kind = found.pop() if len(found) == 1 else None
+        if kind is int:
+            ints.append(values)
+            numeric_ints.append(numeric)
             kinds[i] = _INT
-        elif types == {str} and not numeric:
+        elif kind is str and not numeric:
             texts.append("\n".join(values))
             kinds[i], cats[i] = _TEXT, True
-        elif types == {float} and numeric:
+        elif kind is float and numeric:
             text = "\n".join(map(repr, values))
             if "e+" in text or "inf" in text:  # perhaps past float32: the careful way
                 return None
@@ -69,6 +71,15 @@ def assemble(rows: Rows, columns: Mapping[str, Sequence[Any]], n: int) -> list[s
             kinds[i] = _TEXT
         else:
             return None
+    try:
+        matrix = np.array(ints, dtype=np.int64).reshape(len(ints), n)
+    except OverflowError:
+        return None
+    numbers = matrix[np.array(numeric_ints, dtype=np.bool_)]
+    if ((numbers >= _INT_LIMIT) | (numbers <= -_INT_LIMIT)).any():
+        return None
+    if (matrix == _INT64_MIN).any():  # a category that has no int64 negation
+        return None
     joined = "\n".join(texts) + "\n" if texts else ""
     if joined.count("\n") != len(texts) * n:  # a string holds a line break
         return None
@@ -76,7 +87,6 @@ def assemble(rows: Rows, columns: Mapping[str, Sequence[Any]], n: int) -> list[s
         buf = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
     except UnicodeEncodeError:  # a lone surrogate
         return None
-    matrix = np.stack(ints) if ints else np.zeros((0, n), dtype=np.int64)
     ok, out = _rows(kinds, cats, buf, matrix, n, ord(rows.sep))
     return out.tobytes().decode("utf-8").split("\n") if ok else None
 

@@ -129,10 +129,13 @@ class Rows:
             return None
         return self._from_flat(nums, cats)
 
-    def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
+    def of_columns(
+        self, columns: Mapping[str, list[Any]], n: int, types: Mapping[str, type] | None = None
+    ) -> list[str] | None:
         """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
-        its values), or None where a value needs a record of its own (``of_record``)."""
-        made = assemble(self, columns, n)  # the common case, by one compiled call
+        its values; ``types``: the one type of a column's values, where it is known), or None
+        where a value needs a record of its own (``of_record``)."""
+        made = assemble(self, columns, n, types)  # the common case, by one compiled call
         if made is not None:
             return made
         missing = [None] * n

@@ -329,7 +329,7 @@ def _bytes_values(blob: bytes, count: int, field: str) -> list[str]:
     return _texts(_elements(blob, count, field), f"{field}.data")
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)  # keeps the GIL: called once per tensor, for microseconds each
 def _join_elements(blob, count):
     """The ``count`` BYTES elements of ``blob`` (each a 4-byte little-endian length and that
     many bytes) joined by ``\\n``, and whether that is all of ``blob`` and no element holds a
