@@ -11,8 +11,8 @@ response -- with no sockets and no HTTP parser, the same for every form:
   model: what the issue compares with);
 - ``json objects``: the same path, ``{"records": [{"I1": 3, "C1": "68fd1e64", ...}, ...]}``
   (a missing count is null), to the schema model;
-- ``oip tensors``: ``POST /v2/models/NAME/infer`` with one tensor per column (counts INT64,
-  categories BYTES) in the binary tensor data extension, as tritonclient sends them;
+- ``oip tensors``: ``POST /v2/models/NAME/infer`` with one tensor per column (counts FP32 and
+  INT64, categories BYTES) in the binary tensor data extension, as tritonclient sends them;
 - ``oip json``: the same tensors with their elements as JSON ``data`` (counts FP32, NaN for a
   missing one).
 
@@ -87,12 +87,19 @@ def as_object(fields: list[str]) -> dict[str, Any]:
 
 
 def oip_binary(rows: list[list[str]]) -> tuple[bytes, str]:
-    """One INT64 tensor per count (a missing one is 0 here: INT64 holds no NaN) and one BYTES
-    tensor per category, as binary tensor data; the body and its JSON header's length."""
+    """One tensor per column as binary tensor data: I1..I6 FP32 (NaN: missing), I7..I13 INT64
+    (0 where missing: INT64 holds no NaN), C1..C26 BYTES; the body and its header's length."""
     inputs, blobs = [], []
     for j, name in enumerate(INTS, start=1):
-        blob = np.array([int(f[j] or 0) for f in rows], dtype="<i8").tobytes()
-        inputs.append(_binary(name, "INT64", len(rows), blob))
+        if j <= 6:
+            values = [float(f[j]) if f[j] else np.nan for f in rows]
+            blob, datatype = np.array(values, dtype="<f4").tobytes(), "FP32"
+        else:
+            blob, datatype = (
+                np.array([int(f[j] or 0) for f in rows], dtype="<i8").tobytes(),
+                "INT64",
+            )
+        inputs.append(_binary(name, datatype, len(rows), blob))
         blobs.append(blob)
     for j, name in enumerate(CATS, start=14):
         blob = b"".join(struct.pack("<I", len(f[j])) + f[j].encode() for f in rows)

@@ -106,7 +106,7 @@ def _rows(kinds, cats, text, ints, n, sep):
         if text[i] == 10:
             ends[k] = i
             k += 1
-    size = len(text) + n * len(kinds) + 17 * n * ints.shape[0] + 1
+    size = len(text) + n * len(kinds) + 20 * n * ints.shape[0] + 1  # "-" and 19 digits
     out = np.empty(size, dtype=np.uint8)
     digits = np.empty(20, dtype=np.uint8)
     w = 0

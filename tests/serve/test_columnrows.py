@@ -48,6 +48,19 @@ def test_strings_integers_and_floats_of_tensors() -> None:
     assert made[1] == "\t-40\t\t\t0\t\t\t"
 
 
+def test_the_widest_integer_categories() -> None:
+    """Twenty characters each: the kernel's room for the rows holds them."""
+    rows = rows_of(FeatureSpec(schema=ColumnSchema.parse(SCHEMA, delimiter=",")))
+    columns: dict[str, list[Any]] = {
+        "C1": [-(2**63) + 1] * 50,
+        "C2": [2**63 - 1] * 50,
+        "C3": [-(10**18)] * 50,
+    }
+    made = assemble(rows, columns, 50)
+    assert made is not None and made == one_by_one(rows, columns, 50)
+    assert made[0] == ",,,,-9223372036854775807,9223372036854775807,-1000000000000000000,"
+
+
 def test_what_assemble_cannot_make_goes_the_slower_way() -> None:
     rows = rows_of(FeatureSpec(schema=ColumnSchema.parse(SCHEMA, delimiter=",")))
     for columns in [
