@@ -91,7 +91,7 @@ def assemble(
     return out.tobytes().decode("utf-8").split("\n") if ok else None
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)  # keeps the GIL: a short call needs no wait to take it back
 def _rows(kinds, cats, text, ints, n, sep):
     """(ok, the rows joined by newlines): each text column's ``n`` fields end with a newline
     in ``text``, in column order; each integer column is a row of ``ints``. ok is False where

@@ -122,7 +122,7 @@ def _column(buf, s, e, names, offsets):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True)  # keeps the GIL: a short call needs no wait to take it back
 def _rows(buf, names, offsets, kinds, sep, limit):
     """(ok, rows joined by newlines, number of rows) of the body in ``buf``; ok is False for a
     body outside the subset the module's doc gives."""
