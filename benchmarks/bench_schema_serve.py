@@ -17,8 +17,9 @@ response -- with no sockets and no HTTP parser, the same for every form:
   missing one).
 
 Requests of ``--batch`` rows (100) are sent one after another, the forms taking turns a round
-at a time (``--rounds``), so that a shared machine's load hits them alike; the best round of
-each is kept. The load average is printed with the figures. ``--profile FORM`` runs cProfile
+at a time (``--rounds``), so that a shared machine's load hits them alike: each form's cost
+against VW lines is the median of its rounds' ratios (``measure``). The load average is
+printed with the figures. ``--profile FORM`` runs cProfile
 over one form's requests instead.
 
     python benchmarks/bench_schema_serve.py [--rows 20000] [--rounds 7] [--seconds 1.5]
@@ -274,19 +275,29 @@ def profile(calls: list[Callable[[Asgi], bytes]], app: Asgi, seconds: float) -> 
 
 
 def measure(calls: dict[str, list[Callable[[Asgi], bytes]]], app: Asgi, args: Any) -> None:
+    """Each form's best rows/s, and its cost against VW lines: the median over the rounds of
+    the ratio within a round (the forms of a round run seconds apart, so a shared machine's
+    load, which moves by tens of percent within a minute, cancels out of each ratio)."""
     load = os.getloadavg()
-    best = dict.fromkeys(FORMS, 0.0)
+    rates: dict[str, list[float]] = {f: [] for f in FORMS}
     for _ in range(args.rounds):
         for form in FORMS:
             n, elapsed = timed(calls[form], app, args.seconds)
-            best[form] = max(best[form], n * args.batch / elapsed)
+            rates[form].append(n * args.batch / elapsed)
     load_after = os.getloadavg()
     print(f"load average (1 min) {load[0]:.2f} before, {load_after[0]:.2f} after; "
-          f"{os.cpu_count()} CPUs; best of {args.rounds} rounds of {args.seconds:g} s")  # fmt: skip
-    print(f"\n| request of {args.batch} rows | rows/s | vs VW lines |\n|---|--:|--:|")
+          f"{os.cpu_count()} CPUs; {args.rounds} rounds of {args.seconds:g} s")  # fmt: skip
+    print(
+        f"\n| request of {args.batch} rows | best rows/s | cost vs VW lines: median of rounds "
+        "(lowest-highest) |\n|---|--:|--:|"
+    )
+    vw = np.array(rates["vw lines"])
     for form in FORMS:
-        ratio = best["vw lines"] / best[form]
-        print(f"| {form} | {best[form]:,.0f} | {ratio:.2f}x slower |")
+        ratios = vw / np.array(rates[form])
+        print(
+            f"| {form} | {max(rates[form]):,.0f} | {np.median(ratios):.2f}x "
+            f"({ratios.min():.2f}-{ratios.max():.2f}) |"
+        )
 
 
 if __name__ == "__main__":
