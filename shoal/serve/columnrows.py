@@ -6,7 +6,8 @@ numbers for the kernel to write, floats written by Python's ``repr`` (one C-leve
 column) -- and a numba kernel interleaves them into rows, with no Python per value or per row.
 The rows are those ``Rows.of_columns`` makes value by value, to the byte; a column it cannot
 make so (a string holding the separator, a quote or a line break, a float past float32 or
-written with an exponent, an integer of more than 15 digits, values of mixed types, booleans)
+written with an exponent, a numeric column's integer of more than 15 digits, -2**63, values
+of mixed types, booleans)
 makes ``assemble`` answer None, and the request takes that slower way, errors included.
 
 >>> from shoal.features.schema import ColumnSchema

@@ -13,8 +13,9 @@ errors included. A body is handed back when it holds:
 - a key that names no column, a key twice in a record, or a key with an escape;
 - a value that is not null, an integer or a string: a float, a boolean, an object (a
   namespace), a list -- or NaN, or anything else that is not strict JSON;
-- an integer of more than 15 digits or ``-0`` (Python writes such integers otherwise), or a
-  string in a numeric column;
+- ``-0``, an integer of more than 15 digits in a numeric column or 18 in another (Python
+  writes such integers otherwise, or they are checked more closely), or a string in a numeric
+  column;
 - a string in a categorical column that holds, once its escapes are decoded, the separator
   (a field would need quotes), a quote or a line break;
 - a row that would be empty or start with ``{`` (a JSON line, as a row given as text).
