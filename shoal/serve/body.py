@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import json
 import zlib
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -122,9 +123,15 @@ async def read_json(
     """The body as a JSON object, and its size in bytes; 413 past ``limit`` bytes. A large body
     is parsed in a thread: the event loop goes on answering others meanwhile."""
     data = await read_body(request, limit, timeout)
+    return await off_loop(parse_json, data), len(data)
+
+
+async def off_loop(call: Callable[[bytes], T], data: bytes) -> T:
+    """``call(data)`` on the event loop for a small body, else in a thread (the loop goes on
+    answering others meanwhile)."""
     if len(data) > INLINE_BYTES:
-        return await asyncio.to_thread(parse_json, data), len(data)
-    return parse_json(data), len(data)
+        return await asyncio.to_thread(call, data)
+    return call(data)
 
 
 def field(body: dict[str, Any], name: str) -> Any:

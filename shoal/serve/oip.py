@@ -46,6 +46,7 @@ from shoal.serve.rows import Rows, rows_of
 from shoal.serve.scoring import Prediction
 from shoal.serve.service import ModelService
 from shoal.serve.tensors import (
+    DATATYPES,
     HEADER,
     InferRequest,
     Output,
@@ -59,6 +60,8 @@ EVENT_ID = "event_id"  # the output of event ids
 _PREDICTION = {"logistic": ("probability", "FP32"), "multiclass": ("class", "INT64")}
 _TRITON_TYPE = {"BYTES": "TYPE_STRING", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64"}
 EXTENSIONS = ["binary_tensor_data"]
+# the one type of the elements of a tensor of these datatypes, however sent (tensors.py)
+_TYPES = {"BYTES": str, **{d: int for d in DATATYPES if d.startswith(("INT", "UINT"))}}
 
 
 class OpenInference(Routes):
@@ -248,7 +251,8 @@ def schema_records(tensors: list[Tensor], rows: Rows, ignore_unknown: bool) -> l
     if unknown and not ignore_unknown:
         raise rows.unknown([n for _, n in unknown], f"inputs[{unknown[0][0]}].name", "input")
     n = tensors[0].rows
-    fast = rows.of_columns({c: t.values for c, t in named.items()}, n)
+    types = {c: _TYPES[t.datatype] for c, t in named.items() if t.datatype in _TYPES}
+    fast = rows.of_columns({c: t.values for c, t in named.items()}, n, types)
     if fast is not None:
         return fast
     values = [_feature_values(t) for t in named.values()]  # each record on its own

@@ -160,6 +160,19 @@ def check_line(line: Any, field: str, *, row: bool = False) -> str:
     return line
 
 
+def plain_rows(lines: Sequence[str]) -> bool:
+    """Whether every line is a row that ``check_line(line, field, row=True)`` passes as it is
+    (not empty, no line break, not a JSON line), found with no Python per line: rows of a
+    schema model's column tensors, TCP blocks and ``lines`` tensors mostly are."""
+    joined = "".join(lines)
+    return (
+        all(lines)
+        and "\n" not in joined
+        and "\r" not in joined
+        and not any(map(_STARTS_JSON, lines))
+    )
+
+
 _JSON_LINE = (
     'a JSON line is {"features": {...}} or {"row": "..."}, with a numeric "label" and "weight" '
     "if any"

@@ -40,7 +40,9 @@ from shoal.data.batch import Batch
 from shoal.data.columns import ColumnPlan
 from shoal.data.reader import as_parsed
 from shoal.features.spec import FeatureSpec
+from shoal.serve.columnrows import assemble
 from shoal.serve.errors import RequestError
+from shoal.serve.jsonrows import Keys
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _SPECIAL = ('"', "\n", "\r")  # characters no field of a row can hold
@@ -77,6 +79,7 @@ class Rows:
         self._in_order = operator.itemgetter(*(place.get(c.name, blank) for c in self.columns))
         self._blank = itertools.repeat(("",))
         self._plan = ColumnPlan.build(schema, spec)
+        self.keys = Keys(schema)  # a request's body straight to rows (``jsonrows``)
         self._offsets, self._letters = spec.interaction_arrays()
 
     # -- records to rows -------------------------------------------------------------------------
@@ -126,9 +129,15 @@ class Rows:
             return None
         return self._from_flat(nums, cats)
 
-    def of_columns(self, columns: Mapping[str, list[Any]], n: int) -> list[str] | None:
+    def of_columns(
+        self, columns: Mapping[str, list[Any]], n: int, types: Mapping[str, type] | None = None
+    ) -> list[str] | None:
         """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
-        its values), or None where a value needs a record of its own (``of_record``)."""
+        its values; ``types``: the one type of a column's values, where it is known), or None
+        where a value needs a record of its own (``of_record``)."""
+        made = assemble(self, columns, n, types)  # the common case, by one compiled call
+        if made is not None:
+            return made
         missing = [None] * n
 
         def flat(names: list[str]) -> list[Any]:

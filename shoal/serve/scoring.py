@@ -26,6 +26,7 @@ from shoal.model.model import Model
 from shoal.serve.batcher import Batcher, split
 from shoal.serve.errors import RequestError
 from shoal.serve.expansion import check_expansion
+from shoal.serve.jsonrows import BodyRows
 from shoal.serve.records import (
     check_line,
     data_error_field,
@@ -35,6 +36,7 @@ from shoal.serve.records import (
     labeled_line,
     labeled_parts,
     parse_lines,
+    plain_rows,
     with_label,
 )
 from shoal.serve.rows import rows_of
@@ -123,8 +125,16 @@ def record_lines(
     """Records as clients send them, as the lines the event log keeps and the parsers read
     (``records.py``): a model with a column schema takes rows of its table, and objects become
     such rows (``rows.py``); unknown fields are errors unless ``ignore_unknown``."""
-    if model.spec.schema is not None and not labeled and set(map(type, records)) == {dict}:
-        return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore_unknown)
+    if isinstance(records, BodyRows):  # rows made from a request's body, by its schema
+        if records.schema == model.spec.schema:
+            return list(records)
+        records = records.objects()  # another model is live: its rows, made by its schema
+    if model.spec.schema is not None and not labeled:
+        kinds = set(map(type, records))
+        if kinds == {dict}:
+            return rows_of(model.spec).of_records(records, "records", ignore_unknown=ignore_unknown)
+        if kinds == {str} and plain_rows(records):
+            return list(records)
     lines = [
         _line(r, f"records[{i}]", model, labeled, ignore_unknown) for i, r in enumerate(records)
     ]

@@ -22,13 +22,13 @@ elements are UTF-8 text (VW lines, feature names and values). Errors name the fi
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from shoal.serve.body import parse_json
+from shoal.serve.bytesdata import LENGTH, bytes_inputs, bytes_values
 from shoal.serve.errors import PayloadTooLarge, RequestError
 
 HEADER = "Inference-Header-Content-Length"
@@ -49,7 +49,6 @@ _NUMPY = {
     "FP64": "<f8",
 }
 DATATYPES = (*_NUMPY, "BYTES")
-_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -111,8 +110,9 @@ def decode_request(body: bytes, header_length: str | None, max_rows: int) -> Inf
     declared = [_declared(item, f"inputs[{k}]") for k, item in enumerate(_list(doc, "inputs"))]
     _check_rows(declared, max_rows)
     _unique([d.name for d in declared], "inputs")
+    texts = bytes_inputs([(d.datatype, d.rows, d.binary_size) for d in declared], blob)
     blobs = _Blobs(blob)
-    inputs = [d.tensor(blobs) for d in declared]
+    inputs = [d.tensor(blobs, texts.get(k)) for k, d in enumerate(declared)]
     blobs.finish()
     outputs = None
     if "outputs" in doc:
@@ -185,7 +185,15 @@ class _Declared:
     def rows(self) -> int:
         return self.shape[0]
 
-    def tensor(self, blobs: _Blobs) -> Tensor:
+    @property
+    def binary_size(self) -> Any:
+        """The declared ``parameters.binary_data_size``, unchecked; None if there is none."""
+        parameters = self.doc.get("parameters")
+        return parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+
+    def tensor(self, blobs: _Blobs, texts: list[str] | None = None) -> Tensor:
+        """The input's elements: from its JSON ``data``, or its part of the binary data
+        (``texts``: a BYTES input's elements, already read by ``_bytes_inputs``)."""
         size = _parameters(self.doc, f"{self.field}.parameters").get("binary_data_size")
         if size is None:
             return Tensor(self.name, self.datatype, self.rows, self._json_values())
@@ -195,7 +203,8 @@ class _Declared:
                 "given with parameters.binary_data_size: send the elements one way, not both",
             )
         blob = blobs.take(size, f"{self.field}.parameters.binary_data_size")
-        return Tensor(self.name, self.datatype, self.rows, self._blob_values(blob))
+        values = texts if texts is not None else self._blob_values(blob)
+        return Tensor(self.name, self.datatype, self.rows, values)
 
     def _json_values(self) -> list[Any]:
         field = f"{self.field}.data"
@@ -210,6 +219,8 @@ class _Declared:
             raise RequestError(
                 field, f"{len(values)} elements, but shape {self.shape} holds {self.rows}"
             )
+        if _all_fit(values, self.datatype):
+            return values
         for j, value in enumerate(values):
             if not _fits(value, self.datatype):
                 raise RequestError(f"{field}[{j}]", f"{value!r} is not a {self.datatype} value")
@@ -217,7 +228,7 @@ class _Declared:
 
     def _blob_values(self, blob: bytes) -> list[Any]:
         if self.datatype == "BYTES":
-            return _texts(_elements(blob, self.rows, self.field), f"{self.field}.data")
+            return bytes_values(blob, self.rows, self.field)
         dtype = np.dtype(_NUMPY[self.datatype])
         if len(blob) != self.rows * dtype.itemsize:
             raise RequestError(
@@ -279,7 +290,7 @@ def _flat(data: Any, field: str) -> list[Any]:
     """Elements of ``data``: a flat list, or the nested ``[[a], [b]]`` of shape [N, 1]."""
     if not isinstance(data, list):
         raise RequestError(field, f"must be a list of elements, got {type(data).__name__}")
-    if not any(isinstance(x, list) for x in data):
+    if list not in map(type, data):  # (no Python per element: JSON makes no list subclass)
         return data
     out = []
     for i, row in enumerate(data):
@@ -301,39 +312,16 @@ def _fits(value: Any, datatype: str) -> bool:
     return isinstance(value, int) and int(info.min) <= value <= int(info.max)
 
 
-def _elements(blob: bytes, count: int, field: str) -> list[bytes]:
-    """The BYTES elements of a blob: each a 4-byte little-endian length and that many bytes."""
-    out: list[bytes] = []
-    pos = 0
-    while pos < len(blob) and len(out) < count:
-        if pos + 4 > len(blob):
-            raise RequestError(f"{field}.data[{len(out)}]", "its 4-byte length is cut short")
-        (n,) = _LENGTH.unpack_from(blob, pos)
-        pos += 4
-        if pos + n > len(blob):
-            raise RequestError(
-                f"{field}.data[{len(out)}]",
-                f"declares {n} bytes, but {len(blob) - pos} remain in the input's binary data",
-            )
-        out.append(blob[pos : pos + n])
-        pos += n
-    if len(out) != count or pos != len(blob):
-        raise RequestError(
-            f"{field}.parameters.binary_data_size",
-            f"{len(blob)} bytes do not hold exactly {count} BYTES elements "
-            "(each a 4-byte little-endian length and that many bytes)",
-        )
-    return out
-
-
-def _texts(elements: list[bytes], field: str) -> list[str]:
-    out = []
-    for j, element in enumerate(elements):
-        try:
-            out.append(element.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise RequestError(f"{field}[{j}]", "not UTF-8 text") from None
-    return out
+def _all_fit(values: list[Any], datatype: str) -> bool:
+    """Whether every element is a value of ``datatype`` by the types of the elements alone (and
+    an integer datatype's range), with no Python per element: False sends them to ``_fits``,
+    one by one, which names the first that is not (or finds that all are)."""
+    kinds = set(map(type, values))
+    if datatype in _NUMPY and datatype != "BOOL" and not datatype.startswith("FP"):
+        info = np.iinfo(_NUMPY[datatype])
+        return kinds == {int} and int(info.min) <= min(values) and max(values) <= int(info.max)
+    exact = {"BYTES": str, "BOOL": bool}.get(datatype, float)
+    return kinds <= {exact}
 
 
 class _Blobs:
@@ -416,7 +404,7 @@ def encode_response(head: dict[str, Any], outputs: list[Output]) -> tuple[bytes,
 def _blob(out: Output) -> bytes:
     if out.datatype == "BYTES":
         encoded = [v.encode("utf-8") for v in out.values]
-        return b"".join(_LENGTH.pack(len(e)) + e for e in encoded)
+        return b"".join(LENGTH.pack(len(e)) + e for e in encoded)
     return np.asarray(out.values, _NUMPY[out.datatype]).tobytes()
 
 

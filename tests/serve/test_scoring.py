@@ -3,9 +3,12 @@ read replicas): a bad request fails alone; learning needs labels the model takes
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from shoal import FeatureSpec, LearnerConfig, Model
+from shoal.features.schema import ColumnSchema
 from shoal.serve.errors import RequestError
 from shoal.serve.records import parse_lines
 from shoal.serve.scoring import learn_lines, record_lines, score
@@ -38,3 +41,21 @@ def test_learning_needs_a_label_the_model_takes() -> None:
         learn_lines(["1 | a", "| b"], model)
     with pytest.raises(RequestError, match="class"):
         learn_lines(["7 | a"], model)
+
+
+def test_rows_sent_as_text_are_checked_one_by_one_when_any_is_not_plain() -> None:
+    """A schema model's rows pass as they are; a blank row, a line break or a JSON line that
+    is no record is an error naming its record, however many plain rows come with it."""
+    model = Model(FeatureSpec(schema=ColumnSchema.parse("label,n,c:cat")))
+    rows = [",3,a", ",,", ",4,b"]
+    assert record_lines(rows, model, labeled=False) == rows
+    for bad, problem in [
+        ("", "is blank"),
+        (",1,a\rb", "holds a line break"),
+        (",1,a\nb", "holds a line break"),
+        ('{"x": 1}', 'a JSON line is {"features"'),
+    ]:
+        with pytest.raises(RequestError, match=r"records\[1\]: " + re.escape(problem)):
+            record_lines([rows[0], bad, rows[2]], model, labeled=False)
+    json_row = '{"row": ",5,c"}'
+    assert record_lines([rows[0], json_row], model, labeled=False) == [rows[0], json_row]

@@ -151,6 +151,43 @@ def test_malformed_binary_data_names_the_field(parts: tuple[bytes, str, bytes], 
     assert info.value.field == field, info.value
 
 
+def test_bytes_elements_decode_as_sent_whatever_they_hold() -> None:
+    """Line breaks, empty and multibyte elements: the elements, each as it was sent."""
+    elements = ["a\nb", "", "é\r", "\n", "x"]
+    blob = b"".join(len(e.encode()).to_bytes(4, "little") + e.encode() for e in elements)
+    head, length, _ = binary("BYTES", [5], blob)
+    assert decode_request(head + blob, length, max_rows=10).inputs[0].values == elements
+
+
+def test_several_bytes_inputs_each_get_their_elements_and_the_first_error_is_told() -> None:
+    def blob(*elements: bytes) -> bytes:
+        return b"".join(len(e).to_bytes(4, "little") + e for e in elements)
+
+    def request(*parts: tuple[str, str, bytes]) -> tuple[bytes, str]:
+        inputs = [
+            {"name": n, "shape": [2], "datatype": d, "parameters": {"binary_data_size": len(b)}}
+            for n, d, b in parts
+        ]
+        head = json.dumps({"inputs": inputs}).encode()
+        return head + b"".join(b for _, _, b in parts), str(len(head))
+
+    a, b, c = blob(b"x", b"yz"), blob(b"1\n2", b""), blob("é".encode(), b"w")
+    body, length = request(("a", "BYTES", a), ("n", "INT64", b"\0" * 16), ("b", "BYTES", b))
+    got = decode_request(body, length, max_rows=10).inputs
+    assert [t.values for t in got] == [["x", "yz"], [0, 0], ["1\n2", ""]]
+    looks_like_bytes = blob(b"AB", b"CD") + b"\0" * 4  # two INT64 elements
+    body, length = request(("n", "INT64", looks_like_bytes), ("d", "BYTES", blob(b"pq", b"rs")))
+    assert decode_request(body, length, max_rows=10).inputs[1].values == ["pq", "rs"]
+    body, length = request(("c", "BYTES", c), ("a", "BYTES", a))
+    assert [t.values for t in decode_request(body, length, max_rows=10).inputs] == [
+        ["é", "w"], ["x", "yz"],
+    ]  # fmt: skip
+    body, length = request(("n", "FP32", b"\0" * 7), ("bad", "BYTES", blob(b"\xff", b"")))
+    with pytest.raises(RequestError) as info:
+        decode_request(body, length, max_rows=10)
+    assert info.value.field == "inputs[0].parameters.binary_data_size"
+
+
 def test_binary_data_needs_the_header_and_one_form() -> None:
     head, _, _ = binary("UINT8", [1], b"\1")
     with pytest.raises(RequestError, match="needs the header"):
