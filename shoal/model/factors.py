@@ -82,6 +82,16 @@ def split_indices(
 
 
 @njit(inline="always", cache=True)
+def _scratch(F, k):
+    """The per-row sums ``_margin`` fills: A (F, F, k), sq (F,), present (F,)."""
+    return (
+        np.zeros((F, F, k), dtype=np.float64),
+        np.zeros(F, dtype=np.float64),
+        np.zeros(F, dtype=np.bool_),
+    )
+
+
+@njit(inline="always", cache=True)
 def _margin(w, slots, fields, values, a, b, F, k, W, A, sq, present):
     """The FM/FFM margin of features ``a:b``; fills ``A`` (F, F, k), ``sq`` (F,) and
     ``present`` (F,) for the update."""
@@ -198,9 +208,7 @@ def learn_factors(
     F = n_fields
     k = rank
     W = 1 + F * k
-    A = np.zeros((F, F, k), dtype=np.float64)
-    sq = np.zeros(F, dtype=np.float64)
-    present = np.zeros(F, dtype=np.bool_)
+    A, sq, present = _scratch(F, k)
     for i in range(len(labels)):
         a = indptr[i]
         b = indptr[i + 1]
@@ -246,9 +254,7 @@ def predict_factors(indptr, slots, fields, values, initial, w, n_fields, rank, o
     F = n_fields
     k = rank
     W = 1 + F * k
-    A = np.zeros((F, F, k), dtype=np.float64)
-    sq = np.zeros(F, dtype=np.float64)
-    present = np.zeros(F, dtype=np.bool_)
+    A, sq, present = _scratch(F, k)
     for i in range(len(indptr) - 1):
         out[i, 0] = _margin(w, slots, fields, values, indptr[i], indptr[i + 1], F, k, W, A, sq,
                             present)  # fmt: skip
