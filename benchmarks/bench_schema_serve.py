@@ -45,9 +45,9 @@ import numpy as np
 
 from shoal.cli import main as shoal_main
 from shoal.serve import ModelService, ServiceConfig
-from shoal.serve.app import build_app
 from shoal.serve.config import HttpConfig
-from shoal.serve.tensors import HEADER
+from shoal.serve.http.app import build_app
+from shoal.serve.http.tensors import HEADER
 
 SCHEMA = "label,I1..I13:num:log1p,C1..C26:cat"
 INTS = [f"I{k}" for k in range(1, 14)]

@@ -20,7 +20,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from shoal.serve.errors import Unavailable
-from shoal.serve.service import ModelService
+from shoal.serve.learning.service import ModelService
 
 # name, help, counter?  -- keys of ModelService.stats()
 _MODEL_METRICS = {

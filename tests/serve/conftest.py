@@ -21,7 +21,7 @@ from shoal.serve import (
     ServiceConfig,
     TcpConfig,
 )
-from shoal.serve.server import front_ends
+from shoal.serve.http.server import front_ends
 from tests.serve.helpers import BASE, Clock, LineClient, live_model, tcp_address
 
 

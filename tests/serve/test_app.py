@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from shoal import FeatureSpec, LearnerConfig, Model, TextReader
-from shoal.serve.openapi import document
+from shoal.serve.http.openapi import document
 from tests.serve.conftest import Running
 from tests.serve.helpers import event, offline, wait_until
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from shoal.serve import ModelService, ServiceConfig
-from shoal.serve.batcher import Batcher
 from shoal.serve.errors import RequestError
-from shoal.serve.offload import Predictions
+from shoal.serve.learning.batcher import Batcher
+from shoal.serve.learning.offload import Predictions
 from tests.serve.helpers import event
 
 

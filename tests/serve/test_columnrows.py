@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from shoal import FeatureSpec
 from shoal.features.schema import ColumnSchema
-from shoal.serve.columnrows import assemble
 from shoal.serve.errors import RequestError
-from shoal.serve.rows import Rows, rows_of
+from shoal.serve.reading.columnrows import assemble
+from shoal.serve.reading.rows import Rows, rows_of
 
 SCHEMA = "label,I1..I3:num:log1p,C1..C3:cat,w:weight"
 NAMES = ["label", "I1", "I2", "I3", "C1", "C2", "C3", "w"]

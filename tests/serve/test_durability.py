@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shoal.serve.eventlog import EventLog
+from shoal.serve.state.eventlog import EventLog
 from tests.serve.helpers import Clock, event
 
 STRACE = shutil.which("strace")

@@ -10,8 +10,8 @@ import pytest
 
 from shoal.errors import ShoalError
 from shoal.serve.errors import EventExpired, FeedbackConflict, Unavailable, UnknownEvent
-from shoal.serve.eventlog import EventLog
-from shoal.serve.seqmark import SeqMark
+from shoal.serve.state.eventlog import EventLog
+from shoal.serve.state.seqmark import SeqMark
 from tests.serve.helpers import Clock, wait_until
 
 

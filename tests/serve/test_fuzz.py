@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from shoal.serve.openapi import document
+from shoal.serve.http.openapi import document
 from tests.serve.conftest import Running
 
 OPERATIONS = [op.ok() for op in schemathesis.openapi.from_dict(document()).get_all_operations()]

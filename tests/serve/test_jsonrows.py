@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from shoal import FeatureSpec, Model
 from shoal.features.schema import ColumnSchema
 from shoal.serve.errors import RequestError
-from shoal.serve.jsonrows import BodyRows
-from shoal.serve.rows import rows_of
-from shoal.serve.scoring import record_lines
+from shoal.serve.reading.jsonrows import BodyRows
+from shoal.serve.reading.rows import rows_of
+from shoal.serve.reading.scoring import record_lines
 
 SCHEMA = "label,I1..I3:num:log1p,C1..C3:cat,w:weight"
 NAMES = ["label", "I1", "I2", "I3", "C1", "C2", "C3", "w"]

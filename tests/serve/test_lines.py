@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shoal.serve import ModelService, ServiceConfig
 from shoal.serve.errors import Unavailable
-from shoal.serve.lines import Answer, answer, answer_block
+from shoal.serve.tcp.lines import Answer, answer, answer_block
 from tests.serve.helpers import event, live_model, log_contents, offline
 
 

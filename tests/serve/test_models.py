@@ -9,7 +9,7 @@ import pytest
 
 from shoal import FeatureSpec, Model
 from shoal.serve.errors import RequestError
-from shoal.serve.models import NO_MODEL, read_model_file
+from shoal.serve.state.models import NO_MODEL, read_model_file
 
 
 @pytest.fixture

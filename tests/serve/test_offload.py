@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.serve.offload import INLINE_BYTES, INLINE_RECORDS, inline
+from shoal.serve.learning.offload import INLINE_BYTES, INLINE_RECORDS, inline
 
 
 def test_a_request_is_small_by_its_records_and_its_bytes() -> None:

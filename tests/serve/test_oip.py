@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 from shoal import FeatureSpec, LearnerConfig, Model, TextReader, TrainOptions, train
 from shoal.data.frames import batch_from_dicts
 from shoal.features.schema import ColumnSchema
-from shoal.serve.tensors import DATATYPES
+from shoal.serve.http.tensors import DATATYPES
 from tests.serve.conftest import Running
 
 Start = Callable[..., Running]

@@ -8,7 +8,7 @@ import pytest
 from shoal.data.batch import Batch
 from shoal.features.spec import FeatureSpec
 from shoal.serve.errors import RequestError
-from shoal.serve.records import (
+from shoal.serve.reading.records import (
     check_line,
     features_line,
     features_part,

@@ -10,8 +10,8 @@ import pytest
 from shoal import FeatureSpec, LearnerConfig, Model
 from shoal.features.schema import ColumnSchema
 from shoal.serve.errors import RequestError
-from shoal.serve.records import parse_lines
-from shoal.serve.scoring import learn_lines, record_lines, score
+from shoal.serve.reading.records import parse_lines
+from shoal.serve.reading.scoring import learn_lines, record_lines, score
 
 
 def test_a_request_that_does_not_parse_fails_alone() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from shoal import Model
 from shoal.cli import main
-from shoal.serve.records import parse_lines
+from shoal.serve.reading.records import parse_lines
 from tests.serve.helpers import (
     LineClient,
     event,

@@ -16,7 +16,7 @@ from shoal.data.frames import batch_from_dicts
 from shoal.errors import ConfigError
 from shoal.serve import ModelService, ServiceConfig
 from shoal.serve.errors import RequestError
-from shoal.serve.eventlog import EventLog
+from shoal.serve.state.eventlog import EventLog
 from tests.serve.helpers import event, newest_snapshot, offline
 
 

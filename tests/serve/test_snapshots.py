@@ -9,7 +9,7 @@ import pytest
 from shoal import FeatureSpec, Model
 from shoal.data.batch import Batch
 from shoal.serve.errors import UnknownVersion
-from shoal.serve.snapshots import SnapshotStore
+from shoal.serve.state.snapshots import SnapshotStore
 
 
 def learned(n: int) -> Model:

@@ -10,7 +10,7 @@ import pytest
 from shoal import FeatureSpec, Model
 from shoal.errors import ModelFileError
 from shoal.serve.errors import StateDirError
-from shoal.serve.statedir import StateDir
+from shoal.serve.state.statedir import StateDir
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tritonclient.http import InferenceServerClient, InferInput, InferRequestedO
 from tritonclient.utils import np_to_triton_dtype
 
 from shoal.serve.errors import PayloadTooLarge, RequestError
-from shoal.serve.tensors import InferRequest, Output, decode_request, encode_response
+from shoal.serve.http.tensors import InferRequest, Output, decode_request, encode_response
 
 ARRAYS = {
     "b": np.array([True, False, True]),

@@ -25,14 +25,14 @@ from typing import Any, cast
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.serve import sockets
-from shoal.serve.app import build_app
-from shoal.serve.batcher import BUCKETS
 from shoal.serve.cluster.remote import RemoteService
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
+from shoal.serve.http.app import build_app
+from shoal.serve.http.server import uvicorn_server
+from shoal.serve.learning.batcher import BUCKETS
+from shoal.serve.learning.service import ModelService
 from shoal.serve.metrics import Metrics
-from shoal.serve.server import uvicorn_server
-from shoal.serve.service import ModelService
-from shoal.serve.tcp import LineServer
+from shoal.serve.tcp.server import LineServer
 
 HEADER = b"shoal-front-end"
 PID_HEADER = b"shoal-pid"

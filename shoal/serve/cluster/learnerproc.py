@@ -34,13 +34,13 @@ from shoal.serve.cluster.rpc import RpcServer
 from shoal.serve.cluster.shmweights import Publisher
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import UnknownEvent
-from shoal.serve.eventlog import id_time
 from shoal.serve.futures import then
 from shoal.serve.histogram import Histogram
+from shoal.serve.learning.service import ModelService
 from shoal.serve.replica.publisher import SnapshotPublisher
 from shoal.serve.replica.shelf import Shelf
-from shoal.serve.service import ModelService
-from shoal.serve.snapshots import Version
+from shoal.serve.state.eventlog import id_time
+from shoal.serve.state.snapshots import Version
 
 log = logging.getLogger("shoal.serve")
 T = TypeVar("T")

@@ -29,7 +29,6 @@ import numpy as np
 from shoal.data.batch import Batch
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
-from shoal.serve.batcher import Batcher
 from shoal.serve.cluster.learnerproc import SOCKET
 from shoal.serve.cluster.rpc import RpcClient
 from shoal.serve.cluster.shmweights import Reader
@@ -37,12 +36,13 @@ from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.futures import then
 from shoal.serve.histogram import Histogram
-from shoal.serve.learner import Live
-from shoal.serve.records import (
+from shoal.serve.learning.batcher import Batcher
+from shoal.serve.learning.learner import Live
+from shoal.serve.reading.records import (
     number_text,
     weight_text,
 )
-from shoal.serve.scoring import (
+from shoal.serve.reading.scoring import (
     Predicting,
     Prediction,
     Request,
@@ -52,7 +52,7 @@ from shoal.serve.scoring import (
     score,
     score_block,
 )
-from shoal.serve.snapshots import Version
+from shoal.serve.state.snapshots import Version
 
 CALL_TIMEOUT = 10.0  # seconds a front end waits for the learner's answer to a quick call
 

@@ -50,8 +50,8 @@ from shoal.serve import sockets
 from shoal.serve.cluster import frontend, learnerproc
 from shoal.serve.cluster.shmweights import Control
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
-from shoal.serve.records import parse_lines
-from shoal.serve.statedir import StateDir
+from shoal.serve.reading.records import parse_lines
+from shoal.serve.state.statedir import StateDir
 
 log = logging.getLogger("shoal.serve")
 _QUICK_DEATH = 1.0  # seconds: a child that dies sooner after starting is restarted after a pause

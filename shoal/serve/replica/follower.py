@@ -33,19 +33,26 @@ from shoal.data.batch import Batch
 from shoal.errors import ConfigError, ShoalError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
-from shoal.serve.batcher import Batcher
 from shoal.serve.errors import ReadOnly, RequestError, Unavailable
 from shoal.serve.futures import then
 from shoal.serve.histogram import Histogram
-from shoal.serve.learner import Live
-from shoal.serve.records import (
+from shoal.serve.learning.batcher import Batcher
+from shoal.serve.learning.learner import Live
+from shoal.serve.reading.records import (
     number_text,
     weight_text,
 )
+from shoal.serve.reading.scoring import (
+    Predicting,
+    Prediction,
+    Request,
+    learn_lines,
+    score,
+    score_block,
+)
 from shoal.serve.replica.leader import Leader
 from shoal.serve.replica.shelf import DamagedSnapshot, Shelf
-from shoal.serve.scoring import Predicting, Prediction, Request, learn_lines, score, score_block
-from shoal.serve.snapshots import Version
+from shoal.serve.state.snapshots import Version
 
 log = logging.getLogger("shoal.serve")
 

@@ -11,9 +11,9 @@ from typing import Any, cast
 
 from shoal.serve.cluster.frontend import run_loop
 from shoal.serve.config import HttpConfig, TcpConfig
+from shoal.serve.http.server import FrontEnd, front_ends
+from shoal.serve.learning.service import ModelService
 from shoal.serve.replica.follower import FollowConfig, ReplicaService
-from shoal.serve.server import FrontEnd, front_ends
-from shoal.serve.service import ModelService
 
 
 async def _serve_all(fronts: list[FrontEnd]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from shoal import FeatureSpec, LearnerConfig, Model
 from shoal.serve.cluster.shmweights import Control, Publisher, Reader
 from shoal.serve.errors import Unavailable
-from shoal.serve.records import parse_lines
+from shoal.serve.reading.records import parse_lines
 
 LINES = ["1 |u a b |v x:0.5", "-1 |u c", "1 |v x:2 y"]
 

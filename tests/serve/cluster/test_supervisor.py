@@ -17,7 +17,7 @@ import pytest
 
 from shoal import Model
 from shoal.serve.cluster.supervisor import run_dir
-from shoal.serve.records import parse_lines
+from shoal.serve.reading.records import parse_lines
 from tests.serve.cluster.groups import Group, alive
 from tests.serve.helpers import LineClient, event, log_contents, offline, wait_until
 

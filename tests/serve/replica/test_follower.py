@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from shoal import Model
-from shoal.serve.records import parse_lines
+from shoal.serve.reading.records import parse_lines
 from tests.serve.cluster.groups import Group
 from tests.serve.helpers import LineClient, event, offline, wait_until
 

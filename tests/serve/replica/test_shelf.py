@@ -12,7 +12,7 @@ import pytest
 
 from shoal import FeatureSpec, LearnerConfig, Model
 from shoal.serve.errors import ReadOnly
-from shoal.serve.records import parse_lines
+from shoal.serve.reading.records import parse_lines
 from shoal.serve.replica.follower import FollowConfig, ReplicaService
 from shoal.serve.replica.shelf import DamagedSnapshot, Shelf
 from tests.serve.helpers import wait_until

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from shoal._version import __version__
-from shoal.serve.tensors import DATATYPES, HEADER
+from shoal.serve.http.tensors import DATATYPES, HEADER
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NAME = {

@@ -35,17 +35,13 @@ from shoal.data.batch import Batch
 from shoal.errors import ConfigError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
-from shoal.serve.batcher import Batcher
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import FeaturesDropped, RequestError, StateDirError, Unavailable
-from shoal.serve.eventlog import EventLog
 from shoal.serve.histogram import Histogram
-from shoal.serve.kept import DROPPED
-from shoal.serve.learner import Learner, Live
-from shoal.serve.models import read_model_file
-from shoal.serve.records import number_text, weight_text
-from shoal.serve.recovery import check_log
-from shoal.serve.scoring import (
+from shoal.serve.learning.batcher import Batcher
+from shoal.serve.learning.learner import Learner, Live
+from shoal.serve.reading.records import number_text, weight_text
+from shoal.serve.reading.scoring import (
     Predicting,
     Prediction,
     Request,
@@ -55,9 +51,13 @@ from shoal.serve.scoring import (
     score,
     score_block,
 )
-from shoal.serve.seqmark import SeqMark
-from shoal.serve.snapshots import SnapshotStore, Version
-from shoal.serve.statedir import StateDir
+from shoal.serve.state.eventlog import EventLog
+from shoal.serve.state.kept import DROPPED
+from shoal.serve.state.models import read_model_file
+from shoal.serve.state.recovery import check_log
+from shoal.serve.state.seqmark import SeqMark
+from shoal.serve.state.snapshots import SnapshotStore, Version
+from shoal.serve.state.statedir import StateDir
 
 _DROPPED_IDS = 100_000  # ids of front ends' predictions whose features were dropped, kept
 

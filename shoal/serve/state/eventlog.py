@@ -43,9 +43,9 @@ from shoal.serve.errors import (
     Unavailable,
     UnknownEvent,
 )
-from shoal.serve.kept import DROPPED, FeatureBuffer
-from shoal.serve.records import with_label
-from shoal.serve.seqmark import SeqMark
+from shoal.serve.reading.records import with_label
+from shoal.serve.state.kept import DROPPED, FeatureBuffer
+from shoal.serve.state.seqmark import SeqMark
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

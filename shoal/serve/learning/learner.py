@@ -29,10 +29,10 @@ from shoal.errors import ShoalError, StepTooLarge
 from shoal.model.model import Model, Progress
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import StorageError, Unavailable
-from shoal.serve.eventlog import EventLog
 from shoal.serve.histogram import Histogram
-from shoal.serve.records import parse_lines
-from shoal.serve.snapshots import SnapshotStore, Version
+from shoal.serve.reading.records import parse_lines
+from shoal.serve.state.eventlog import EventLog
+from shoal.serve.state.snapshots import SnapshotStore, Version
 
 log = logging.getLogger("shoal.serve")
 T = TypeVar("T")

@@ -15,11 +15,11 @@ from typing import Literal
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shoal.serve.body import authorize
 from shoal.serve.config import HttpConfig
 from shoal.serve.errors import UnknownModel
-from shoal.serve.offload import Predictions
-from shoal.serve.service import ModelService
+from shoal.serve.http.body import authorize
+from shoal.serve.learning.offload import Predictions
+from shoal.serve.learning.service import ModelService
 
 Access = Literal["open", "predict", "admin"]
 Handler = Callable[[Request], Awaitable[Response]]

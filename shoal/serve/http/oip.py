@@ -38,14 +38,10 @@ from starlette.responses import JSONResponse, Response
 from shoal._version import __version__
 from shoal.features.spec import FeatureSpec
 from shoal.model.config import LearnerConfig
-from shoal.serve.body import INLINE_BYTES, read_body
-from shoal.serve.endpoints import Endpoint, Routes, find_service
 from shoal.serve.errors import RequestError, UnknownVersion
-from shoal.serve.records import check_word
-from shoal.serve.rows import Rows, rows_of
-from shoal.serve.scoring import Prediction
-from shoal.serve.service import ModelService
-from shoal.serve.tensors import (
+from shoal.serve.http.body import INLINE_BYTES, read_body
+from shoal.serve.http.endpoints import Endpoint, Routes, find_service
+from shoal.serve.http.tensors import (
     DATATYPES,
     HEADER,
     InferRequest,
@@ -54,6 +50,10 @@ from shoal.serve.tensors import (
     decode_request,
     encode_response,
 )
+from shoal.serve.learning.service import ModelService
+from shoal.serve.reading.records import check_word
+from shoal.serve.reading.rows import Rows, rows_of
+from shoal.serve.reading.scoring import Prediction
 
 LINES = "lines"  # the input of whole VW lines
 EVENT_ID = "event_id"  # the output of event ids

@@ -30,12 +30,12 @@ from starlette.types import ASGIApp
 
 from shoal.errors import ConfigError, ShoalError
 from shoal.serve import sockets
-from shoal.serve.app import build_app
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
-from shoal.serve.connections import protocol
+from shoal.serve.http.app import build_app
+from shoal.serve.http.connections import protocol
+from shoal.serve.learning.service import ModelService
 from shoal.serve.metrics import Metrics
-from shoal.serve.service import ModelService
-from shoal.serve.tcp import LineServer
+from shoal.serve.tcp.server import LineServer
 
 
 class FrontEnd(Protocol):

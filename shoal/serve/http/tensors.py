@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from shoal.serve.body import parse_json
-from shoal.serve.bytesdata import LENGTH, bytes_inputs, bytes_values
 from shoal.serve.errors import PayloadTooLarge, RequestError
+from shoal.serve.http.body import parse_json
+from shoal.serve.http.bytesdata import LENGTH, bytes_inputs, bytes_values
 
 HEADER = "Inference-Header-Content-Length"
 

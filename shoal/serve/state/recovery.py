@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 
 from shoal.serve.errors import StateDirError
-from shoal.serve.eventlog import EventLog
-from shoal.serve.snapshots import Version
+from shoal.serve.state.eventlog import EventLog
+from shoal.serve.state.snapshots import Version
 
 log = logging.getLogger("shoal.serve")
 

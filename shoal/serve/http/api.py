@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from shoal.features.spec import FeatureSpec
-from shoal.serve.body import (
+from shoal.serve.errors import RequestError, Unauthorized, Unavailable
+from shoal.serve.http.body import (
     authorize,
     field,
     off_loop,
@@ -27,13 +28,12 @@ from shoal.serve.body import (
     result,
     wants_wait,
 )
-from shoal.serve.endpoints import Endpoint, Routes, find_service
-from shoal.serve.errors import RequestError, Unauthorized, Unavailable
-from shoal.serve.jsonrows import BodyRows
-from shoal.serve.offload import on_records
-from shoal.serve.rows import rows_of
-from shoal.serve.service import ModelService
-from shoal.serve.snapshots import Version
+from shoal.serve.http.endpoints import Endpoint, Routes, find_service
+from shoal.serve.learning.offload import on_records
+from shoal.serve.learning.service import ModelService
+from shoal.serve.reading.jsonrows import BodyRows
+from shoal.serve.reading.rows import rows_of
+from shoal.serve.state.snapshots import Version
 
 
 class JsonApi(Routes):

@@ -40,12 +40,13 @@ import logging
 import socket
 from collections import Counter, deque
 
-from shoal.serve import lines, sockets
+from shoal.serve import sockets
 from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
+from shoal.serve.learning.offload import INLINE_RECORDS
+from shoal.serve.learning.service import ModelService
 from shoal.serve.metrics import Metrics
-from shoal.serve.offload import INLINE_RECORDS
-from shoal.serve.service import ModelService
+from shoal.serve.tcp import lines
 
 log = logging.getLogger(__name__)
 

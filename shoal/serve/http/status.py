@@ -11,4 +11,4 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-STATUS_PAGE = files("shoal.serve").joinpath("status.html").read_text(encoding="utf-8")
+STATUS_PAGE = files("shoal.serve.http").joinpath("status.html").read_text(encoding="utf-8")

@@ -46,7 +46,7 @@ from shoal.data.reader import as_parsed
 from shoal.errors import DataError
 from shoal.features.spec import FeatureSpec
 from shoal.serve.errors import RequestError
-from shoal.serve.rows import rows_of
+from shoal.serve.reading.rows import rows_of
 
 _FORBIDDEN = frozenset(" \t\r\n|:")
 _NESTED_KEYS = frozenset({"label", "weight", "features"})  # a labeled record's keys, nested

@@ -23,11 +23,11 @@ from shoal.data.batch import Batch
 from shoal.errors import DataError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
-from shoal.serve.batcher import Batcher, split
 from shoal.serve.errors import RequestError
-from shoal.serve.expansion import check_expansion
-from shoal.serve.jsonrows import BodyRows
-from shoal.serve.records import (
+from shoal.serve.learning.batcher import Batcher, split
+from shoal.serve.reading.expansion import check_expansion
+from shoal.serve.reading.jsonrows import BodyRows
+from shoal.serve.reading.records import (
     check_line,
     data_error_field,
     features_line,
@@ -39,7 +39,7 @@ from shoal.serve.records import (
     plain_rows,
     with_label,
 )
-from shoal.serve.rows import rows_of
+from shoal.serve.reading.rows import rows_of
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shoal.errors import ConfigError, DataError, ModelFileError, ShoalError
-from shoal.serve import openapi
-from shoal.serve.api import JsonApi
 from shoal.serve.config import HttpConfig
-from shoal.serve.connections import InFlight
-from shoal.serve.endpoints import guard
 from shoal.serve.errors import (
     EventExpired,
     FeedbackConflict,
@@ -37,11 +33,15 @@ from shoal.serve.errors import (
     Unauthorized,
     Unavailable,
 )
+from shoal.serve.http import openapi
+from shoal.serve.http.api import JsonApi
+from shoal.serve.http.connections import InFlight
+from shoal.serve.http.endpoints import guard
+from shoal.serve.http.oip import OpenInference
+from shoal.serve.http.status import STATUS_PAGE
+from shoal.serve.learning.offload import Predictions
+from shoal.serve.learning.service import ModelService
 from shoal.serve.metrics import Metrics
-from shoal.serve.offload import Predictions
-from shoal.serve.oip import OpenInference
-from shoal.serve.service import ModelService
-from shoal.serve.status import STATUS_PAGE
 
 # The one place where errors become HTTP statuses (the most specific class in an error's MRO
 # wins). Bad input of any kind is a 4xx; a bare ShoalError here is a bug in typing an error.

@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from shoal.serve.scoring import Prediction
-from shoal.serve.service import ModelService
+from shoal.serve.learning.service import ModelService
+from shoal.serve.reading.scoring import Prediction
 
 T = TypeVar("T")
 Request = TypeVar("Request")

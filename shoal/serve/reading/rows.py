@@ -40,9 +40,9 @@ from shoal.data.batch import Batch
 from shoal.data.columns import ColumnPlan
 from shoal.data.reader import as_parsed
 from shoal.features.spec import FeatureSpec
-from shoal.serve.columnrows import assemble
 from shoal.serve.errors import RequestError
-from shoal.serve.jsonrows import Keys
+from shoal.serve.reading.columnrows import assemble
+from shoal.serve.reading.jsonrows import Keys
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _SPECIAL = ('"', "\n", "\r")  # characters no field of a row can hold
@@ -170,7 +170,7 @@ class Rows:
 
     def of_record(self, record: Any, field: str, *, ignore_unknown: bool = False) -> str:
         """One record's row (or JSON line), with errors that name its field."""
-        from shoal.serve.records import json_line  # records imports this module
+        from shoal.serve.reading.records import json_line  # records imports this module
 
         if not isinstance(record, Mapping):
             kind = type(record).__name__
@@ -315,7 +315,7 @@ def _texts(values: Sequence[Any], numeric: bool, sep: str) -> Sequence[str] | No
 
 
 def _number(value: Any, field: str) -> str:
-    from shoal.serve.records import number_text  # records imports this module
+    from shoal.serve.reading.records import number_text  # records imports this module
 
     return number_text(value, field)
 

@@ -46,10 +46,10 @@ from shoal.errors import ShoalError
 from shoal.features.spec import FeatureSpec
 from shoal.model.output import prediction_line
 from shoal.serve.errors import RequestError
-from shoal.serve.expansion import MAX_INTERACTION_FEATURES
-from shoal.serve.records import check_line
-from shoal.serve.rows import rows_of
-from shoal.serve.service import ModelService
+from shoal.serve.learning.service import ModelService
+from shoal.serve.reading.expansion import MAX_INTERACTION_FEATURES
+from shoal.serve.reading.records import check_line
+from shoal.serve.reading.rows import rows_of
 
 
 @dataclass

@@ -12,7 +12,7 @@ makes ``assemble`` answer None, and the request takes that slower way, errors in
 
 >>> from shoal.features.schema import ColumnSchema
 >>> from shoal.features.spec import FeatureSpec
->>> from shoal.serve.rows import rows_of
+>>> from shoal.serve.reading.rows import rows_of
 >>> rows = rows_of(FeatureSpec(schema=ColumnSchema.parse("label,n,x,c:cat")))
 >>> assemble(rows, {"c": ["a", "b"], "n": [3, -12], "x": [0.5, float("nan")]}, 2)
 [',3,0.5,a', ',-12,,b']
@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 if TYPE_CHECKING:
-    from shoal.serve.rows import Rows
+    from shoal.serve.reading.rows import Rows
 
 _EMPTY, _TEXT, _INT = 0, 1, 2  # how a column's fields are given
 _INT_LIMIT = 10**15  # integers below this in magnitude are written as Python writes them

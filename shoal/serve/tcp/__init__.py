@@ -1,0 +1,2 @@
+"""The TCP line server: Vowpal Wabbit's daemon protocol.
+"""
