@@ -1,2 +1,1 @@
-"""The TCP line server: Vowpal Wabbit's daemon protocol.
-"""
+"""The TCP line server: Vowpal Wabbit's daemon protocol."""
