@@ -18,7 +18,6 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +27,7 @@ from shoal.serve import sockets
 from shoal.serve.cluster.remote import RemoteService
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
 from shoal.serve.http.app import build_app
-from shoal.serve.http.server import uvicorn_server
+from shoal.serve.http.server import run_loop, uvicorn_server
 from shoal.serve.learning.batcher import BUCKETS
 from shoal.serve.learning.service import ModelService
 from shoal.serve.metrics import Metrics
@@ -167,14 +166,3 @@ async def _serve(fronts: list[Any], ready: int, parent: int) -> None:
                 for front in fronts:
                     front.should_exit = True
             await asyncio.sleep(0.25)
-
-
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """``asyncio.run(main)``, on uvloop where it is installed."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)

@@ -129,7 +129,7 @@ class HttpServer:
             self._background = None
 
 
-async def _serve_all(fronts: Sequence[FrontEnd]) -> None:
+async def serve_all(fronts: Sequence[FrontEnd]) -> None:
     """Serve every front end until each has been told to exit; one that fails stops them all."""
     async with asyncio.TaskGroup() as group:
         for front in fronts:
@@ -156,7 +156,7 @@ class Background:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=_run, args=(_serve_all(self.fronts),), name="shoal-serve", daemon=True
+            target=run_loop, args=(serve_all(self.fronts),), name="shoal-serve", daemon=True
         )
         self._thread.start()
         deadline = time.monotonic() + 30.0
@@ -174,7 +174,7 @@ class Background:
             self._thread = None
 
 
-def _run(main: Coroutine[Any, Any, None]) -> None:
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """``asyncio.run(main)``, on uvloop where it is installed (a faster loop; not on Windows)."""
     try:
         import uvloop
@@ -214,24 +214,37 @@ def serve(
     the state directory is locked, before the model file is read (``--new`` writes it there).
     """
     logging.basicConfig(level=logging.WARNING, format="shoal: %(levelname)s: %(message)s")
-    fronts: list[FrontEnd] = []
-    stopping = False
+    with stopped_by_signals() as stop, ModelService(service_config, prepare=prepare) as service:
+        stop.fronts[:] = front_ends(service, http, tcp)
+        for front in stop.fronts:
+            front.bind()
+        if not stop.requested:
+            on_ready(service, [front.url for front in stop.fronts])
+            run_loop(serve_all(stop.fronts))
 
-    def stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for front in fronts:
+
+class Stop:
+    """The SIGTERM/SIGINT handler of a server: it tells every front end in ``fronts`` to exit,
+    and remembers that it was asked (``requested``), for front ends not made yet."""
+
+    def __init__(self) -> None:
+        self.fronts: list[FrontEnd] = []
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        for front in self.fronts:
             front.should_exit = True
 
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[Stop]:
+    """Catch SIGTERM and SIGINT with a ``Stop`` from the start (one that comes while a service
+    starts lets it finish starting, then close as usual); the previous handlers come back."""
+    stop = Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        with ModelService(service_config, prepare=prepare) as service:
-            fronts[:] = front_ends(service, http, tcp)
-            for front in fronts:
-                front.bind()
-            if not stopping:
-                on_ready(service, [front.url for front in fronts])
-                _run(_serve_all(fronts))
+        yield stop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

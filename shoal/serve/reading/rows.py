@@ -81,6 +81,7 @@ class Rows:
         self._plan = ColumnPlan.build(schema, spec)
         self.keys = Keys(schema)  # a request's body straight to rows (``jsonrows``)
         self._offsets, self._letters = spec.interaction_arrays()
+        self._codes = spec.field_codes()  # an FFM's field of each namespace letter
 
     # -- records to rows -------------------------------------------------------------------------
 
@@ -248,7 +249,7 @@ class Rows:
         out = as_parsed(delimited.parse_delimited(
             buf, len(buf), sep, self._fieldmap, p.roles, p.hashes, p.letters, p.log1p, p.fills,
             p.prefix, p.prefix_off, self.spec.mask, self.spec.constant, self._offsets,
-            self._letters, self.spec.self_pairs, False, self.spec.field_codes(),
+            self._letters, self.spec.self_pairs, False, self._codes,
         ), buf, sep, len(self._fieldmap))  # fmt: skip
         if out.problem:
             line = bytes(buf).split(b"\n")[out.err_line].decode("utf-8", "replace")
