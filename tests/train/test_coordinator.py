@@ -215,7 +215,8 @@ class KillingExecutor(LocalExecutor):
         super().submit(attempt, task)
         if attempt in self.doomed:
             pid = next(p for p, a in self.attempts().items() if a == attempt)
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # the random killer was first:
+                os.kill(pid, signal.SIGKILL)  # it died mid-task all the same
             self.forced.append(pid)
 
 
