@@ -45,8 +45,11 @@ test-tools:
 	    echo "not installed:$$missing (their tests will skip)"; \
 	  fi
 
+# One pytest worker per core (pytest-xdist), each taking whole test files (module fixtures such
+# as a local Ray instance are made once): the suite waits on subprocesses and on numba's first
+# compiles as much as it computes, so two workers on two cores take ~0.6x the time of one.
 unit: $(DEV_STAMP) test-tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test: lint typecheck unit
 

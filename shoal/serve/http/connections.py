@@ -82,14 +82,15 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _close_idle(self) -> None:
-        """Close idle connections (the oldest first) until at most ``max_open`` are open."""
+        """Close idle connections (the oldest first) until at most ``max_open`` are open; those
+        already closing (closed, but not yet told to uvicorn) no longer count."""
+        open_ = [c for c in self.connections if not c.transport.is_closing()]
         idle = sorted(
-            (c for c in self.connections
-             if isinstance(c, GuardedProtocol) and c is not self and c._between_requests()
-             and not c.transport.is_closing()),
+            (c for c in open_
+             if isinstance(c, GuardedProtocol) and c is not self and c._between_requests()),
             key=lambda c: c._opened,
         )  # fmt: skip
-        for conn in idle[: len(self.connections) - self.max_open]:
+        for conn in idle[: len(open_) - self.max_open]:
             conn.transport.close()
 
 

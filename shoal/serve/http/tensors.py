@@ -137,7 +137,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes | None]
     return body[:n], body[n:]
 
 
-def _only(doc: dict[str, Any], field: str, known: set[str]) -> None:
+def _only(doc: dict[str, Any], field: str, known: set[str] | frozenset[str]) -> None:
     unknown = set(doc) - known
     if unknown:
         raise RequestError(field, f"unknown fields {sorted(unknown)}: expected {sorted(known)}")
@@ -194,7 +194,9 @@ class _Declared:
     def tensor(self, blobs: _Blobs, texts: list[str] | None = None) -> Tensor:
         """The input's elements: from its JSON ``data``, or its part of the binary data
         (``texts``: a BYTES input's elements, already read by ``_bytes_inputs``)."""
-        size = _parameters(self.doc, f"{self.field}.parameters").get("binary_data_size")
+        size = None
+        if "parameters" in self.doc:
+            size = _parameters(self.doc, f"{self.field}.parameters").get("binary_data_size")
         if size is None:
             return Tensor(self.name, self.datatype, self.rows, self._json_values())
         if "data" in self.doc:
@@ -207,6 +209,9 @@ class _Declared:
         return Tensor(self.name, self.datatype, self.rows, values)
 
     def _json_values(self) -> list[Any]:
+        data = self.doc.get("data")
+        if type(data) is list and len(data) == self.rows and _all_fit(data, self.datatype):
+            return data  # the common case, looked at once: flat, as long as declared, all fit
         field = f"{self.field}.data"
         if "data" not in self.doc:
             raise RequestError(
@@ -240,10 +245,13 @@ class _Declared:
         return (array != 0).tolist() if self.datatype == "BOOL" else array.tolist()
 
 
+_INPUT_KEYS = frozenset({"name", "shape", "datatype", "parameters", "data"})
+
+
 def _declared(doc: Any, field: str) -> _Declared:
     if not isinstance(doc, dict):
         raise RequestError(field, "must be an object with name, shape, datatype and data")
-    _only(doc, field, {"name", "shape", "datatype", "parameters", "data"})
+    _only(doc, field, _INPUT_KEYS)
     name = doc.get("name")
     if not isinstance(name, str) or not name:
         raise RequestError(f"{field}.name", "must be a non-empty string")
@@ -317,11 +325,19 @@ def _all_fit(values: list[Any], datatype: str) -> bool:
     an integer datatype's range), with no Python per element: False sends them to ``_fits``,
     one by one, which names the first that is not (or finds that all are)."""
     kinds = set(map(type, values))
-    if datatype in _NUMPY and datatype != "BOOL" and not datatype.startswith("FP"):
-        info = np.iinfo(_NUMPY[datatype])
-        return kinds == {int} and int(info.min) <= min(values) and max(values) <= int(info.max)
-    exact = {"BYTES": str, "BOOL": bool}.get(datatype, float)
-    return kinds <= {exact}
+    bounds = _INT_RANGE.get(datatype)
+    if bounds is not None:
+        return kinds == _INT and bounds[0] <= min(values) and max(values) <= bounds[1]
+    return kinds <= _EXACT.get(datatype, _FLOAT)
+
+
+_INT_RANGE = {
+    datatype: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    for datatype, dtype in _NUMPY.items()
+    if datatype != "BOOL" and not datatype.startswith("FP")
+}
+_INT, _FLOAT = frozenset({int}), frozenset({float})
+_EXACT = {"BYTES": frozenset({str}), "BOOL": frozenset({bool})}
 
 
 class _Blobs:
