@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -41,6 +42,8 @@ from shoal.model.config import LearnerConfig
 from shoal.serve.errors import RequestError, UnknownVersion
 from shoal.serve.http.body import INLINE_BYTES, read_body
 from shoal.serve.http.endpoints import Endpoint, Routes, find_service
+from shoal.serve.http.jsondata import Elements
+from shoal.serve.http.jsondata import rows as scanned_rows
 from shoal.serve.http.tensors import (
     DATATYPES,
     HEADER,
@@ -251,12 +254,42 @@ def schema_records(tensors: list[Tensor], rows: Rows, ignore_unknown: bool) -> l
     if unknown and not ignore_unknown:
         raise rows.unknown([n for _, n in unknown], f"inputs[{unknown[0][0]}].name", "input")
     n = tensors[0].rows
+    scanned = _scanned_rows(rows, named, n)
+    if scanned is not None:
+        return scanned
     types = {c: _TYPES[t.datatype] for c, t in named.items() if t.datatype in _TYPES}
-    fast = rows.of_columns({c: t.values for c, t in named.items()}, n, types)
+    fast = rows.of_columns({c: _listed(t.values) for c, t in named.items()}, n, types)
     if fast is not None:
         return fast
     values = [_feature_values(t) for t in named.values()]  # each record on its own
     return [dict(zip(named, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _scanned_rows(rows: Rows, named: dict[str, Tensor], n: int) -> list[str] | None:
+    """The rows, written from the request's bytes where every input's JSON ``data`` was read
+    by the compiled scan (``jsondata``) and is of a type its column takes as it is: numbers
+    for a numeric column, strings or integers for a categorical one; else None."""
+    columns: list[Elements | None] = []
+    cats: list[bool] = []
+    for column in rows.columns:
+        t = named.get(column.name) if column.is_feature else None
+        if t is not None:
+            if not isinstance(t.values, Elements):
+                return None
+            numeric = column.role == "num"
+            taken = t.datatype.startswith("FP") if numeric else t.datatype == "BYTES"
+            if not (taken or _TYPES.get(t.datatype) is int):
+                return None
+        columns.append(None if t is None else t.values)  # type: ignore[arg-type]
+        cats.append(t is not None and column.role != "num")
+    if all(c is None for c in columns):
+        return None
+    return scanned_rows(columns, cats, n, rows.sep)
+
+
+def _listed(values: Sequence[Any]) -> Sequence[Any]:
+    """Elements still held as the request's bytes, as the list of their values."""
+    return values.values if isinstance(values, Elements) else values
 
 
 def _lines(tensors: list[Tensor], k: int) -> list[Any]:
@@ -269,7 +302,7 @@ def _lines(tensors: list[Tensor], k: int) -> list[Any]:
         raise RequestError(
             f"inputs[{k}].datatype", f"{LINES!r} holds VW lines: BYTES, not {tensors[k].datatype}"
         )
-    return tensors[k].values
+    return list(tensors[k].values)
 
 
 def _key(name: str, field: str) -> tuple[str, ...]:
@@ -288,7 +321,7 @@ def _feature_values(tensor: Tensor) -> list[Any]:
         return [v or None for v in tensor.values]
     if tensor.datatype.startswith("FP"):
         return [None if math.isnan(v) else v for v in tensor.values]
-    return tensor.values
+    return list(tensor.values)
 
 
 def _record(keys: list[tuple[str, ...]], row: tuple[Any, ...]) -> dict[str, Any]:

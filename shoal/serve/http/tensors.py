@@ -22,6 +22,7 @@ elements are UTF-8 text (VW lines, feature names and values). Errors name the fi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 from shoal.serve.errors import PayloadTooLarge, RequestError
 from shoal.serve.http.body import parse_json
 from shoal.serve.http.bytesdata import LENGTH, bytes_inputs, bytes_values
+from shoal.serve.http.jsondata import Elements, scan
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -61,7 +63,7 @@ class Tensor:
     name: str
     datatype: str
     rows: int
-    values: list[Any]
+    values: Sequence[Any]  # a list, or the request's own bytes (``jsondata.Elements``)
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,16 @@ def decode_request(body: bytes, header_length: str | None, max_rows: int) -> Inf
     is a 413 however it is sent.
     """
     head, blob = _split(body, header_length)
-    doc = parse_json(head, constants=True)  # tritonclient sends a NaN element as NaN
+    scanned = scan(head)  # the data arrays, by a compiled scan (None: json reads it all)
+    if scanned is None:
+        doc = parse_json(head, constants=True)  # tritonclient sends a NaN element as NaN
+    else:  # the data arrays read by the compiled scan, the rest by json
+        try:
+            doc = parse_json(scanned.skeleton, constants=True)
+        except RequestError:
+            parse_json(head, constants=True)  # the error, as json says it of the body itself
+            raise
+    arrays = scanned.arrays if scanned is not None else {}
     _only(doc, "body", {"id", "parameters", "inputs", "outputs"})
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
@@ -112,7 +123,7 @@ def decode_request(body: bytes, header_length: str | None, max_rows: int) -> Inf
     _unique([d.name for d in declared], "inputs")
     texts = bytes_inputs([(d.datatype, d.rows, d.binary_size) for d in declared], blob)
     blobs = _Blobs(blob)
-    inputs = [d.tensor(blobs, texts.get(k)) for k, d in enumerate(declared)]
+    inputs = [d.tensor(blobs, texts.get(k), arrays.get(k)) for k, d in enumerate(declared)]
     blobs.finish()
     outputs = None
     if "outputs" in doc:
@@ -166,12 +177,14 @@ def _flag(parameters: dict[str, Any], name: str, field: str, default: bool = Fal
 
 
 def _unique(names: list[str], field: str) -> None:
+    if len(set(names)) == len(names):
+        return
     for k, name in enumerate(names):
         if name in names[:k]:
             raise RequestError(f"{field}[{k}].name", f"{name!r} is named twice")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Declared:
     """An input as its JSON header declares it, before its elements are read."""
 
@@ -180,10 +193,7 @@ class _Declared:
     datatype: str
     shape: list[int]
     doc: dict[str, Any]
-
-    @property
-    def rows(self) -> int:
-        return self.shape[0]
+    rows: int  # shape[0]
 
     @property
     def binary_size(self) -> Any:
@@ -191,14 +201,17 @@ class _Declared:
         parameters = self.doc.get("parameters")
         return parameters.get("binary_data_size") if isinstance(parameters, dict) else None
 
-    def tensor(self, blobs: _Blobs, texts: list[str] | None = None) -> Tensor:
-        """The input's elements: from its JSON ``data``, or its part of the binary data
-        (``texts``: a BYTES input's elements, already read by ``_bytes_inputs``)."""
+    def tensor(
+        self, blobs: _Blobs, texts: list[str] | None = None, scanned: Elements | None = None
+    ) -> Tensor:
+        """The input's elements: from its JSON ``data`` (``scanned``: as the compiled scan read
+        it), or its part of the binary data (``texts``: a BYTES input's elements, already read
+        by ``_bytes_inputs``)."""
         size = None
         if "parameters" in self.doc:
             size = _parameters(self.doc, f"{self.field}.parameters").get("binary_data_size")
         if size is None:
-            return Tensor(self.name, self.datatype, self.rows, self._json_values())
+            return Tensor(self.name, self.datatype, self.rows, self._json_values(scanned))
         if "data" in self.doc:
             raise RequestError(
                 f"{self.field}.data",
@@ -208,8 +221,14 @@ class _Declared:
         values = texts if texts is not None else self._blob_values(blob)
         return Tensor(self.name, self.datatype, self.rows, values)
 
-    def _json_values(self) -> list[Any]:
-        data = self.doc.get("data")
+    def _json_values(self, scanned: Elements | None) -> Sequence[Any]:
+        data: Any
+        if scanned is not None:  # (the doc holds null in its place)
+            if len(scanned) == self.rows and scanned.fits(self.datatype):
+                return scanned  # as long as declared, and all fit: kept as the request's bytes
+            data = scanned.values
+        else:
+            data = self.doc.get("data")
         if type(data) is list and len(data) == self.rows and _all_fit(data, self.datatype):
             return data  # the common case, looked at once: flat, as long as declared, all fit
         field = f"{self.field}.data"
@@ -219,7 +238,7 @@ class _Declared:
                 "missing: give the elements, or send them in binary "
                 f"(parameters.binary_data_size and the {HEADER} header)",
             )
-        values = _flat(self.doc["data"], field)
+        values = _flat(data, field)
         if len(values) != self.rows:
             raise RequestError(
                 field, f"{len(values)} elements, but shape {self.shape} holds {self.rows}"
@@ -266,14 +285,16 @@ def _declared(doc: Any, field: str) -> _Declared:
         raise RequestError(
             f"{field}.shape", f"must be [N] or [N, 1] (one element per record), got {shape!r}"
         )
-    return _Declared(field, name, datatype, shape, doc)
+    return _Declared(field, name, datatype, shape, doc, shape[0])
 
 
 def _is_shape(shape: Any) -> bool:
     """Whether ``shape`` is ``[N]`` or ``[N, 1]``: one element per record."""
-    if not isinstance(shape, list) or not all(type(d) is int for d in shape):  # no bools
+    if type(shape) is not list or not 1 <= len(shape) <= 2:
         return False
-    return len(shape) in (1, 2) and shape[0] >= 0 and shape[1:] in ([], [1])
+    if type(shape[0]) is not int or shape[0] < 0:  # (no bools)
+        return False
+    return len(shape) == 1 or (type(shape[1]) is int and shape[1] == 1)
 
 
 def _check_rows(declared: list[_Declared], max_rows: int) -> None:

@@ -131,7 +131,7 @@ class Rows:
         return self._from_flat(nums, cats)
 
     def of_columns(
-        self, columns: Mapping[str, list[Any]], n: int, types: Mapping[str, type] | None = None
+        self, columns: Mapping[str, Sequence[Any]], n: int, types: Mapping[str, type] | None = None
     ) -> list[str] | None:
         """The rows of ``n`` records given a column at a time (OIP tensors: a column's name and
         its values; ``types``: the one type of a column's values, where it is known), or None
