@@ -16,7 +16,7 @@ def test_bare_pytest_collects_tests_that_import_their_helpers() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [str(pytest_bin), "--collect-only", "-q", "-p", "no:cacheprovider",
-         "tests/serve/test_batcher.py"],
+         "tests/serve/learning/test_batcher.py"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

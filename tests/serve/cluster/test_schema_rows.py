@@ -16,7 +16,7 @@ from shoal.serve.cluster.supervisor import supported
 from tests.serve.cluster.groups import Group
 from tests.serve.cluster.test_supervisor import on_front
 from tests.serve.helpers import LineClient, newest_snapshot
-from tests.serve.test_rows import as_object, clicks, table, unlabeled  # noqa: F401 (fixture)
+from tests.serve.reading.test_rows import as_object, clicks, table, unlabeled  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(not supported(), reason="front-end processes need Linux")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.browser import render
 from tests.serve.helpers import event
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_status_page_draws_every_chart_from_a_learning_server(start, tmp_path: Path) -> None:
