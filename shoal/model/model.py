@@ -342,7 +342,7 @@ class Model:
         multiclass."""
         m = self.decision_function(batch)
         if self.config.loss == "logistic":
-            return np.exp(-np.logaddexp(0.0, -m))  # the sigmoid, without overflow
+            return _sigmoid(m)
         if self.config.loss == "multiclass":
             z = np.exp(m - m.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
@@ -350,12 +350,15 @@ class Model:
 
     def predict(self, batch: Batch) -> np.ndarray:
         """A probability (logistic), the class 1..K (multiclass), else the margin."""
+        return self.predictions(self.decision_function(batch))
+
+    def predictions(self, margins: np.ndarray) -> np.ndarray:
+        """What ``predict`` gives for the margins ``decision_function`` gave."""
         if self.config.loss == "logistic":
-            return self.predict_proba(batch)
-        m = self.decision_function(batch)
+            return _sigmoid(margins)
         if self.config.loss == "multiclass":
-            return np.argmax(m, axis=1) + 1
-        return m
+            return np.argmax(margins, axis=1) + 1
+        return margins
 
     # -- records and tables: conversion lives in ``shoal.data.frames`` ------------------------
 
@@ -397,3 +400,8 @@ def check_kind(spec: FeatureSpec, config: LearnerConfig) -> None:
         )
     if spec.fields and config.model != "ffm":
         raise ConfigError("fields", f"are for --model ffm, not {config.model}")
+
+
+def _sigmoid(m: np.ndarray) -> np.ndarray:
+    """The logistic function, without overflow."""
+    return np.exp(-np.logaddexp(0.0, -m))

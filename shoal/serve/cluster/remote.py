@@ -24,10 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shoal.data.batch import Batch
-from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.cluster.learnerproc import SOCKET
 from shoal.serve.cluster.rpc import RpcClient
@@ -46,11 +43,11 @@ from shoal.serve.reading.scoring import (
     Predicting,
     Prediction,
     Request,
+    Scored,
     check_labels,
     kept_features,
     learn_lines,
     score,
-    score_block,
 )
 from shoal.serve.state.snapshots import Version
 
@@ -122,13 +119,13 @@ class RemoteService(Predicting):
     def _live_model(self) -> Model:
         return self._weights.current()[0]
 
-    def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
+    def score(self, scorer: Callable[[Model], Scored]) -> tuple[Scored, int]:
         """As ``ModelService.score``: the TCP fast path's block, predicted now."""
         model, version, _ = self._weights.current()
-        batch, values = score_block(model, parse)
-        self.predictions += len(batch)
-        self._on_batch(len(batch))
-        return batch, values, version
+        scored = scorer(model)
+        self.predictions += len(scored)
+        self._on_batch(len(scored))
+        return scored, version
 
     def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         model, version, applied = self._weights.current()

@@ -33,7 +33,6 @@ import numpy as np
 
 from shoal.data.batch import Batch
 from shoal.errors import ConfigError
-from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.config import ServiceConfig
 from shoal.serve.errors import FeaturesDropped, RequestError, StateDirError, Unavailable
@@ -45,11 +44,11 @@ from shoal.serve.reading.scoring import (
     Predicting,
     Prediction,
     Request,
+    Scored,
     check_labels,
     kept_features,
     learn_lines,
     score,
-    score_block,
 )
 from shoal.serve.state.eventlog import EventLog
 from shoal.serve.state.kept import DROPPED
@@ -178,15 +177,15 @@ class ModelService(Predicting):
 
     # -- operations ------------------------------------------------------------------------------
 
-    def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
-        """Predict now, with no batching, what ``parse`` makes with the live model's spec: the
-        batch, its predictions and the version that made them. The TCP server's fast path,
-        which parses whole blocks of lines itself (``lines.answer_block``)."""
+    def score(self, scorer: Callable[[Model], Scored]) -> tuple[Scored, int]:
+        """Predict now, with no batching: what ``scorer`` makes with the live model (its
+        predictions, counted by its length), and the version that made them. The TCP server's
+        fast path, which parses whole blocks of lines itself (``lines.answer_block``)."""
         live = self.learner.live
-        batch, values = score_block(live.model, parse)
+        scored = scorer(live.model)
         with self._lock:
-            self.predictions += len(batch)
-        return batch, values, live.version
+            self.predictions += len(scored)
+        return scored, live.version
 
     def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         live = self.learner.live

@@ -13,9 +13,9 @@ record to travel, whichever process answers it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -196,11 +196,7 @@ def score(
     ]
 
 
-def score_block(model: Model, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray]:
-    """What ``parse`` makes of a block with the model's spec, and its predictions: the TCP
-    server's fast path, which parses whole blocks of lines itself (``lines.answer_block``)."""
-    batch = parse(model.spec)
-    return batch, model.predict(batch)
+Scored = TypeVar("Scored", bound=Sized)  # what a service's ``score`` gives: its predictions
 
 
 def kept_features(

@@ -27,11 +27,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from shoal.data.batch import Batch
 from shoal.errors import ConfigError, ShoalError
-from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.errors import ReadOnly, RequestError, Unavailable
 from shoal.serve.futures import then
@@ -46,9 +42,9 @@ from shoal.serve.reading.scoring import (
     Predicting,
     Prediction,
     Request,
+    Scored,
     learn_lines,
     score,
-    score_block,
 )
 from shoal.serve.replica.leader import Leader
 from shoal.serve.replica.shelf import DamagedSnapshot, Shelf
@@ -217,12 +213,12 @@ class ReplicaService(Predicting):
     def _live_model(self) -> Model:
         return self.learner.live.model
 
-    def score(self, parse: Callable[[FeatureSpec], Batch]) -> tuple[Batch, np.ndarray, int]:
+    def score(self, scorer: Callable[[Model], Scored]) -> tuple[Scored, int]:
         """As ``ModelService.score``: the TCP fast path's block, predicted now."""
         live = self.learner.live
-        batch, values = score_block(live.model, parse)
-        self.predictions += len(batch)
-        return batch, values, live.version
+        scored = scorer(live.model)
+        self.predictions += len(scored)
+        return scored, live.version
 
     def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:
         served = self.learner

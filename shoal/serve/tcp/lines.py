@@ -32,6 +32,7 @@ that is not UTF-8 takes the slow path: each line on its own, so that each gets i
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -44,12 +45,14 @@ from shoal.data.batch import Batch
 from shoal.data.reader import as_parsed
 from shoal.errors import ShoalError
 from shoal.features.spec import FeatureSpec
+from shoal.model.model import Model
 from shoal.model.output import prediction_line
 from shoal.serve.errors import RequestError
 from shoal.serve.learning.service import ModelService
 from shoal.serve.reading.expansion import MAX_INTERACTION_FEATURES
 from shoal.serve.reading.records import check_line
 from shoal.serve.reading.rows import rows_of
+from shoal.serve.tcp import predictlines
 
 
 @dataclass
@@ -115,13 +118,13 @@ def _fast(service: ModelService, block: bytes, first: int) -> Answer | None:
         return None
     buf = np.frombuffer(block, dtype=np.uint8)
     try:
-        batch, values, _ = service.score(lambda spec: _parse(spec, buf, first))
+        scored, _ = service.score(lambda model: _score(model, buf, first))
     except RequestError:
         return None
-    out = Answer(
-        lines=batch.lines.tolist(), replies=_replies(batch, values.tolist()),
-        kinds=["predicted"] * len(batch),
-    )  # fmt: skip
+    out = Answer(lines=scored.lines, replies=scored.replies, kinds=["predicted"] * len(scored))
+    batch = scored.batch
+    if batch is None:  # (no labeled line)
+        return out
     labeled = np.flatnonzero(~np.isnan(batch.labels))
     if len(labeled):
         service.learner.live.model.check_labels(batch)  # else each line gets its error
@@ -139,6 +142,42 @@ def _fast(service: ModelService, block: bytes, first: int) -> Answer | None:
     return out
 
 
+@dataclass
+class _Scored:
+    """A block's replies and the line of each; the parsed block when it was parsed into a
+    ``Batch`` (its labeled lines are learned)."""
+
+    lines: list[int]
+    replies: list[str]
+    batch: Batch | None
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _score(model: Model, buf: np.ndarray, first: int) -> _Scored:
+    """The block's predictions by ``model``: a linear model's lines without labels by one
+    kernel call (``predictlines``), anything else parsed into a ``Batch`` and predicted."""
+    spec = model.spec
+    if spec.schema is None and not model.config.factorized and not _may_expand(buf, spec):
+        rules, offsets, letters, namespaces = _kernel_args(spec)
+        k = model.config.outputs
+        code, margins, rows, tag_offsets, tag_bytes = predictlines.predict_lines(
+            buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights, k,
+            spec.index_limit,
+        )  # fmt: skip
+        if code == predictlines.OK:
+            values = model.predictions(margins[:, 0] if k == 1 else margins).tolist()
+            tags = _tags(tag_offsets, tag_bytes)
+            return _Scored((rows + first).tolist(), _replies(values, tags), None)
+        if code == predictlines.BAD_LINE:
+            raise RequestError("line", "a bad line")
+    batch = _parse(spec, buf, first)
+    values = model.predict(batch).tolist()
+    tags = batch.tags() if len(batch.tag_bytes) else None
+    return _Scored(batch.lines.tolist(), _replies(values, tags), batch)
+
+
 def _utf8(block: bytes) -> bool:
     try:
         block.decode("utf-8")
@@ -151,7 +190,7 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
     """The block's rows, by the training parser's kernel; RequestError for a bad line."""
     if spec.schema is not None:
         return rows_of(spec).parse_block(buf, "line", first - 1)
-    if spec.interactions and _may_expand(buf):  # the slow path counts them (expansion.py)
+    if _may_expand(buf, spec):  # the slow path counts them (expansion.py)
         raise RequestError("line", "long lines under interactions are checked one by one")
     rules, offsets, letters, namespaces = _kernel_args(spec)
     out = textparse.parse_block(
@@ -165,10 +204,12 @@ def _parse(spec: FeatureSpec, buf: np.ndarray, first: int) -> Batch:
 _KERNEL_ARGS: dict[int, tuple[FeatureSpec, tuple[Any, np.ndarray, np.ndarray, np.ndarray]]] = {}
 
 
-def _may_expand(buf: np.ndarray) -> bool:
+def _may_expand(buf: np.ndarray, spec: FeatureSpec) -> bool:
     """Whether the block's lines might make more interaction features than a request may: a
     line of n bytes holds at most n/2 features, so the block's pairs are at most (its longest
     line / 2) x (its length / 2). Click lines (~200 bytes) in 64 KiB blocks stay far below."""
+    if not spec.interactions:
+        return False
     ends = np.flatnonzero(buf == 10)
     bounds = np.concatenate(([-1], ends, [len(buf)]))
     longest = int(np.diff(bounds).max())
@@ -188,11 +229,19 @@ def _kernel_args(spec: FeatureSpec) -> tuple[Any, np.ndarray, np.ndarray, np.nda
     return found[1]
 
 
-def _replies(batch: Batch, values: list[Any]) -> list[str]:
+def _tags(offsets: np.ndarray, data: np.ndarray) -> list[str] | None:
+    """Each row's tag ('' if none), as ``Batch.tag`` reads it; None when no row has one."""
+    if not len(data):
+        return None
+    text, ends = data.tobytes(), offsets.tolist()
+    return [text[a:b].decode("utf-8", errors="replace") for a, b in itertools.pairwise(ends)]
+
+
+def _replies(values: list[Any], tags: list[str] | None) -> list[str]:
     """Each prediction as ``shoal predict --tags`` writes it (``prediction_line``)."""
-    if not len(batch.tag_bytes):
+    if tags is None:
         return list(map(repr, values))
-    return list(map(prediction_line, values, batch.tags()))
+    return list(map(prediction_line, values, tags))
 
 
 _Slot = tuple[Answer, int]  # a reply: its connection's answer, and its index there

@@ -1,0 +1,125 @@
+"""Lines without labels, parsed and predicted by one kernel call (``predictlines``), get the
+replies a ``Batch`` and ``Model.predict`` give them, to the character; the lines it does not
+take go that way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoal import FeatureSpec, LearnerConfig, Model
+from shoal.data.batch import Batch
+from shoal.serve.tcp import lines, predictlines
+
+LOSSES = {
+    "logistic": LearnerConfig(loss="logistic"),
+    "squared": LearnerConfig(loss="squared"),
+    "hinge": LearnerConfig(loss="hinge"),
+    "multiclass": LearnerConfig(loss="multiclass", classes=3),
+}
+
+
+def trained(loss: str, **spec: Any) -> Model:
+    model = Model(FeatureSpec(bits=10, **spec), LOSSES[loss])
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(300):
+        label = int(rng.integers(1, 4)) if loss == "multiclass" else 2 * int(rng.integers(0, 2)) - 1
+        feats = " ".join(f"f{int(j)}:{rng.normal():.3f}" for j in rng.integers(0, 40, 6))
+        rows.append(f"{label} |a {feats} |b g{i % 7}")
+    data = ("\n".join(rows) + "\n").encode()
+    model.learn(lines._parse(model.spec, np.frombuffer(data, dtype=np.uint8), 1))
+    return model
+
+
+MODELS = {loss: trained(loss) for loss in LOSSES}
+
+
+def batch_way(model: Model, block: bytes, first: int) -> tuple[list[int], list[str], Batch]:
+    buf = np.frombuffer(block, dtype=np.uint8)
+    batch = lines._parse(model.spec, buf, first)
+    values = model.predict(batch).tolist()
+    tags = batch.tags() if len(batch.tag_bytes) else None
+    return batch.lines.tolist(), lines._replies(values, tags), batch
+
+
+def fused(model: Model, block: bytes, first: int) -> tuple[int, Any]:
+    spec = model.spec
+    rules, offsets, letters, namespaces = lines._kernel_args(spec)
+    buf = np.frombuffer(block, dtype=np.uint8)
+    return predictlines.predict_lines(
+        buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights,
+        model.config.outputs, spec.index_limit,
+    )[0], lines._score(model, buf, first)  # fmt: skip
+
+
+word = st.text(alphabet="abcxyz019_", min_size=1, max_size=4)
+feature = st.tuples(word, st.one_of(st.none(), st.floats(-1e3, 1e3, width=32))).map(
+    lambda f: f[0] if f[1] is None else f"{f[0]}:{f[1]!r}"
+)
+namespace = st.tuples(st.sampled_from(["", "a", "b", "bee"]), st.lists(feature, max_size=5)).map(
+    lambda ns: f"|{ns[0]} " + " ".join(ns[1])
+)
+line = st.tuples(st.one_of(st.none(), word), st.lists(namespace, min_size=1, max_size=3)).map(
+    lambda t: ("" if t[0] is None else f"'{t[0]} ") + " ".join(t[1])
+)
+block = st.lists(st.one_of(line, st.just(""), line.map(lambda s: s + "\r")), min_size=1,
+                 max_size=6).map(lambda ls: "\n".join(ls) + "\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+@settings(max_examples=60, deadline=None)
+@given(text=block, first=st.integers(1, 1000))
+def test_the_kernel_replies_as_a_batch_and_predict_do(loss: str, text: str, first: int) -> None:
+    model = MODELS[loss]
+    code, scored = fused(model, text.encode(), first)
+    assert code == predictlines.OK
+    got_lines, replies, _ = batch_way(model, text.encode(), first)
+    assert (scored.lines, scored.replies, scored.batch) == (got_lines, replies, None)
+
+
+def test_interactions_and_tags_the_kernel_replies_as_a_batch_does() -> None:
+    model = trained("logistic", interactions=("ab",))
+    text = b"'r1 |a f1:0.5 f3 |b g2\n\n|a f9\r\n'r9 |b g1 |a f2:-2\n"
+    code, scored = fused(model, text, 5)
+    assert code == predictlines.OK and scored.batch is None
+    got_lines, replies, _ = batch_way(model, text, 5)
+    assert (scored.lines, scored.replies) == (got_lines, replies) == ([5, 7, 8], replies)
+    assert replies[0].endswith(" r1") and replies[2].endswith(" r9")
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        (b"|a f1\n1 |a f2\n", predictlines.LABELED),  # a label: learned, by the Batch way
+        (b" |a f1\n", predictlines.LABELED),  # (a blank before the bar: the careful way)
+        (b"|a f1:x\n", predictlines.BAD_LINE),
+    ],
+)
+def test_lines_the_kernel_does_not_answer(text: bytes, code: int) -> None:
+    model = MODELS["logistic"]
+    got, scored = (None, None)
+    try:
+        got, scored = fused(model, text, 1)
+    except Exception as exc:  # the bad line: lines._score says so, as _parse does
+        assert code == predictlines.BAD_LINE, exc
+        return
+    assert got == code
+    assert scored.batch is not None  # answered by the Batch way
+
+
+def test_an_index_past_the_weights_is_not_read() -> None:
+    """``spec.index_limit`` bounds the indices the kernel reads the weights at: past it, the
+    block goes the Batch way, whose ``Model`` check names the problem."""
+    model = MODELS["logistic"]
+    spec = model.spec
+    rules, offsets, letters, namespaces = lines._kernel_args(spec)
+    buf = np.frombuffer(b"|a f1 f2 f3\n", dtype=np.uint8)
+    code = predictlines.predict_lines(
+        buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights, 1, 1
+    )[0]
+    assert code == predictlines.OUT_OF_RANGE
