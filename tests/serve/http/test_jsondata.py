@@ -93,23 +93,23 @@ def test_numbers_are_copied_as_written_and_read_as_json_reads_them() -> None:
     "data",
     [
         '["a\\"b", "c", "d"]',  # an escape: json decodes it
-        '[1, Infinity, 2]',
-        '[1, -Infinity, 2]',
-        '[true, false, true]',
-        '[1, null, 2]',
-        '[[1], [2], [3]]',  # shape [N, 1] nested: json reads it
-        '[1e400, 1, 2]',  # not a float json and the kernel read alike
-        '[12345678901234567890, 1, 2]',
-        '[1, 2]',  # fewer than the shape
-        '[1, 2, 3, 4]',
-        '[1, 2, tru]',  # not JSON
-        '[1, 2, 3',
-        '[1 2 3]',
-        '[01, 2, 3]',
+        "[1, Infinity, 2]",
+        "[1, -Infinity, 2]",
+        "[true, false, true]",
+        "[1, null, 2]",
+        "[[1], [2], [3]]",  # shape [N, 1] nested: json reads it
+        "[1e400, 1, 2]",  # not a float json and the kernel read alike
+        "[12345678901234567890, 1, 2]",
+        "[1, 2]",  # fewer than the shape
+        "[1, 2, 3, 4]",
+        "[1, 2, tru]",  # not JSON
+        "[1, 2, 3",
+        "[1 2 3]",
+        "[01, 2, 3]",
         '["x", 1, NaN]',
-        '[-0, 0, 1]',  # json's -0 is 0: the categorical text "0"
+        "[-0, 0, 1]",  # json's -0 is 0: the categorical text "0"
         '["a,b", "c", "d"]',  # the separator in a categorical value
-        '[1.5, 2.5, 3.5]',
+        "[1.5, 2.5, 3.5]",
     ],
 )
 @pytest.mark.parametrize("datatype", ["FP32", "INT64", "INT8", "BYTES", "BOOL"])
