@@ -52,6 +52,7 @@ from shoal.serve.cluster.shmweights import Control
 from shoal.serve.config import HttpConfig, ServiceConfig, TcpConfig
 from shoal.serve.reading.records import parse_lines
 from shoal.serve.state.statedir import StateDir
+from shoal.serve.tcp import lines
 
 log = logging.getLogger("shoal.serve")
 _QUICK_DEATH = 1.0  # seconds: a child that dies sooner after starting is restarted after a pause
@@ -484,6 +485,7 @@ def _warm_up(model_path: str) -> None:
         reader = model.copy()
         reader.weights.flags.writeable = False
         reader.predict(batch)
+        lines.warm_up(reader)  # the TCP path's own kernel
         model.copy().learn(batch)
     except Exception:  # only a head start: the learner reports what is wrong with the model
         pass

@@ -136,7 +136,9 @@ def _scan(buf, inputs_word, data_word):
     first element, elements, kinds, lowest int, highest int) for the ``data`` of an object in
     the top-level ``inputs`` array."""
     n = len(buf)
-    cap = n // 2 + 1  # an element takes at least two bytes with its comma
+    # room for the most a body can hold (an element takes two bytes with its comma, an array
+    # eight with its key); pages not written are never touched, so memory follows what is read
+    cap = n // 2 + 1
     starts = np.empty(cap, dtype=np.int64)
     ends = np.empty(cap, dtype=np.int64)
     arrays = np.empty((n // 8 + 1, 8), dtype=np.float64)

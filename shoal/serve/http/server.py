@@ -45,6 +45,7 @@ class FrontEnd(Protocol):
     def started(self) -> bool: ...  # accepting connections
 
     should_exit: bool  # set (any thread, a signal handler) to stop: serve() drains and returns
+    sock: socket.socket | None  # bound by bind(); serve() binds if it is None
 
     @property
     def url(self) -> str: ...
@@ -155,6 +156,9 @@ class Background:
         self.stop()
 
     def start(self) -> None:
+        for front in self.fronts:  # here, not in the thread: binding may load (or compile) kernels
+            if front.sock is None:
+                front.bind()
         self._thread = threading.Thread(
             target=run_loop, args=(serve_all(self.fronts),), name="shoal-serve", daemon=True
         )

@@ -13,7 +13,8 @@ VW text files and ``shoal predict``: they get no reply.
 The lines that arrived together are answered together (``answer_block``): the block of bytes
 is split, parsed and hashed by the training parser's kernel in one call (VW text; for a model
 with a column schema, rows of its table: ``rows.py``), predicted at once by the live model (a
-lone line waits for no batch), its replies are formatted in one go, and its labeled lines are
+lone line waits for no batch; a linear model's lines without labels are parsed and predicted
+by one call, ``predictlines.py``), its replies are formatted in one go, and its labeled lines are
 logged with one durable commit. A block the kernel refuses (a bad line), a JSON line or text
 that is not UTF-8 takes the slow path: each line on its own, so that each gets its own answer.
 
@@ -32,6 +33,7 @@ that is not UTF-8 takes the slow path: each line on its own, so that each gets i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -176,6 +178,13 @@ def _score(model: Model, buf: np.ndarray, first: int) -> _Scored:
     values = model.predict(batch).tolist()
     tags = batch.tags() if len(batch.tag_bytes) else None
     return _Scored(batch.lines.tolist(), _replies(values, tags), batch)
+
+
+def warm_up(model: Model) -> None:
+    """Load the kernels a block of lines takes for ``model`` -- or compile them, on a machine
+    without numba's cache (~50 s) -- before a client's first line waits for them."""
+    with contextlib.suppress(ShoalError):  # a schema model's row is not "| a": parsed all the same
+        _score(model, np.frombuffer(b"| a\n", dtype=np.uint8), 1)
 
 
 def _utf8(block: bytes) -> bool:

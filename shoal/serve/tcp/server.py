@@ -40,6 +40,7 @@ import logging
 import socket
 from collections import Counter, deque
 
+from shoal.errors import ShoalError
 from shoal.serve import sockets
 from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
@@ -70,6 +71,9 @@ class LineServer:
         self.counted = {k: metrics.tcp_lines.labels(k) for k in ("predicted", "learned", "error")}
 
     def bind(self) -> tuple[str, int]:
+        """Listen (not yet accepting), the kernels of the lines' path loaded first."""
+        with contextlib.suppress(ShoalError):  # no model yet (a front end before the learner
+            lines.warm_up(self.service._live_model())  # publishes): its first block loads them
         self.sock = sockets.listen(self.config.host, self.config.port, "--tcp")
         return self.address
 
