@@ -49,7 +49,7 @@ test-tools:
 # as a local Ray instance are made once): the suite waits on subprocesses and on numba's first
 # compiles as much as it computes, so two workers on two cores take ~0.6x the time of one.
 unit: $(DEV_STAMP) test-tools
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 test: lint typecheck unit
 
