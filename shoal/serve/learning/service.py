@@ -49,6 +49,7 @@ from shoal.serve.reading.scoring import (
     kept_features,
     learn_lines,
     score,
+    warm_up,
 )
 from shoal.serve.state.eventlog import EventLog
 from shoal.serve.state.kept import DROPPED
@@ -138,6 +139,7 @@ class ModelService(Predicting):
                 learner.accept_loss(loss)
             learner.start()
             self._learner = learner
+            warm_up(model)  # the first request does not wait for kernels
         except BaseException:
             self._events.close()
             self._state.close()

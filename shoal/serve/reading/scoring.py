@@ -12,6 +12,7 @@ record to travel, whichever process answers it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from shoal.data.batch import Batch
-from shoal.errors import DataError
+from shoal.errors import DataError, ShoalError
 from shoal.features.spec import FeatureSpec
 from shoal.model.model import Model
 from shoal.serve.errors import RequestError
@@ -197,6 +198,17 @@ def score(
 
 
 Scored = TypeVar("Scored", bound=Sized)  # what a service's ``score`` gives: its predictions
+
+
+def warm_up(model: Model) -> None:
+    """Load the kernels a prediction by ``model`` takes -- or compile them, on a machine without
+    numba's cache (tens of seconds) -- before a client's first request waits for them."""
+    spec = model.spec
+    record = "| a"
+    if spec.schema is not None:  # a row of empty fields
+        record = rows_of(spec).sep * (len(spec.schema.columns) - 1)
+    with contextlib.suppress(ShoalError):
+        model.predict(parse_lines(spec, [record]))
 
 
 def kept_features(
