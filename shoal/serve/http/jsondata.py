@@ -43,6 +43,7 @@ from numba import njit
 from shoal.data.jsontokens import is_word, number, string
 from shoal.serve.errors import RequestError
 from shoal.serve.http.body import parse_json
+from shoal.serve.reading.jsonrows import body_ws
 
 # what an array holds, a bit each
 STR, FLOAT, INT, NAN, OTHER = 1, 2, 4, 8, 16
@@ -51,13 +52,6 @@ _INT_LIMIT = 1e15  # integers written as given up to this magnitude (columnrows'
 _F32_LIMIT = float(np.finfo(np.float32).max)
 _INPUTS = np.frombuffer(b"inputs", dtype=np.uint8)
 _DATA = np.frombuffer(b"data", dtype=np.uint8)
-
-
-@njit(cache=True)
-def _ws(buf, p, n):
-    while p < n and (buf[p] == 32 or buf[p] == 9 or buf[p] == 10 or buf[p] == 13):
-        p += 1
-    return p
 
 
 @njit(cache=True)
@@ -76,7 +70,7 @@ def _elements(buf, p, n, starts, ends, m, stats):
     array is not one the scan reads (nested, unterminated, not JSON)."""
     kinds = 0
     lo, hi = np.inf, -np.inf
-    p = _ws(buf, p + 1, n)
+    p = body_ws(buf, p + 1, n)
     if p < n and buf[p] == 93:
         stats[0], stats[1], stats[2] = kinds, lo, hi
         return p + 1, m
@@ -120,9 +114,9 @@ def _elements(buf, p, n, starts, ends, m, stats):
             kinds |= OTHER
         starts[m], ends[m] = s, e
         m += 1
-        p = _ws(buf, nxt, n)
+        p = body_ws(buf, nxt, n)
         if p < n and buf[p] == 44:
-            p = _ws(buf, p + 1, n)
+            p = body_ws(buf, p + 1, n)
         elif p < n and buf[p] == 93:
             stats[0], stats[1], stats[2] = kinds, lo, hi
             return p + 1, m
@@ -150,10 +144,10 @@ def _scan(buf, inputs_word, data_word):
     inputs_seen = False
     k = -1  # the input whose object is open
     data_seen = False
-    p = _ws(buf, 0, n)
+    p = body_ws(buf, 0, n)
     want_value = True
     while True:
-        p = _ws(buf, p, n)
+        p = body_ws(buf, p, n)
         if p >= n:
             return depth == 0 and not want_value, arrays[:na], starts[:m], ends[:m]
         c = buf[p]
@@ -166,7 +160,7 @@ def _scan(buf, inputs_word, data_word):
                     return False, arrays[:0], starts[:0], ends[:0]
                 depth += 1
                 stack[depth] = 1 if c == 123 else 2
-                p = _ws(buf, p + 1, n)
+                p = body_ws(buf, p + 1, n)
                 if p < n and buf[p] == (125 if c == 123 else 93):  # empty
                     depth -= 1
                     p += 1
@@ -193,7 +187,7 @@ def _scan(buf, inputs_word, data_word):
             if depth == 0:
                 return False, arrays[:0], starts[:0], ends[:0]  # text after the body
             if c == 44:
-                p = _ws(buf, p + 1, n)
+                p = body_ws(buf, p + 1, n)
                 if stack[depth] == 2:
                     want_value = True
                     continue
@@ -210,10 +204,10 @@ def _scan(buf, inputs_word, data_word):
         if e < 0 or escaped:
             return False, arrays[:0], starts[:0], ends[:0]
         key_s = p + 1
-        p = _ws(buf, e + 1, n)
+        p = body_ws(buf, e + 1, n)
         if p >= n or buf[p] != 58:
             return False, arrays[:0], starts[:0], ends[:0]
-        p = _ws(buf, p + 1, n)
+        p = body_ws(buf, p + 1, n)
         if depth == 1:
             top_key_inputs = is_word(buf, key_s, e, inputs_word)
             if top_key_inputs:

@@ -85,7 +85,7 @@ class Keys:
 
 
 @njit(cache=True)
-def _ws(buf, p, n):
+def body_ws(buf, p, n):
     """Past JSON whitespace: space, tab, newline, carriage return."""
     while p < n and (buf[p] == 32 or buf[p] == 9 or buf[p] == 10 or buf[p] == 13):
         p += 1
@@ -135,28 +135,28 @@ def _rows(buf, names, offsets, kinds, sep, limit):
     ends = np.zeros(ncol, dtype=np.int64)
     seen = np.full(ncol, -1, dtype=np.int64)
     escapes = np.zeros(ncol, dtype=np.bool_)
-    p = _ws(buf, 0, n)
+    p = body_ws(buf, 0, n)
     if p >= n or buf[p] != 123:  # '{'
         return fail
-    p = _ws(buf, p + 1, n)
+    p = body_ws(buf, p + 1, n)
     if p >= n or buf[p] != 34:
         return fail
     e, escaped = string(buf, p + 1, n)
     if e < 0 or escaped or not is_word(buf, p + 1, e, _RECORDS):
         return fail
-    p = _ws(buf, e + 1, n)
+    p = body_ws(buf, e + 1, n)
     if p >= n or buf[p] != 58:  # ':'
         return fail
-    p = _ws(buf, p + 1, n)
+    p = body_ws(buf, p + 1, n)
     if p >= n or buf[p] != 91:  # '['
         return fail
-    p = _ws(buf, p + 1, n)
+    p = body_ws(buf, p + 1, n)
     w = 0
     rec = 0
     while True:
         if p >= n or buf[p] != 123 or rec >= limit:
             return fail
-        p = _ws(buf, p + 1, n)
+        p = body_ws(buf, p + 1, n)
         if p < n and buf[p] == 125:  # '}': an empty object
             p += 1
         else:
@@ -170,10 +170,10 @@ def _rows(buf, names, offsets, kinds, sep, limit):
                 if c < 0 or seen[c] == rec:
                     return fail
                 seen[c] = rec
-                p = _ws(buf, e + 1, n)
+                p = body_ws(buf, e + 1, n)
                 if p >= n or buf[p] != 58:
                     return fail
-                p = _ws(buf, p + 1, n)
+                p = body_ws(buf, p + 1, n)
                 if p >= n:
                     return fail
                 kind = kinds[c]
@@ -198,9 +198,9 @@ def _rows(buf, names, offsets, kinds, sep, limit):
                     p = e
                 else:  # a float's digits are taken above; true, false, objects, lists, NaN
                     return fail
-                p = _ws(buf, p, n)
+                p = body_ws(buf, p, n)
                 if p < n and buf[p] == 44:  # ','
-                    p = _ws(buf, p + 1, n)
+                    p = body_ws(buf, p + 1, n)
                     continue
                 if p < n and buf[p] == 125:  # '}'
                     p += 1
@@ -236,16 +236,16 @@ def _rows(buf, names, offsets, kinds, sep, limit):
         out[w] = 10
         w += 1
         rec += 1
-        p = _ws(buf, p, n)
+        p = body_ws(buf, p, n)
         if p < n and buf[p] == 44:
-            p = _ws(buf, p + 1, n)
+            p = body_ws(buf, p + 1, n)
             continue
         if p < n and buf[p] == 93:  # ']'
             break
         return fail
-    p = _ws(buf, p + 1, n)
+    p = body_ws(buf, p + 1, n)
     if p >= n or buf[p] != 125:
         return fail
-    if _ws(buf, p + 1, n) != n:
+    if body_ws(buf, p + 1, n) != n:
         return fail
     return True, out[: w - 1], rec
