@@ -41,15 +41,15 @@ import numpy as np
 from numba import njit
 
 from shoal.data.jsontokens import is_word, number, string
+from shoal.data.textparse import _F32_LIMIT  # what a float32 holds, as the row parser reads it
 from shoal.serve.errors import RequestError
 from shoal.serve.http.body import parse_json
+from shoal.serve.reading.columnrows import _INT_LIMIT  # integers written as they are
 from shoal.serve.reading.jsonrows import body_ws
 
 # what an array holds, a bit each
 STR, FLOAT, INT, NAN, OTHER = 1, 2, 4, 8, 16
 _MAX_DEPTH = 64
-_INT_LIMIT = 1e15  # integers written as given up to this magnitude (columnrows' limit)
-_F32_LIMIT = float(np.finfo(np.float32).max)
 _INPUTS = np.frombuffer(b"inputs", dtype=np.uint8)
 _DATA = np.frombuffer(b"data", dtype=np.uint8)
 
@@ -297,7 +297,7 @@ class Elements(Sequence[Any]):
             return self.kinds & ~STR == 0
         if datatype.startswith("FP"):
             return self.kinds & STR == 0
-        bounds = _INT_BOUNDS.get(datatype)
+        bounds = INT_RANGE.get(datatype)
         return (
             bounds is not None
             and self.kinds & ~INT == 0
@@ -340,8 +340,8 @@ class _Found:
     ends: np.ndarray
 
 
-_INT_BOUNDS = {
-    datatype: (float(np.iinfo(datatype.lower()).min), float(np.iinfo(datatype.lower()).max))
+INT_RANGE = {  # the values of each integer datatype of the protocol
+    datatype: (int(np.iinfo(datatype.lower()).min), int(np.iinfo(datatype.lower()).max))
     for datatype in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
 }
 

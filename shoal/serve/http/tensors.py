@@ -31,7 +31,7 @@ import numpy as np
 from shoal.serve.errors import PayloadTooLarge, RequestError
 from shoal.serve.http.body import parse_json
 from shoal.serve.http.bytesdata import LENGTH, bytes_inputs, bytes_values
-from shoal.serve.http.jsondata import Elements, scan
+from shoal.serve.http.jsondata import INT_RANGE, Elements, scan
 
 HEADER = "Inference-Header-Content-Length"
 
@@ -337,8 +337,8 @@ def _fits(value: Any, datatype: str) -> bool:
         return datatype == "BOOL" and isinstance(value, bool)
     if datatype.startswith("FP"):  # an integer too large for a float is no FP value
         return isinstance(value, float) or (isinstance(value, int) and abs(value) < 2**1023)
-    info = np.iinfo(_NUMPY[datatype])
-    return isinstance(value, int) and int(info.min) <= value <= int(info.max)
+    low, high = INT_RANGE[datatype]
+    return isinstance(value, int) and low <= value <= high
 
 
 def _all_fit(values: list[Any], datatype: str) -> bool:
@@ -346,17 +346,12 @@ def _all_fit(values: list[Any], datatype: str) -> bool:
     an integer datatype's range), with no Python per element: False sends them to ``_fits``,
     one by one, which names the first that is not (or finds that all are)."""
     kinds = set(map(type, values))
-    bounds = _INT_RANGE.get(datatype)
+    bounds = INT_RANGE.get(datatype)
     if bounds is not None:
         return kinds == _INT and bounds[0] <= min(values) and max(values) <= bounds[1]
     return kinds <= _EXACT.get(datatype, _FLOAT)
 
 
-_INT_RANGE = {
-    datatype: (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
-    for datatype, dtype in _NUMPY.items()
-    if datatype != "BOOL" and not datatype.startswith("FP")
-}
 _INT, _FLOAT = frozenset({int}), frozenset({float})
 _EXACT = {"BYTES": frozenset({str}), "BOOL": frozenset({bool})}
 

@@ -99,6 +99,8 @@ def test_numbers_are_copied_as_written_and_read_as_json_reads_them() -> None:
         "[1, null, 2]",
         "[[1], [2], [3]]",  # shape [N, 1] nested: json reads it
         "[1e400, 1, 2]",  # not a float json and the kernel read alike
+        "[3.4028234663852886e+38, 1, 2]",  # float32's largest: a row holds it
+        "[3.5e38, 1, 2]",  # past it
         "[12345678901234567890, 1, 2]",
         "[1, 2]",  # fewer than the shape
         "[1, 2, 3, 4]",

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from shoal import FeatureSpec, LearnerConfig, Model
 from shoal.data.batch import Batch
+from shoal.serve.errors import RequestError
 from shoal.serve.tcp import lines, predictlines
 
 LOSSES = {
@@ -47,14 +48,19 @@ def batch_way(model: Model, block: bytes, first: int) -> tuple[list[int], list[s
     return batch.lines.tolist(), lines._replies(values, tags), batch
 
 
-def fused(model: Model, block: bytes, first: int) -> tuple[int, Any]:
+def kernel_code(model: Model, block: bytes, limit: int | None = None) -> int:
+    """What ``predict_lines`` says of ``block`` (its weights read below ``limit``)."""
     spec = model.spec
     rules, offsets, letters, namespaces = lines._kernel_args(spec)
-    buf = np.frombuffer(block, dtype=np.uint8)
     return predictlines.predict_lines(
-        buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights,
-        model.config.outputs, spec.index_limit,
-    )[0], lines._score(model, buf, first)  # fmt: skip
+        np.frombuffer(block, dtype=np.uint8), rules, spec.mask, spec.constant, namespaces,
+        offsets, letters, model.weights, model.config.outputs,
+        spec.index_limit if limit is None else limit,
+    )[0]  # fmt: skip
+
+
+def fused(model: Model, block: bytes, first: int) -> tuple[int, Any]:
+    return kernel_code(model, block), lines._score(model, np.frombuffer(block, np.uint8), first)
 
 
 word = st.text(alphabet="abcxyz019_", min_size=1, max_size=4)
@@ -93,33 +99,27 @@ def test_interactions_and_tags_the_kernel_replies_as_a_batch_does() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "code"),
+    "text",
     [
-        (b"|a f1\n1 |a f2\n", predictlines.LABELED),  # a label: learned, by the Batch way
-        (b" |a f1\n", predictlines.LABELED),  # (a blank before the bar: the careful way)
-        (b"|a f1:x\n", predictlines.BAD_LINE),
+        b"|a f1\n1 |a f2\n",  # a label: learned, by the Batch way
+        b" |a f1\n",  # (a blank before the bar: the careful way)
     ],
 )
-def test_lines_the_kernel_does_not_answer(text: bytes, code: int) -> None:
+def test_lines_that_may_hold_a_label_go_the_batch_way(text: bytes) -> None:
     model = MODELS["logistic"]
-    got, scored = (None, None)
-    try:
-        got, scored = fused(model, text, 1)
-    except Exception as exc:  # the bad line: lines._score says so, as _parse does
-        assert code == predictlines.BAD_LINE, exc
-        return
-    assert got == code
-    assert scored.batch is not None  # answered by the Batch way
+    code, scored = fused(model, text, 1)
+    assert code == predictlines.LABELED
+    assert scored.batch is not None
+
+
+def test_a_bad_line_is_the_batch_way_s_error() -> None:
+    model = MODELS["logistic"]
+    assert kernel_code(model, b"|a f1:x\n") == predictlines.BAD_LINE
+    with pytest.raises(RequestError):
+        lines._score(model, np.frombuffer(b"|a f1:x\n", dtype=np.uint8), 1)
 
 
 def test_an_index_past_the_weights_is_not_read() -> None:
     """``spec.index_limit`` bounds the indices the kernel reads the weights at: past it, the
     block goes the Batch way, whose ``Model`` check names the problem."""
-    model = MODELS["logistic"]
-    spec = model.spec
-    rules, offsets, letters, namespaces = lines._kernel_args(spec)
-    buf = np.frombuffer(b"|a f1 f2 f3\n", dtype=np.uint8)
-    code = predictlines.predict_lines(
-        buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights, 1, 1
-    )[0]
-    assert code == predictlines.OUT_OF_RANGE
+    assert kernel_code(MODELS["logistic"], b"|a f1 f2 f3\n", limit=1) == predictlines.OUT_OF_RANGE
