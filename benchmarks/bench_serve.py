@@ -237,6 +237,7 @@ class Running:
     ports: dict[str, int] = field(default_factory=dict)  # shoal, shoal-tcp, river, vw, echo...
     skipped: dict[Target, str] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)  # server -> its model check
+    sessions: dict[str, int] = field(default_factory=dict)  # server -> its session (leader pid)
 
     def port(self, t: Target) -> int:
         return self.ports[f"{t.name}-tcp" if t.tcp else t.name]
@@ -260,12 +261,14 @@ def start_servers(sc: Scenario, procs: Processes, models: dict[str, Path], args:
         run.ports["river"] = port = free_port()
         argv = [py, str(HERE / "serve_river.py"), str(port), str(args.train), str(args.river_rows)]
         proc = procs.start("river", argv)
+        run.sessions["river"] = proc.pid
         wait_until(proc, lambda: http_call(port, "GET", "/health")[0] == 200, "the River server")
     if "vw" in servers:
         run.ports["vw-tcp"] = port = free_port()
         children = str(max(args.concurrency) + 1)  # one per connection, one for the checks
         argv = [py, str(HERE / "serve_vw.py"), str(port), children, str(models["vw"])]
         proc = procs.start("vw", [*argv, "--link", "logistic"])
+        run.sessions["vw"] = proc.pid
         wait_until(proc, lambda: send_lines(port, [pool.lines[0]])[0].endswith(b"\n"), "VW")
     for t in sc.targets:
         if t not in run.skipped and t.server != "echo" and t.name not in run.checks:
@@ -288,6 +291,7 @@ def start_shoal(sc: Scenario, procs: Processes, models: dict[str, Path], kind: s
         run.ports[f"{me}-tcp"] = free_port()
         argv += ["--tcp", f"{HOST}:{run.ports[f'{me}-tcp']}"]
     proc = procs.start(me, argv)
+    run.sessions[me] = proc.pid
     try:
         wait_until(proc, lambda: http_call(port, "GET", "/v2/health/ready")[0] == 200, me)
     except ServerExited:
@@ -392,6 +396,7 @@ class Cell:
     records: int = 0
     errors: int = 0
     client_cpu: float = 0.0  # seconds of CPU the load generator used in the window
+    server_cpu: float = float("nan")  # seconds of CPU the server's processes used in it
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
     error_samples: list[str] = field(default_factory=list)
@@ -416,6 +421,12 @@ def run_cell(t: Target, sc: Scenario, run: Running, pool: Pool, clients: int, ar
         argv = [sys.executable, str(HERE / "serve_load.py"), str(path)]
         loads.append(procs.start(f"load-{i}", argv, stdout=subprocess.PIPE))
     cell = Cell(sc.name, t.name, t.interface, clients, args.duration)
+    session = run.sessions.get(t.name)
+    if session is not None:  # the server's CPU over the recorded window
+        time.sleep(max(0.0, job["start_at"] + args.warmup - time.time()))
+        before = session_cpu(session)
+        time.sleep(args.duration)
+        cell.server_cpu = session_cpu(session) - before
     latencies: list[int] = []
     for proc in loads:
         out, _ = proc.communicate(timeout=args.warmup + args.duration + GRACE + 120)
@@ -435,6 +446,27 @@ def run_cell(t: Target, sc: Scenario, run: Running, pool: Pool, clients: int, ar
     return cell
 
 
+def session_cpu(session: int) -> float:
+    """Seconds of CPU (user and system) the live processes of a session have used: a server and
+    every process it started (shoal's front ends and learner, VW's forked children). Linux's
+    /proc; NaN elsewhere."""
+    total = 0
+    try:
+        stats = list(Path("/proc").glob("[0-9]*/stat"))
+    except OSError:
+        return float("nan")
+    if not stats:
+        return float("nan")
+    for stat in stats:
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # it exited meanwhile
+        if int(fields[3]) == session:  # (after the name: state, ppid, pgrp, session, ...)
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # -- the report ------------------------------------------------------------------------------
 
 
@@ -449,9 +481,11 @@ def report(sc: Scenario, cells: list[Cell], run: Running, args: Any) -> None:
                                     if c.errors else "")  # fmt: skip
         rows.append([c.server, c.interface, str(c.clients), f"{c.requests / c.seconds:,.0f}",
                      f"{c.records / c.seconds:,.0f}", f"{c.p50_ms:.2f}", f"{c.p99_ms:.2f}",
-                     errors, f"{100 * c.client_cpu / c.seconds:.0f}%", ratio])  # fmt: skip
+                     errors, f"{100 * c.client_cpu / c.seconds:.0f}%",
+                     f"{1e6 * c.server_cpu / c.records:.1f}" if c.records else "-",
+                     ratio])  # fmt: skip
     header = ["server", "interface", "clients", "requests/s", "records/s", "p50 ms", "p99 ms"]
-    table([*header, "errors", "client CPU", "vs peer"], rows, left=2)
+    table([*header, "errors", "client CPU", "server CPU us/record", "vs peer"], rows, left=2)
     for t, why in run.skipped.items():
         print(f"- {t.label}: skipped: {why}")
     for server, check in run.checks.items():

@@ -7,6 +7,7 @@ collector), so the services keep plain counters and know nothing of Prometheus.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterator, Mapping
 
@@ -174,3 +175,38 @@ class Metrics:
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
+
+
+class Tally:
+    """A counter's increments on an event loop, handed to it in one ``inc`` per turn of the loop.
+
+    In a server of several processes, each ``inc`` of a prometheus-client counter takes a lock,
+    asks the OS for the process id and writes to a shared file (~0.8 us): the TCP path, which
+    answers a line in ~20 us of CPU, would pay that twice a line. Increments made on the event
+    loop's thread add up here until the callbacks of the loop's turn have run (the lines that
+    arrived together), then reach the counter in one call -- before the loop waits for anything
+    else. Increments from any other thread reach it at once.
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.loop: asyncio.AbstractEventLoop | None = None  # the first one it was used on
+        self.n = 0
+
+    def inc(self, n: int = 1) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on an event loop's thread
+            loop = None
+        if self.loop is None:
+            self.loop = loop
+        if loop is None or loop is not self.loop:
+            self.counter.inc(n)
+            return
+        if not self.n:
+            loop.call_soon(self._flush)
+        self.n += n
+
+    def _flush(self) -> None:
+        n, self.n = self.n, 0
+        self.counter.inc(n)

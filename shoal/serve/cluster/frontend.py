@@ -30,7 +30,7 @@ from shoal.serve.http.app import build_app
 from shoal.serve.http.server import run_loop, uvicorn_server
 from shoal.serve.learning.batcher import BUCKETS
 from shoal.serve.learning.service import ModelService
-from shoal.serve.metrics import Metrics
+from shoal.serve.metrics import Metrics, Tally
 from shoal.serve.tcp.server import LineServer
 
 HEADER = b"shoal-front-end"
@@ -124,7 +124,7 @@ def run(
         predicted.inc(n)
         sizes.observe(n)
 
-    remote = RemoteService(config, rundir, on_batch=counted)
+    remote = RemoteService(config, rundir, on_batch=counted, on_scored=Tally(predicted).inc)
     service = cast(ModelService, remote)  # it answers every call the front ends make
     services = {name: service}
     metrics = Metrics(services)

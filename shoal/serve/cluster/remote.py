@@ -71,6 +71,7 @@ class RemoteService(Predicting):
         rundir: Path,
         *,
         on_batch: Callable[[int], None] = lambda n: None,
+        on_scored: Callable[[int], None] = lambda n: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -78,6 +79,7 @@ class RemoteService(Predicting):
         self.replayed = 0
         self.predictions = 0
         self._on_batch = on_batch  # records per scored batch (the front end's metrics)
+        self._on_scored = on_scored  # records predicted apart from the batcher (``score``)
         self._clock = clock
         self._weights = Reader(rundir)
         self._rpc = RpcClient(rundir / SOCKET)
@@ -124,7 +126,7 @@ class RemoteService(Predicting):
         model, version, _ = self._weights.current()
         scored = scorer(model)
         self.predictions += len(scored)
-        self._on_batch(len(scored))
+        self._on_scored(len(scored))  # not a batch of concurrent requests: not in its histogram
         return scored, version
 
     def _predict_batch(self, requests: list[Request]) -> list[Prediction | Exception]:

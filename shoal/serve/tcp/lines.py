@@ -160,24 +160,72 @@ class _Scored:
 def _score(model: Model, buf: np.ndarray, first: int) -> _Scored:
     """The block's predictions by ``model``: a linear model's lines without labels by one
     kernel call (``predictlines``), anything else parsed into a ``Batch`` and predicted."""
-    spec = model.spec
-    if spec.schema is None and not model.config.factorized and not _may_expand(buf, spec):
-        rules, offsets, letters, namespaces = _kernel_args(spec)
-        k = model.config.outputs
-        code, margins, rows, tag_offsets, tag_bytes = predictlines.predict_lines(
-            buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights, k,
-            spec.index_limit,
-        )  # fmt: skip
-        if code == predictlines.OK:
-            values = model.predictions(margins[:, 0] if k == 1 else margins).tolist()
-            tags = _tags(tag_offsets, tag_bytes)
-            return _Scored((rows + first).tolist(), _replies(values, tags), None)
-        if code == predictlines.BAD_LINE:
-            raise RequestError("line", "a bad line")
-    batch = _parse(spec, buf, first)
+    code, values, rows, tags = _predict_lines(model, buf)
+    if code == predictlines.OK:
+        return _Scored((rows + first).tolist(), _replies(values, tags), None)
+    if code == predictlines.BAD_LINE:
+        raise RequestError("line", "a bad line")
+    batch = _parse(model.spec, buf, first)
     values = model.predict(batch).tolist()
     tags = batch.tags() if len(batch.tag_bytes) else None
     return _Scored(batch.lines.tolist(), _replies(values, tags), batch)
+
+
+def _predict_lines(model: Model, buf: np.ndarray) -> tuple[int, list[Any], Any, list[str] | None]:
+    """(code, predictions, the line of each from 0, tags) of the block by one kernel call
+    (``predictlines``); a code other than ``OK`` (with nothing else) where it takes a ``Batch``:
+    a label, a bad line, a schema model, a factorization machine."""
+    spec = model.spec
+    if spec.schema is not None or model.config.factorized or _may_expand(buf, spec):
+        return predictlines.LABELED, [], None, None
+    rules, offsets, letters, namespaces = _kernel_args(spec)
+    k = model.config.outputs
+    code, margins, rows, tag_offsets, tag_bytes = predictlines.predict_lines(
+        buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights, k,
+        spec.index_limit,
+    )  # fmt: skip
+    if code != predictlines.OK:
+        return code, [], None, None
+    values = model.predictions(margins[:, 0] if k == 1 else margins).tolist()
+    return code, values, rows, _tags(tag_offsets, tag_bytes)
+
+
+@dataclass(slots=True)
+class Replies:
+    """The text of a block's replies, and how many lines it answers."""
+
+    text: bytes
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class _Declined(Exception):
+    """Not a block for ``predicted_only``."""
+
+
+def predicted_only(service: ModelService, block: bytes) -> Replies | None:
+    """The replies to a block of whole lines that only ask a linear model for predictions (each
+    line starts with ``|`` or ``'``), as the bytes to send; None for any other block, which
+    ``answer_block`` answers. The TCP server's way for the usual small block: nothing is
+    learned, nothing can fail, so there is no ``Answer`` to settle."""
+    if b"{" in block or not block.isascii():
+        return None
+    buf = np.frombuffer(block, dtype=np.uint8)
+    try:
+        replies, _ = service.score(lambda model: _replies_only(model, buf))
+    except (_Declined, ShoalError):  # (ShoalError: shutting down; answer_block says so)
+        return None
+    return replies
+
+
+def _replies_only(model: Model, buf: np.ndarray) -> Replies:
+    code, values, _, tags = _predict_lines(model, buf)
+    if code != predictlines.OK:
+        raise _Declined
+    replies = _replies(values, tags)
+    return Replies(("\n".join(replies) + "\n").encode() if replies else b"", len(replies))
 
 
 def warm_up(model: Model) -> None:

@@ -46,7 +46,7 @@ from shoal.serve.config import TcpConfig
 from shoal.serve.errors import RequestError
 from shoal.serve.learning.offload import INLINE_RECORDS
 from shoal.serve.learning.service import ModelService
-from shoal.serve.metrics import Metrics
+from shoal.serve.metrics import Metrics, Tally
 from shoal.serve.tcp import lines
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,9 @@ class LineServer:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connections: set[_Connection] = set()
-        self.counted = {k: metrics.tcp_lines.labels(k) for k in ("predicted", "learned", "error")}
+        self.counted = {
+            k: Tally(metrics.tcp_lines.labels(k)) for k in ("predicted", "learned", "error")
+        }
 
     def bind(self) -> tuple[str, int]:
         """Listen (not yet accepting), the kernels of the lines' path loaded first."""
@@ -226,6 +228,8 @@ class _Connection(asyncio.Protocol):
 
     def _received(self, data: bytes) -> None:
         """Answer the whole lines received; keep an unfinished one for later."""
+        if not (self.buffer or self.pending) and self._at_once(data):
+            return
         if self.buffer:
             self.buffer += data
             end = self.buffer.rfind(b"\n") + 1
@@ -244,6 +248,24 @@ class _Connection(asyncio.Protocol):
             self.stop_reading()
             return
         self._answer(block)
+
+    def _at_once(self, data: bytes) -> bool:
+        """Whether ``data`` was answered here and now: a small block of whole lines that only ask
+        for predictions (``lines.predicted_only``), with nothing before it to wait for -- the
+        usual case of a client sending a line at a time, in one call, without an ``Answer``."""
+        if not data.endswith(b"\n") or len(data) > self.config.max_line_bytes:
+            return False
+        n = data.count(b"\n")
+        if n > INLINE_RECORDS:  # (a worker thread's, as in _answer)
+            return False
+        replies = lines.predicted_only(self.server.service, data)
+        if replies is None:
+            return False
+        self.lines_read += n
+        self.server.counted["predicted"].inc(len(replies))
+        if replies.text:
+            self.transport.write(replies.text)
+        return True
 
     def _answer(self, block: bytes) -> None:
         """Answer a block of whole lines (the last one's line end may be missing at the end of

@@ -103,6 +103,18 @@ def test_a_bad_line_gets_an_error_and_the_connection_goes_on(
     assert server.live_model().to_bytes() == expected.to_bytes()
 
 
+def test_errors_count_the_lines_answered_at_once_before_them(start_both: Start) -> None:
+    """Prediction-only lines, one block at a time, take the server's quickest way
+    (``_at_once``); the lines still count, blank ones too, for a later error's line number."""
+    server = start_both()
+    with server.connect() as client:
+        assert len(client.ask("| a")) == 1
+        assert len(client.ask("", "'t |u id1", "")) == 1  # lines 2-4
+        assert client.ask("1 |u x:abc") == [
+            "error: line 5: feature value in 'x:abc' is not a finite number"
+        ]
+
+
 def test_json_lines_are_checked_like_any_line(
     start_both: Start, base_model: Path, tmp_path: Path
 ) -> None:
