@@ -165,7 +165,10 @@ class Model:
 
     def check_labels(self, batch: Batch) -> None:
         """Raise ``DataError`` naming the line of the first label this loss cannot take."""
-        y = batch.labels
+        self.check_label_values(batch.labels, batch.lines, batch.source or "<input>")
+
+    def check_label_values(self, y: np.ndarray, lines: np.ndarray, source: str) -> None:
+        """``check_labels`` of the labels ``y`` (NaN: none) of ``lines`` of ``source``."""
         known = ~np.isnan(y)
         loss = self.config.loss
         if loss == "squared":
@@ -181,8 +184,8 @@ class Model:
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(
-                batch.source or "<input>",
-                int(batch.lines[i]),
+                source,
+                int(lines[i]),
                 f"label {y[i]:g} is not valid for {loss} loss: expected {allowed}",
             )
 

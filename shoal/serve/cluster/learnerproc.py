@@ -65,7 +65,7 @@ class LearnerCalls:
     def handlers(self) -> dict[str, Callable[..., Any]]:
         s = self.service
         return {
-            "learn": lambda records: s.learn(records),
+            "learn": lambda records, checked=False: s.learn(records, checked=checked),
             "feedback": self.feedback,
             "wait_applied": lambda seq: s.wait_applied(seq),
             "snapshot": lambda: then(s.snapshot(), Version.to_dict),

@@ -148,9 +148,14 @@ class RemoteService(Predicting):
 
     # -- learning, in the learner ----------------------------------------------------------------
 
-    def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
-        """Check labeled records here, log them in the learner; the future gives their seqs
-        once durable."""
+    def learn(
+        self, records: Sequence[Any], *, ignore_unknown: bool = False, checked: bool = False
+    ) -> Future[list[int]]:
+        """Check labeled records here, log them in the learner (which checks them again against
+        its own model, unless ``checked``: see ``ModelService.learn``); the future gives their
+        seqs once durable."""
+        if checked:
+            return self._rpc.call("learn", records=list(records), checked=True)
         ignore = ignore_unknown or self.config.ignore_unknown
         lines = learn_lines(records, self.learner.live.model, ignore_unknown=ignore)
         return self._rpc.call("learn", records=lines)

@@ -221,8 +221,14 @@ class ModelService(Predicting):
             while len(self._dropped) > _DROPPED_IDS:
                 self._dropped.popitem(last=False)
 
-    def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
-        """Check labeled records and log them; the future gives their seqs once durable."""
+    def learn(
+        self, records: Sequence[Any], *, ignore_unknown: bool = False, checked: bool = False
+    ) -> Future[list[int]]:
+        """Check labeled records and log them; the future gives their seqs once durable.
+        ``checked``: they are VW lines that the server's own parser just read, and the live
+        model took their labels (the TCP server's blocks): logged as they are."""
+        if checked:
+            return self._events.append(list(records))
         ignore = ignore_unknown or self.config.ignore_unknown
         return self._events.append(learn_lines(records, self.learner.live.model,
                                                ignore_unknown=ignore))  # fmt: skip

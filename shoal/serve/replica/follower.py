@@ -237,7 +237,11 @@ class ReplicaService(Predicting):
             )
         return self._leader
 
-    def learn(self, records: Sequence[Any], *, ignore_unknown: bool = False) -> Future[list[int]]:
+    def learn(
+        self, records: Sequence[Any], *, ignore_unknown: bool = False, checked: bool = False
+    ) -> Future[list[int]]:
+        """Forwarded to the leader, which checks them against its own model (``checked`` or
+        not: the replica's model may be older)."""
         leader = self._to_leader()
         ignore = ignore_unknown or self.config.ignore_unknown
         lines = learn_lines(records, self.learner.live.model, ignore_unknown=ignore)

@@ -124,70 +124,88 @@ def _fast(service: ModelService, block: bytes, first: int) -> Answer | None:
     except RequestError:
         return None
     out = Answer(lines=scored.lines, replies=scored.replies, kinds=["predicted"] * len(scored))
-    batch = scored.batch
-    if batch is None:  # (no labeled line)
-        return out
-    labeled = np.flatnonzero(~np.isnan(batch.labels))
-    if len(labeled):
-        service.learner.live.model.check_labels(batch)  # else each line gets its error
+    if scored.labeled:
         ends = np.flatnonzero(buf == 10)
         starts = np.concatenate(([0], ends + 1))
         ends = np.concatenate((ends, [len(buf)]))
         texts = [
             block[starts[k] : ends[k]].removesuffix(b"\r").decode("utf-8")
-            for k in (batch.lines[labeled] - first).tolist()
+            for k in scored.labeled_lines
         ]
-        future = service.learn(texts)  # one commit; their replies wait for it
-        for i in labeled.tolist():
+        future = service.learn(texts, checked=True)  # one commit; their replies wait for it
+        for i in scored.labeled:
             out.kinds[i] = "learned"
-        out.durable.append((labeled.tolist(), future))
+        out.durable.append((scored.labeled, future))
     return out
 
 
 @dataclass
 class _Scored:
-    """A block's replies and the line of each; the parsed block when it was parsed into a
-    ``Batch`` (its labeled lines are learned)."""
+    """A block's replies and the line of each; its rows that hold a label (learned), and
+    their lines in the block (from 0)."""
 
     lines: list[int]
     replies: list[str]
-    batch: Batch | None
+    labeled: list[int]
+    labeled_lines: list[int]
 
     def __len__(self) -> int:
         return len(self.lines)
 
 
 def _score(model: Model, buf: np.ndarray, first: int) -> _Scored:
-    """The block's predictions by ``model``: a linear model's lines without labels by one
-    kernel call (``predictlines``), anything else parsed into a ``Batch`` and predicted."""
-    code, values, rows, tags = _predict_lines(model, buf)
-    if code == predictlines.OK:
-        return _Scored((rows + first).tolist(), _replies(values, tags), None)
-    if code == predictlines.BAD_LINE:
+    """The block's predictions by ``model``, and its labels checked: a linear model's lines by
+    one kernel call (``predictlines``), anything else parsed into a ``Batch`` and predicted. A
+    label the loss cannot take raises ``DataError``."""
+    found = _predict_lines(model, buf, labels=True)
+    if found.code == predictlines.OK:
+        labels, rows = found.labels, found.rows
+        labeled = np.flatnonzero(~np.isnan(labels))
+        if len(labeled):
+            model.check_label_values(labels, rows + first, "line")
+        return _Scored((rows + first).tolist(), _replies(found.values, found.tags),
+                       labeled.tolist(), rows[labeled].tolist())  # fmt: skip
+    if found.code == predictlines.BAD_LINE:
         raise RequestError("line", "a bad line")
     batch = _parse(model.spec, buf, first)
     values = model.predict(batch).tolist()
     tags = batch.tags() if len(batch.tag_bytes) else None
-    return _Scored(batch.lines.tolist(), _replies(values, tags), batch)
+    labeled = np.flatnonzero(~np.isnan(batch.labels))
+    if len(labeled):
+        model.check_labels(batch)
+    return _Scored(batch.lines.tolist(), _replies(values, tags), labeled.tolist(),
+                   (batch.lines[labeled] - first).tolist())  # fmt: skip
 
 
-def _predict_lines(model: Model, buf: np.ndarray) -> tuple[int, list[Any], Any, list[str] | None]:
-    """(code, predictions, the line of each from 0, tags) of the block by one kernel call
-    (``predictlines``); a code other than ``OK`` (with nothing else) where it takes a ``Batch``:
-    a label, a bad line, a schema model, a factorization machine."""
+@dataclass(slots=True)
+class _Predicted:
+    """What ``predictlines`` made of a block: its code, and unless that is ``LABELED`` or an
+    error, each row's prediction, line in the block (from 0), tag and label (NaN: none)."""
+
+    code: int
+    values: list[Any] = field(default_factory=list)
+    rows: Any = None
+    tags: list[str] | None = None
+    labels: Any = None
+
+
+def _predict_lines(model: Model, buf: np.ndarray, *, labels: bool) -> _Predicted:
+    """The block by one kernel call (``predictlines``); a code other than ``OK`` where it
+    takes a ``Batch``: a bad line, a schema model, a factorization machine -- or, without
+    ``labels``, a line that may hold a label."""
     spec = model.spec
     if spec.schema is not None or model.config.factorized or _may_expand(buf, spec):
-        return predictlines.LABELED, [], None, None
+        return _Predicted(predictlines.LABELED)
     rules, offsets, letters, namespaces = _kernel_args(spec)
     k = model.config.outputs
     code, margins, rows, tag_offsets, tag_bytes = predictlines.predict_lines(
         buf, rules, spec.mask, spec.constant, namespaces, offsets, letters, model.weights, k,
-        spec.index_limit,
+        spec.index_limit, labels,
     )  # fmt: skip
     if code != predictlines.OK:
-        return code, [], None, None
-    values = model.predictions(margins[:, 0] if k == 1 else margins).tolist()
-    return code, values, rows, _tags(tag_offsets, tag_bytes)
+        return _Predicted(code)
+    values = model.predictions(margins[:, 0] if k == 1 else margins[:, :k]).tolist()
+    return _Predicted(code, values, rows, _tags(tag_offsets, tag_bytes), margins[:, k])
 
 
 @dataclass(slots=True)
@@ -221,10 +239,10 @@ def predicted_only(service: ModelService, block: bytes) -> Replies | None:
 
 
 def _replies_only(model: Model, buf: np.ndarray) -> Replies:
-    code, values, _, tags = _predict_lines(model, buf)
-    if code != predictlines.OK:
+    found = _predict_lines(model, buf, labels=False)
+    if found.code != predictlines.OK:
         raise _Declined
-    replies = _replies(values, tags)
+    replies = _replies(found.values, found.tags)
     return Replies(("\n".join(replies) + "\n").encode() if replies else b"", len(replies))
 
 

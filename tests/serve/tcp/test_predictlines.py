@@ -1,6 +1,6 @@
-"""Lines without labels, parsed and predicted by one kernel call (``predictlines``), get the
-replies a ``Batch`` and ``Model.predict`` give them, to the character; the lines it does not
-take go that way."""
+"""Lines parsed and predicted by one kernel call (``predictlines``) get the replies a ``Batch``
+and ``Model.predict`` give them, to the character, and the same lines are learned; the lines
+it does not take go that way."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from shoal import FeatureSpec, LearnerConfig, Model
 from shoal.data.batch import Batch
+from shoal.errors import DataError
 from shoal.serve.errors import RequestError
 from shoal.serve.tcp import lines, predictlines
 
@@ -48,14 +49,16 @@ def batch_way(model: Model, block: bytes, first: int) -> tuple[list[int], list[s
     return batch.lines.tolist(), lines._replies(values, tags), batch
 
 
-def kernel_code(model: Model, block: bytes, limit: int | None = None) -> int:
+def kernel_code(
+    model: Model, block: bytes, limit: int | None = None, *, labels: bool = True
+) -> int:
     """What ``predict_lines`` says of ``block`` (its weights read below ``limit``)."""
     spec = model.spec
     rules, offsets, letters, namespaces = lines._kernel_args(spec)
     return predictlines.predict_lines(
         np.frombuffer(block, dtype=np.uint8), rules, spec.mask, spec.constant, namespaces,
         offsets, letters, model.weights, model.config.outputs,
-        spec.index_limit if limit is None else limit,
+        spec.index_limit if limit is None else limit, labels,
     )[0]  # fmt: skip
 
 
@@ -73,43 +76,64 @@ namespace = st.tuples(st.sampled_from(["", "a", "b", "bee"]), st.lists(feature, 
 line = st.tuples(st.one_of(st.none(), word), st.lists(namespace, min_size=1, max_size=3)).map(
     lambda t: ("" if t[0] is None else f"'{t[0]} ") + " ".join(t[1])
 )
-block = st.lists(st.one_of(line, st.just(""), line.map(lambda s: s + "\r")), min_size=1,
-                 max_size=6).map(lambda ls: "\n".join(ls) + "\n")  # fmt: skip
+
+
+def blocks(labels: list[str]) -> st.SearchStrategy[str]:
+    """Blocks of lines, blank lines and ``\\r\\n`` ends; some lines labeled with one of
+    ``labels`` (and sometimes an importance weight)."""
+    label = st.tuples(st.sampled_from(labels), st.sampled_from(["", " 0.5"])).map("".join)
+    labeled = st.tuples(label, line).map(lambda t: f"{t[0]} {t[1]}")
+    one = st.one_of(line, line, labeled, st.just(""), line.map(lambda s: s + "\r"))
+    return st.lists(one, min_size=1, max_size=6).map(lambda ls: "\n".join(ls) + "\n")
+
+
+LABELS = {"logistic": ["1", "-1"], "squared": ["2.5", "-1"], "hinge": ["1", "0"],
+          "multiclass": ["1", "3"]}  # fmt: skip
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 @settings(max_examples=60, deadline=None)
-@given(text=block, first=st.integers(1, 1000))
-def test_the_kernel_replies_as_a_batch_and_predict_do(loss: str, text: str, first: int) -> None:
+@given(data=st.data(), first=st.integers(1, 1000))
+def test_the_kernel_replies_as_a_batch_and_predict_do(loss: str, data: Any, first: int) -> None:
     model = MODELS[loss]
+    text = data.draw(blocks(LABELS[loss]))
     code, scored = fused(model, text.encode(), first)
     assert code == predictlines.OK
-    got_lines, replies, _ = batch_way(model, text.encode(), first)
-    assert (scored.lines, scored.replies, scored.batch) == (got_lines, replies, None)
+    got_lines, replies, batch = batch_way(model, text.encode(), first)
+    labeled = np.flatnonzero(~np.isnan(batch.labels))
+    assert (scored.lines, scored.replies) == (got_lines, replies)
+    assert scored.labeled == labeled.tolist()
+    assert scored.labeled_lines == (batch.lines[labeled] - first).tolist()
 
 
 def test_interactions_and_tags_the_kernel_replies_as_a_batch_does() -> None:
     model = trained("logistic", interactions=("ab",))
-    text = b"'r1 |a f1:0.5 f3 |b g2\n\n|a f9\r\n'r9 |b g1 |a f2:-2\n"
+    text = b"'r1 |a f1:0.5 f3 |b g2\n\n|a f9\r\n-1 'r9 |b g1 |a f2:-2\n"
     code, scored = fused(model, text, 5)
-    assert code == predictlines.OK and scored.batch is None
+    assert code == predictlines.OK
     got_lines, replies, _ = batch_way(model, text, 5)
     assert (scored.lines, scored.replies) == (got_lines, replies) == ([5, 7, 8], replies)
     assert replies[0].endswith(" r1") and replies[2].endswith(" r9")
+    assert (scored.labeled, scored.labeled_lines) == ([2], [3])
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        b"|a f1\n1 |a f2\n",  # a label: learned, by the Batch way
-        b" |a f1\n",  # (a blank before the bar: the careful way)
-    ],
-)
-def test_lines_that_may_hold_a_label_go_the_batch_way(text: bytes) -> None:
+@pytest.mark.parametrize("text", [b"|a f1\n1 |a f2\n", b" |a f1\n"])
+def test_without_labels_the_kernel_stops_at_a_line_that_may_hold_one(text: bytes) -> None:
+    """(``predicted_only``: the TCP server's way for blocks that only ask for predictions.)"""
     model = MODELS["logistic"]
-    code, scored = fused(model, text, 1)
-    assert code == predictlines.LABELED
-    assert scored.batch is not None
+    assert kernel_code(model, text, labels=False) == predictlines.LABELED
+    assert kernel_code(model, text) == predictlines.OK
+
+
+def test_a_label_the_loss_cannot_take_is_the_batch_way_s_error() -> None:
+    with pytest.raises(DataError, match="line 3 of line: label 7 is not valid for logistic loss"):
+        lines._score(MODELS["logistic"], np.frombuffer(b"| a\n7 |a f1\n", np.uint8), 2)
+
+
+def test_a_multiclass_initial_prediction_goes_the_batch_way() -> None:
+    """The Batch way refuses it with its reason (a multiclass model takes none)."""
+    assert kernel_code(MODELS["multiclass"], b"2 1 0.5 |a f1\n") == predictlines.BAD_LINE
+    assert kernel_code(MODELS["logistic"], b"1 1 0.5 |a f1\n") == predictlines.OK
 
 
 def test_a_bad_line_is_the_batch_way_s_error() -> None:
