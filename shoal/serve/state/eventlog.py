@@ -445,19 +445,35 @@ class EventLog:
         except OSError as exc:
             log.error("cannot record seq %d in %s: %s", self.last_seq, mark.path, exc.strerror)
 
+    def _one_statement(self, ops: list[_Op]) -> bool:
+        """Whether the ops are learn records that ``_append`` logs by one statement, with no
+        predictions' features waiting and no purge due: the usual commit of a busy server.
+        Outside a transaction, SQLite commits (and syncs) a statement on its own; each
+        statement hands the GIL back and forth (``_apply``), so this spares two of them."""
+        appends = [op for op in ops if isinstance(op, _Append)]
+        return (
+            len(appends) == len(ops)
+            and sum(len(r) for op in appends for r in op.records) <= _JSON_BYTES
+            and not len(self._kept)
+            and self.clock() < self._next_purge
+        )
+
     def _commit(self, ops: list[_Op]) -> None:
         db = self._db
         assert db is not None
         results: Sequence[tuple[Any, BaseException | None]] = []
         try:
-            db.execute("BEGIN IMMEDIATE")
-            self._write_remembered(db)  # before the ops: a feedback finds its prediction
-            results = self._apply(db, ops)
-            now = self.clock()
-            if now >= self._next_purge:
-                db.execute("DELETE FROM predictions WHERE expires <= ?", (now,))
-                self._next_purge = now + min(self.ttl, 60.0)
-            db.execute("COMMIT")
+            if self._one_statement(ops):  # its own transaction: two statements fewer
+                results = self._apply(db, ops)
+            else:
+                db.execute("BEGIN IMMEDIATE")
+                self._write_remembered(db)  # before the ops: a feedback finds its prediction
+                results = self._apply(db, ops)
+                now = self.clock()
+                if now >= self._next_purge:
+                    db.execute("DELETE FROM predictions WHERE expires <= ?", (now,))
+                    self._next_purge = now + min(self.ttl, 60.0)
+                db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):  # no transaction left to roll back
                 db.execute("ROLLBACK")

@@ -147,3 +147,17 @@ def test_features_reach_the_log_while_idle_and_past_the_bound_are_dropped(
 
     wait_until(lambda: kept() == 1, what="the features written with no other work queued")
     log.close()
+
+
+def test_features_kept_before_an_append_are_in_the_log_with_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A busy log commits appends alone, in one statement (``_one_statement``), but never while
+    predictions' features wait: those are written first, in the same transaction."""
+    log = opened(tmp_path / "e.sqlite", clock)
+    assert log.append(["1 | a"]).result() == [1]  # (the first commit also purges)
+    assert log.remember([("a" * 28, "| x")], clock() + 60) == [True]
+    assert log.append(["1 | b"]).result() == [2]
+    with sqlite3.connect(tmp_path / "e.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM predictions").fetchone()[0] == 1
+    log.close()
