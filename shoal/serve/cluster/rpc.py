@@ -9,9 +9,11 @@ the other side as the same class, so a front end maps a learner's error to the s
 have had in one process. Only the classes in ``ERRORS`` are rebuilt; anything else arrives as a
 ``ShoalError`` with the message.
 
-Both sides batch: whatever frames wait when a writer thread wakes go out in one ``sendall``, and
-replies are written by a thread of their own, never by the thread that resolved the call (the
-event log's writer must not wait on a slow front end).
+A frame goes out at once from the thread that made it when nothing waits before it and the
+socket takes it whole without blocking (the usual case: no thread to wake, in a busy process
+whose threads wait for the GIL); else a writer thread sends it, and whatever frames wait when
+it wakes go out in one ``sendall``. The thread that resolved a call never waits on the other
+side (the event log's writer must not wait on a slow front end).
 
 >>> import tempfile
 >>> from concurrent.futures import Future
@@ -59,6 +61,7 @@ _LENGTH = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 _RECONNECT = 0.05  # seconds between attempts to reach a learner that is not there
 _BATCH_BYTES = 4 << 20  # most bytes a writer joins into one send
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)  # 0 where the OS has none: the thread sends all
 _MAX_MESSAGES = 10_000  # messages (no reply wanted) waiting to be sent before more are dropped
 CALL_DEADLINE = 60.0  # seconds a call waits for a learner that is there but does not answer
 
@@ -122,17 +125,31 @@ class _Frames:
 
 
 class _Writer:
-    """A thread that sends queued frames, as many at once as are waiting."""
+    """Sends frames in order: at once from the caller's thread when nothing waits and the
+    socket takes the whole frame without blocking, else by a thread that sends queued frames,
+    as many at once as are waiting."""
 
     def __init__(self, sock: socket.socket, name: str) -> None:
         self.sock = sock
         self.queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self.broken = False
+        self.lock = threading.Lock()  # over ``waiting`` and a send from the caller's thread
+        self.waiting = 0  # frames queued or being sent by the thread
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def put(self, data: bytes) -> None:
-        self.queue.put(data)
+        with self.lock:
+            if not self.waiting and _DONTWAIT:  # (the thread is not sending: no frame overtaken)
+                try:
+                    sent = self.sock.send(data, _DONTWAIT)
+                except OSError:  # full (BlockingIOError), or broken: the thread finds out
+                    sent = 0
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            self.waiting += 1
+            self.queue.put(data)
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -152,6 +169,8 @@ class _Writer:
                 size += len(more)
             try:
                 self.sock.sendall(b"".join(parts))
+                with self.lock:
+                    self.waiting -= len(parts)
             except OSError:
                 self.broken = True  # the reader sees the end of the connection too
                 with contextlib.suppress(OSError):

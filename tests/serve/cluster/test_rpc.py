@@ -51,6 +51,40 @@ def test_results_and_errors_cross_as_themselves(tmp_path: Path) -> None:
         server.close()
 
 
+def test_frames_from_many_threads_arrive_whole_and_in_each_thread_s_order(
+    tmp_path: Path,
+) -> None:
+    """Frames go out from the calling thread when nothing waits, else by the writer thread:
+    large ones (beyond what the socket takes at once) and small ones from four threads at
+    once all arrive whole, and each thread's calls are handled in the order it made them."""
+    seen: dict[int, list[int]] = {t: [] for t in range(4)}
+    server = RpcServer(
+        tmp_path / "s.sock", {"note": lambda t, i, pad: seen[t].append(i) or len(pad)}
+    )
+    server.start()
+    client = RpcClient(tmp_path / "s.sock")
+    try:
+        assert client.wait_connected(10)
+
+        def calls(t: int) -> list[Future[int]]:
+            sizes = [10, 3_000_000, 100, 700_000] * 10  # a send takes part of the big ones
+            return [client.call("note", t=t, i=i, pad="x" * n) for i, n in enumerate(sizes)]
+
+        futures: dict[int, list[Future[int]]] = {}
+        threads = [threading.Thread(target=lambda t=t: futures.update({t: calls(t)}))
+                   for t in range(4)]  # fmt: skip
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        for t in range(4):
+            assert [f.result(60) for f in futures[t]] == [10, 3_000_000, 100, 700_000] * 10
+            assert seen[t] == list(range(40))
+    finally:
+        client.close()
+        server.close()
+
+
 def test_a_lost_learner_fails_calls_and_the_next_one_is_found(tmp_path: Path) -> None:
     release = threading.Event()
     stuck: Future[int] = Future()
